@@ -1,0 +1,53 @@
+# stockray — thin wrappers over the `stockray` command. `make help` lists the targets.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PROTO_STUBS := serving/protos/stockray_pb2.py serving/protos/stockray_pb2_grpc.py
+ARGS ?=
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help venv protos run test test-slow test-all bench lint lock clean-data
+
+help: ## Show this help
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-12s %s\n", $$1, $$2}'
+
+venv: $(STAMP) ## Create .venv with the pinned dependencies (only if missing or stale)
+
+$(STAMP): requirements.txt constraints.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --disable-pip-version-check -q -r requirements.txt -c constraints.txt
+	$(BIN)/pip install --disable-pip-version-check -q --no-deps -e .
+	touch $@
+
+protos: $(PROTO_STUBS) ## Generate the gRPC stubs from serving/protos/*.proto
+
+$(PROTO_STUBS): serving/protos/stockray.proto $(STAMP)
+	$(BIN)/python -m grpc_tools.protoc -I. --python_out=. --grpc_python_out=. --pyi_out=. serving/protos/stockray.proto
+
+run: venv protos ## Run the whole stack on the embedded default and serve until Ctrl-C (ARGS=--once to exit)
+	$(BIN)/stockray up $(ARGS)
+
+test: venv protos ## Run the test suite (unit + integration, not slow)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-slow: venv protos ## Run only the slow tests
+	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
+
+test-all: venv protos ## Run every test, slow included
+	$(BIN)/python -m pytest -m "slow or not slow" $(PYTEST_ARGS)
+
+bench: venv protos ## Run the benchmarks in bench/ (JSON into data/bench/)
+	$(BIN)/stockray bench $(ARGS)
+
+lint: venv ## ruff check
+	$(BIN)/ruff check .
+
+lock: ## Re-resolve requirements.txt into constraints.txt (full pinned lock)
+	rm -rf /tmp/stockray-lock && $(PYTHON) -m venv /tmp/stockray-lock
+	/tmp/stockray-lock/bin/pip install -q -r requirements.txt
+	/tmp/stockray-lock/bin/pip freeze --exclude-editable | sed 's/+cpu$$//' > constraints.txt
+
+clean-data: ## Delete the data directory (lake, stores, runs) — asks nothing, be sure
+	rm -rf $${STOCKRAY_DATA_DIR:-data}

@@ -1,0 +1,1 @@
+"""Thin Ray Serve wrappers, one deployment per module, around the stage objects in ``serving``."""
