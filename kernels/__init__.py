@@ -1,5 +1,87 @@
 """Indicator math: numpy arrays in, numpy arrays out. No I/O, no Ray, no pandas.
 
 Each indicator family has a batch function and an incremental ``*State`` class of the same
-name whose updates reproduce the batch result's last value.
+name whose updates reproduce the batch result's last value (``rsi(close, 14)[-1] ==
+RsiState(14)`` fed the same closes). Batch kernels take float64 arrays in TA-Lib's argument
+order and return arrays of the same length with NaN warm-up. A plain numpy ``<name>_ref`` per
+indicator is the spec the fast version is tested against.
+
+NaN policy: a NaN in any input splits the series and every NaN-free run is treated as a fresh
+series (its own warm-up). For windowed indicators that is "a NaN poisons every output whose
+window contains it"; recursive ones (EMA, RSI, ATR, MACD, OBV) restart after the gap.
+
+May import: numpy, numba. Nothing else from stockray imports into here.
 """
+
+from kernels.oscillators import (
+    MacdState,
+    MomentumState,
+    RocState,
+    RsiState,
+    StochState,
+    macd,
+    momentum,
+    roc,
+    rsi,
+    stoch,
+)
+from kernels.moving import EmaState, SmaState, WmaState, ema, sma, wma
+from kernels.changes import LogReturnsState, ReturnsState, log_returns, returns
+from kernels.dispersion import (
+    AtrState,
+    BollingerState,
+    GarmanKlassState,
+    ParkinsonState,
+    RollingStdState,
+    VolatilityState,
+    ZscoreState,
+    atr,
+    bollinger,
+    garman_klass,
+    parkinson,
+    rolling_std,
+    true_range,
+    volatility,
+    zscore,
+)
+from kernels.volume import ObvState, obv
+
+__all__ = [
+    "AtrState",
+    "BollingerState",
+    "EmaState",
+    "GarmanKlassState",
+    "LogReturnsState",
+    "MacdState",
+    "MomentumState",
+    "ObvState",
+    "ParkinsonState",
+    "ReturnsState",
+    "RocState",
+    "RollingStdState",
+    "RsiState",
+    "SmaState",
+    "StochState",
+    "VolatilityState",
+    "WmaState",
+    "ZscoreState",
+    "atr",
+    "bollinger",
+    "ema",
+    "garman_klass",
+    "log_returns",
+    "macd",
+    "momentum",
+    "obv",
+    "parkinson",
+    "returns",
+    "roc",
+    "rolling_std",
+    "rsi",
+    "sma",
+    "stoch",
+    "true_range",
+    "volatility",
+    "wma",
+    "zscore",
+]

@@ -1,0 +1,1 @@
+"""The Feast repo: definitions (entity, views, services) and the store config template."""

@@ -1,0 +1,106 @@
+"""Start and stop the local Ray cluster that a stockray command runs on.
+
+Security choice (Ray 2.60 turns token auth on by default): stockray keeps token auth **on** for
+the clusters it starts, with the token in ``<data_dir>/ray/auth_token`` rather than
+``~/.ray``. Any client — ``ray job submit``, the dashboard API — must then carry it:
+``RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH=data/ray/auth_token ray job submit ...`` (the
+``stockray submit`` command sets both). ``--no-auth`` starts the cluster with
+``RAY_AUTH_MODE=disabled`` for throwaway local use.
+
+Only what this process started is stopped (``ray.shutdown()``); never ``ray stop``, which kills
+every Ray process on the machine.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+from features.settings import Settings
+
+# Ray puts Unix sockets under its temp dir; their paths must stay under ~107 bytes.
+_MAX_TEMP_DIR_LEN = 48
+
+
+def auth_env(settings: Settings, enabled: bool = True) -> dict[str, str]:
+    """Environment that the cluster and its clients need for token auth (or for none)."""
+    if not enabled:
+        return {"RAY_AUTH_MODE": "disabled"}
+    token = settings.ray_dir / "auth_token"
+    if not token.exists():
+        token.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(token, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32))
+    return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
+
+
+def ray_temp_dir(settings: Settings) -> str:
+    """Ray's session dir below the data dir when its path is short enough for sockets."""
+    wanted = settings.ray_dir / "tmp"
+    if len(str(wanted)) <= _MAX_TEMP_DIR_LEN:
+        wanted.mkdir(parents=True, exist_ok=True)
+        return str(wanted)
+    # Too deep for Unix socket paths: a short private dir instead (logged by the caller).
+    return tempfile.mkdtemp(prefix="stockray-ray-")
+
+
+@contextmanager
+def local_cluster(settings: Settings, *, extra_env: dict[str, str] | None = None,
+                  dashboard: bool = True, auth: bool = True, num_cpus: int | None = None):
+    """Start a local Ray cluster for the duration of the block; yields the ray context.
+
+    Args:
+        settings: resolved settings (absolute data dir).
+        extra_env: variables that must be in Ray's environment before it starts (Serve's
+            direct-ingress switches, for instance).
+        dashboard: start the dashboard on ``settings.host:settings.dashboard_port``.
+        auth: token auth on (default) or off.
+        num_cpus: CPUs Ray may schedule (default: all).
+    """
+    import ray
+
+    env = {**auth_env(settings, auth), **(extra_env or {}),
+           "RAY_USAGE_STATS_ENABLED": "0"}  # no network here, and no phoning home
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    _reload_ray_config()
+    try:
+        ctx = ray.init(
+            include_dashboard=dashboard, dashboard_host=settings.host,
+            dashboard_port=settings.dashboard_port, num_cpus=num_cpus,
+            _temp_dir=ray_temp_dir(settings), log_to_driver=False,
+            configure_logging=True, logging_level="WARNING",
+        )
+        try:
+            yield ctx
+        finally:
+            ray.shutdown()
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        _reload_ray_config()
+
+
+def _reload_ray_config() -> None:
+    # Ray caches its config (auth mode included) when first imported; the variables above
+    # are set later, so re-read them — what Ray itself does when it turns token auth on.
+    from ray._raylet import Config
+
+    Config.initialize("")
+
+
+def dashboard_url(ctx) -> str | None:
+    url = getattr(ctx, "dashboard_url", None)
+    return f"http://{url}" if url and not url.startswith("http") else url
+
+
+def ensure_dir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path

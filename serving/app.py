@@ -1,0 +1,88 @@
+"""The typed Serve application builder: ``build_app(AppArgs(...)) -> Application``.
+
+``serve run serving.app:build_app mode=split ...`` works too (Serve passes the args dict).
+How to start it on a port (and the direct-ingress fast path) lives in ``serving.launch``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+from ray.serve import Application
+
+from serving.config import StageConfig
+
+
+class AppArgs(StageConfig):
+    """Builder arguments (crosses the process boundary, hence pydantic).
+
+    Inherits ``models``, ``reader``, ``reader_kwargs``, ``feature_cache_ttl_s`` and
+    ``explain_cache_size`` from :class:`~serving.config.StageConfig`.
+    """
+
+    mode: Literal["fused", "split"] = Field(
+        "fused",
+        description="fused: one replica holds every stage (fastest); split: one deployment "
+        "per stage behind handles, each scaled on its own.",
+    )
+    app_name: str = Field("stockray", description="Serve application name.")
+    # Fractions: a replica reserves 1 CPU by default and a 4-deployment app would never
+    # schedule on this 2-core box (STACK.md).
+    fused_num_cpus: float = Field(0.5, gt=0, description="CPUs of the fused replica.")
+    ingress_num_cpus: float = Field(0.2, gt=0, description="CPUs of the split ingress.")
+    lookup_num_cpus: float = Field(0.2, gt=0, description="CPUs of a FeatureLookup replica.")
+    predictor_num_cpus: float = Field(0.3, gt=0, description="CPUs of a Predictor replica.")
+    explainer_num_cpus: float = Field(0.3, gt=0, description="CPUs of an Explainer replica.")
+    ingress_replicas: int = Field(
+        1, ge=1, description="Ingress replicas; must be 1 when direct ingress owns the port."
+    )
+    lookup_replicas: int = Field(1, ge=1)
+    predictor_replicas: int = Field(1, ge=1)
+    explainer_replicas: int = Field(1, ge=1)
+    host: str = Field("127.0.0.1", description="HTTP bind address (gRPC binds all; STACK.md).")
+    grpc_port: int = Field(9000, description="Public gRPC port.")
+    http_port: int = Field(8000, description="Public HTTP port.")
+
+    @model_validator(mode="after")
+    def _ports(self) -> AppArgs:
+        if self.grpc_port == self.http_port:
+            raise ValueError(f"grpc_port and http_port are both {self.grpc_port}")
+        return self
+
+    def stage_config(self) -> StageConfig:
+        return StageConfig(**{k: getattr(self, k) for k in StageConfig.model_fields})
+
+
+def build_app(args: AppArgs | dict) -> Application:
+    """Bind the serving graph for ``args.mode``.
+
+    Args:
+        args: builder arguments (a dict is validated into :class:`AppArgs`).
+
+    Returns:
+        The bound application, for ``serve.run``.
+    """
+    from serving.deployments.explainer import ExplainerDeployment
+    from serving.deployments.feature_lookup import FeatureLookupDeployment
+    from serving.deployments.ingress import Ingress
+    from serving.deployments.predictor import PredictorDeployment
+
+    a = args if isinstance(args, AppArgs) else AppArgs.model_validate(args)
+    cfg = a.stage_config()
+    if a.mode == "fused":
+        return Ingress.options(
+            num_replicas=a.ingress_replicas, ray_actor_options={"num_cpus": a.fused_num_cpus}
+        ).bind(config=cfg)
+    lookup = FeatureLookupDeployment.options(
+        num_replicas=a.lookup_replicas, ray_actor_options={"num_cpus": a.lookup_num_cpus}
+    ).bind(cfg)
+    predictor = PredictorDeployment.options(
+        num_replicas=a.predictor_replicas, ray_actor_options={"num_cpus": a.predictor_num_cpus}
+    ).bind(cfg)
+    explainer = ExplainerDeployment.options(
+        num_replicas=a.explainer_replicas, ray_actor_options={"num_cpus": a.explainer_num_cpus}
+    ).bind(cfg)
+    return Ingress.options(
+        num_replicas=a.ingress_replicas, ray_actor_options={"num_cpus": a.ingress_num_cpus}
+    ).bind(lookup=lookup, predictor=predictor, explainer=explainer)

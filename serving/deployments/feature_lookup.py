@@ -1,0 +1,22 @@
+"""FeatureLookupDeployment: a thin Serve wrapper around :class:`serving.lookup.FeatureLookup`."""
+
+from __future__ import annotations
+
+from ray import serve
+
+from serving.config import StageConfig
+from serving.errors import ServingError
+from serving.lookup import FeatureRow
+
+
+@serve.deployment(name="FeatureLookup")
+class FeatureLookupDeployment:
+    def __init__(self, config: StageConfig) -> None:
+        # The reader (Feast store, DB connection) is built here, inside the replica.
+        self._lookup = config.build_lookup()
+
+    def lookup(self, ticker: str) -> FeatureRow | ServingError:
+        try:
+            return self._lookup.get(ticker)
+        except ServingError as e:
+            return e  # returned, not raised: the caller's error, no replica stack trace

@@ -1,0 +1,74 @@
+"""Typed errors a caller can cause, each mapped to one gRPC status code and HTTP status.
+
+Messages say what was wrong and what to do. Anything else raised while serving is a bug and
+maps to ``INTERNAL`` without a stack trace reaching the client.
+"""
+
+from __future__ import annotations
+
+import grpc
+
+
+class ServingError(Exception):
+    """Base class: an error the caller can act on. ``grpc_code``/``http_status`` say how."""
+
+    grpc_code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+    http_status: int = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __reduce__(self):  # keep the message when Ray pickles the error across replicas
+        return (type(self), (self.message,))
+
+
+class InvalidRequestError(ServingError):
+    """Malformed request: empty ticker, horizon not served, negative top_k."""
+
+    grpc_code = grpc.StatusCode.INVALID_ARGUMENT
+    http_status = 400
+
+
+class UnknownTickerError(ServingError):
+    """The feature store has no row for the ticker."""
+
+    grpc_code = grpc.StatusCode.NOT_FOUND
+    http_status = 404
+
+
+class FeaturesUnavailableError(ServingError):
+    """The ticker is known but a served model's features are missing or NaN."""
+
+    grpc_code = grpc.StatusCode.FAILED_PRECONDITION
+    http_status = 409
+
+
+def unwrap_serving_error(exc: BaseException) -> ServingError | None:
+    """Return the :class:`ServingError` behind ``exc`` (Ray wraps remote errors), else None."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, ServingError) and type(cur).__module__ == __name__:
+            return cur
+        cause = getattr(cur, "cause", None)  # ray.exceptions.RayTaskError
+        if isinstance(cause, ServingError):
+            return cause
+        cur = cause if isinstance(cause, BaseException) else cur.__cause__
+    return None
+
+
+def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str, int]:
+    """``(grpc code, message, http status)`` for an exception raised while serving.
+
+    Non-ServingErrors become ``INTERNAL`` with a generic message: never a stack trace.
+    """
+    se = unwrap_serving_error(exc)
+    if se is not None:
+        return se.grpc_code, se.message, se.http_status
+    return (
+        grpc.StatusCode.INTERNAL,
+        f"internal error ({type(exc).__name__}); see the server log",
+        500,
+    )

@@ -1,0 +1,127 @@
+"""A bare grpcio (asyncio) server around :class:`PredictionService`, with health + reflection.
+
+No Ray: the latency floor for benchmarks, a fallback, and the unit tests' way to check the
+error mapping with a real client. ``python -m serving.grpc_server --help`` runs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import threading
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio
+from grpc_reflection.v1alpha import reflection
+
+from serving.errors import status_of
+from serving.protos import stockray_pb2 as pb
+from serving.protos import stockray_pb2_grpc as pb_grpc
+from serving.service import PredictionService
+
+log = logging.getLogger(__name__)
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["PredictionService"].full_name
+
+
+class PredictionServicer(pb_grpc.PredictionServiceServicer):
+    def __init__(self, service: PredictionService) -> None:
+        self._service = service
+
+    async def Predict(self, request, context):  # noqa: N802 (gRPC method name)
+        try:
+            return await self._service.predict(request)
+        except Exception as e:
+            code, message, _ = status_of(e)
+            if code == grpc.StatusCode.INTERNAL:
+                log.exception("Predict failed")
+            await context.abort(code, message)
+
+
+async def start_server(
+    service: PredictionService, port: int = 0, host: str = "127.0.0.1"
+) -> tuple[grpc.aio.Server, int]:
+    """Start the server; returns it and the bound port (``port=0`` picks a free one)."""
+    server = grpc.aio.server()
+    pb_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(service), server)
+    health = health_aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    for name in ("", SERVICE_NAME):
+        await health.set(name, health_pb2.HealthCheckResponse.SERVING)
+    reflection.enable_server_reflection(
+        (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+         reflection.SERVICE_NAME),
+        server,
+    )
+    bound = server.add_insecure_port(f"{host}:{port}")
+    await server.start()
+    return server, bound
+
+
+class BackgroundServer:
+    """The server on its own event-loop thread (for tests, benchmarks, notebooks)."""
+
+    def __init__(self, service: PredictionService, port: int = 0, host: str = "127.0.0.1"):
+        self._service, self._port, self._host = service, port, host
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._server: grpc.aio.Server | None = None
+        self.port = 0
+
+    def __enter__(self) -> BackgroundServer:
+        self._thread.start()
+        fut = asyncio.run_coroutine_threadsafe(
+            start_server(self._service, self._port, self._host), self._loop
+        )
+        self._server, self.port = fut.result(timeout=30)
+        return self
+
+    @property
+    def target(self) -> str:
+        return f"{self._host}:{self.port}"
+
+    def __exit__(self, *exc: object) -> None:
+        if self._server is not None:
+            asyncio.run_coroutine_threadsafe(self._server.stop(0), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve bundles with a reader until Ctrl-C."""
+    from serving.config import StageConfig
+    from serving.models import ModelSource
+
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--port", type=int, default=9000)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--bundle", action="append", default=[], metavar="H=DIR")
+    p.add_argument("--tracking-uri")
+    p.add_argument("--reader", default="features.store:FeastOnlineReader")
+    p.add_argument("--reader-kwarg", action="append", default=[], metavar="K=V")
+    a = p.parse_args(argv)
+    source = (
+        ModelSource(bundle_dirs={int(h): d for h, d in (b.split("=", 1) for b in a.bundle)})
+        if a.bundle
+        else ModelSource(tracking_uri=a.tracking_uri)
+    )
+    cfg = StageConfig(
+        models=source,
+        reader=a.reader,
+        reader_kwargs=dict(kv.split("=", 1) for kv in a.reader_kwarg),
+    )
+
+    async def run() -> None:
+        server, port = await start_server(
+            PredictionService(cfg.build_local_stages()), a.port, a.host
+        )
+        print(f"serving on {a.host}:{port}", flush=True)
+        await server.wait_for_termination()
+
+    asyncio.run(run())
+
+
+if __name__ == "__main__":
+    main()

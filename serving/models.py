@@ -1,0 +1,152 @@
+"""Where serving finds its model bundles: explicit directories or the MLflow registry.
+
+Registry convention: one registered model per horizon, named ``stockray-lgbm-h{h}``; the
+version to serve carries the alias ``champion``; that version's run holds the bundle (see
+``training.export``) under the artifact path ``bundle/``. The registered name and version
+override whatever ``bundle.json`` says, since the registry is the source of truth.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, model_validator
+
+from training.export import BOOSTER_FILE, ONNX_FILE, read_bundle_meta
+
+DEFAULT_REGISTERED_NAME = "stockray-lgbm-h{h}"
+DEFAULT_ALIAS = "champion"
+BUNDLE_ARTIFACT_PATH = "bundle"
+
+
+class ModelSource(BaseModel):
+    """Which bundles to serve: ``bundle_dirs`` (horizon -> directory) or an MLflow registry."""
+
+    bundle_dirs: dict[int, str] | None = Field(
+        None, description="Explicit bundle directories by horizon (absolute paths)."
+    )
+    tracking_uri: str | None = Field(
+        None, description="MLflow tracking URI, e.g. sqlite:///<data_dir>/mlflow/mlflow.db."
+    )
+    horizons: list[int] = Field(
+        default_factory=lambda: [1, 5, 20], description="Horizons to load from the registry."
+    )
+    registered_name: str = Field(
+        DEFAULT_REGISTERED_NAME, description="Registered model name; {h} is the horizon."
+    )
+    alias: str = Field(DEFAULT_ALIAS, description="Registry alias of the version to serve.")
+    download_dir: str | None = Field(
+        None, description="Where registry bundles are downloaded (default: a temp dir)."
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ModelSource:
+        if (self.bundle_dirs is None) == (self.tracking_uri is None):
+            raise ValueError("set exactly one of bundle_dirs or tracking_uri")
+        if self.bundle_dirs is not None and not self.bundle_dirs:
+            raise ValueError("bundle_dirs is empty: serve at least one horizon")
+        return self
+
+    @classmethod
+    def from_data_dir(cls, data_dir: str | Path, **kw: Any) -> ModelSource:
+        """Registry source for the embedded MLflow under ``data_dir``."""
+        db = Path(data_dir).expanduser().resolve() / "mlflow" / "mlflow.db"
+        return cls(tracking_uri=f"sqlite:///{db}", **kw)
+
+
+@dataclass(frozen=True)
+class ModelBundle:
+    """A loaded bundle's metadata and file paths (the sessions are built by the stages)."""
+
+    path: Path
+    horizon: int
+    model_name: str
+    model_version: str
+    feature_names: tuple[str, ...]
+    meta: dict[str, Any]
+
+    @property
+    def onnx_path(self) -> Path:
+        return self.path / ONNX_FILE
+
+    @property
+    def booster_path(self) -> Path:
+        return self.path / BOOSTER_FILE
+
+
+def load_bundle(path: str | Path, **overrides: Any) -> ModelBundle:
+    """Read a bundle directory; ``overrides`` replace metadata fields (name, version)."""
+    p = Path(path).expanduser().resolve()
+    meta = {**read_bundle_meta(p), **overrides}
+    for f in (ONNX_FILE, BOOSTER_FILE):
+        if not (p / f).is_file():
+            raise FileNotFoundError(f"bundle {p} lacks {f}: re-export it")
+    return ModelBundle(
+        path=p,
+        horizon=int(meta["horizon"]),
+        model_name=str(meta["model_name"]),
+        model_version=str(meta["model_version"]),
+        feature_names=tuple(meta["feature_names"]),
+        meta=meta,
+    )
+
+
+def download_champion(
+    tracking_uri: str,
+    horizon: int,
+    dst_dir: str | Path,
+    *,
+    registered_name: str = DEFAULT_REGISTERED_NAME,
+    alias: str = DEFAULT_ALIAS,
+) -> ModelBundle:
+    """Download the bundle of ``registered_name@alias`` for one horizon and load it."""
+    import mlflow
+
+    name = registered_name.format(h=horizon)
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+    try:
+        mv = client.get_model_version_by_alias(name, alias)
+    except mlflow.exceptions.MlflowException as e:
+        raise LookupError(
+            f"no {name}@{alias} in {tracking_uri}: train and register horizon {horizon} "
+            f"first, or serve other horizons ({e})"
+        ) from e
+    dst = Path(dst_dir) / f"h{horizon}-v{mv.version}"
+    dst.mkdir(parents=True, exist_ok=True)
+    local = mlflow.artifacts.download_artifacts(
+        run_id=mv.run_id,
+        artifact_path=BUNDLE_ARTIFACT_PATH,
+        dst_path=str(dst),
+        tracking_uri=tracking_uri,
+    )
+    bundle = load_bundle(local, model_name=name, model_version=str(mv.version))
+    if bundle.horizon != horizon:
+        raise ValueError(f"{name} v{mv.version} holds a horizon-{bundle.horizon} bundle")
+    return bundle
+
+
+def resolve_bundles(source: ModelSource) -> dict[int, ModelBundle]:
+    """Load every bundle ``source`` names, keyed by horizon (sorted)."""
+    if source.bundle_dirs is not None:
+        out = {}
+        for h, d in source.bundle_dirs.items():
+            b = load_bundle(d)
+            if b.horizon != int(h):
+                raise ValueError(f"bundle {d} is for horizon {b.horizon}, configured as {h}")
+            out[int(h)] = b
+        return dict(sorted(out.items()))
+    assert source.tracking_uri is not None
+    dst = source.download_dir or tempfile.mkdtemp(prefix="stockray-bundles-")
+    return {
+        h: download_champion(
+            source.tracking_uri,
+            h,
+            dst,
+            registered_name=source.registered_name,
+            alias=source.alias,
+        )
+        for h in sorted(source.horizons)
+    }

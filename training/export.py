@@ -1,0 +1,232 @@
+"""Export a trained LightGBM booster as a *model bundle* that ``serving`` loads.
+
+A bundle is a directory:
+
+- ``model.onnx``  — the booster converted with onnxmltools (input ``features``, float32
+  ``[N, F]``, dynamic batch; output ``variable`` float32 ``[N, 1]``);
+- ``model.txt``   — the LightGBM booster text, for TreeSHAP (``pred_contrib=True``);
+- ``bundle.json`` — ``model_name``, ``model_version``, ``horizon``, ``feature_names``,
+  ``onnx_parity_max_abs``, ``created_at`` (ISO 8601 UTC), ``onnx_opset``, ``extra``.
+
+This module owns the bundle *format* (file names, metadata read/write, ONNX provider choice);
+``serving`` imports those small helpers, never the training code. The heavy converters
+(onnxmltools, lightgbm) are imported inside :func:`export_bundle` so ``serving`` can import
+this module with only onnxruntime installed.
+
+``model_version`` is only known after MLflow registration: export first, register, then call
+:func:`write_bundle_meta` with ``model_version=...`` (atomic rewrite of ``bundle.json``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ONNX_FILE = "model.onnx"
+BOOSTER_FILE = "model.txt"
+META_FILE = "bundle.json"
+ONNX_INPUT_NAME = "features"
+# onnxmltools 1.16 converts LightGBM up to opset 15 (17 raises; see STACK.md).
+ONNX_TARGET_OPSET = 15
+# Parity check on this many synthetic rows; a float32 model vs float64 LightGBM drifts ~1e-6.
+PARITY_ROWS = 256
+PARITY_MAX_ABS_LIMIT = 1e-3
+
+# Preference order: TensorRT, then CUDA, then CPU. onnxruntime-gpu lists GPU providers even
+# without a GPU and silently falls back (STACK.md), so callers must check ``get_providers()``.
+_PROVIDER_PREFERENCE = (
+    "TensorrtExecutionProvider",
+    "CUDAExecutionProvider",
+    "CPUExecutionProvider",
+)
+
+
+def onnx_providers(available: Sequence[str] | None = None) -> list[str]:
+    """Execution providers to request, best first: TensorRT > CUDA > CPU.
+
+    Args:
+        available: provider names to choose from; defaults to
+            ``onnxruntime.get_available_providers()``.
+
+    Returns:
+        The available providers among TensorRT/CUDA/CPU in preference order; always ends with
+        ``CPUExecutionProvider`` so a session can fall back.
+    """
+    if available is None:
+        import onnxruntime as ort
+
+        available = ort.get_available_providers()
+    chosen = [p for p in _PROVIDER_PREFERENCE if p in available]
+    if "CPUExecutionProvider" not in chosen:
+        chosen.append("CPUExecutionProvider")
+    return chosen
+
+
+def onnx_session(path: str | os.PathLike[str], *, intra_op_threads: int = 1) -> Any:
+    """An ``onnxruntime.InferenceSession`` on the best provider (see :func:`onnx_providers`).
+
+    One intra-op thread: single-row requests gain nothing from more and the box has 2 cores
+    shared by every replica. The provider actually used is ``session.get_providers()[0]``.
+    """
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = intra_op_threads
+    opts.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), sess_options=opts, providers=onnx_providers())
+
+
+def read_bundle_meta(bundle_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """Return the parsed ``bundle.json`` of a bundle directory."""
+    path = Path(bundle_dir) / META_FILE
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} does not exist: {bundle_dir} is not a model bundle "
+            "(export one with training.export.export_bundle)"
+        )
+    return json.loads(path.read_text())
+
+
+def write_bundle_meta(bundle_dir: str | os.PathLike[str], **updates: Any) -> dict[str, Any]:
+    """Update fields of ``bundle.json`` atomically (e.g. ``model_version`` after registering).
+
+    Returns:
+        The metadata as written.
+    """
+    meta = read_bundle_meta(bundle_dir)
+    meta.update(updates)
+    _write_json_atomic(Path(bundle_dir) / META_FILE, meta)
+    return meta
+
+
+def _write_json_atomic(path: Path, obj: dict[str, Any]) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=True)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def _parity_sample(booster: Any, n_features: int, rows: int, seed: int = 0) -> np.ndarray:
+    """Rows spread over the trees' split thresholds, so the check crosses many branches."""
+    rng = np.random.default_rng(seed)
+    dump = booster.dump_model()
+    thresholds: dict[int, list[float]] = {}
+
+    def walk(node: dict[str, Any]) -> None:
+        if "split_feature" in node:
+            thresholds.setdefault(node["split_feature"], []).append(float(node["threshold"]))
+            walk(node["left_child"])
+            walk(node["right_child"])
+
+    for tree in dump["tree_info"]:
+        walk(tree["tree_structure"])
+    x = rng.standard_normal((rows, n_features))
+    for j, ts in thresholds.items():
+        lo, hi = min(ts), max(ts)
+        span = max(hi - lo, 1e-6)
+        x[:, j] = rng.uniform(lo - 0.1 * span, hi + 0.1 * span, rows)
+    return x.astype(np.float32)
+
+
+def export_bundle(
+    booster: Any,
+    feature_names: Sequence[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    model_name: str,
+    model_version: str,
+    horizon: int,
+    extra: dict[str, Any] | None = None,
+    parity_rows: int = PARITY_ROWS,
+) -> Path:
+    """Write a model bundle for ``booster`` to ``out_dir`` (replacing it atomically).
+
+    Everything is written into a temporary directory beside ``out_dir`` and renamed into place,
+    so a reader never sees a half-written bundle.
+
+    Args:
+        booster: a trained ``lightgbm.Booster`` (regression objective).
+        feature_names: names of the model's input columns, in order.
+        out_dir: bundle directory to create (its parent is created if missing).
+        model_name: registered model name, e.g. ``stockray-lgbm-h5``.
+        model_version: registered version (``"0"`` or similar until registered; update with
+            :func:`write_bundle_meta`).
+        horizon: forecast horizon in trading days.
+        extra: more JSON-serialisable metadata, stored under ``extra``.
+        parity_rows: rows of the ONNX-vs-LightGBM parity check.
+
+    Returns:
+        The bundle directory.
+
+    Raises:
+        ValueError: feature names don't match the booster, or ONNX parity is worse than
+            ``PARITY_MAX_ABS_LIMIT``.
+    """
+    import onnxmltools
+    from onnxmltools.convert.common.data_types import FloatTensorType
+
+    names = [str(n) for n in feature_names]
+    if len(names) != booster.num_feature():
+        raise ValueError(
+            f"{len(names)} feature names for a booster with {booster.num_feature()} features"
+        )
+    if len(set(names)) != len(names):
+        raise ValueError(f"duplicate feature names: {names}")
+    out = Path(out_dir).expanduser().resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        onnx_model = onnxmltools.convert_lightgbm(
+            booster,
+            initial_types=[(ONNX_INPUT_NAME, FloatTensorType([None, len(names)]))],
+            target_opset=ONNX_TARGET_OPSET,
+        )
+        (tmp / ONNX_FILE).write_bytes(onnx_model.SerializeToString())
+        booster.save_model(str(tmp / BOOSTER_FILE))
+
+        sess = onnx_session(tmp / ONNX_FILE)
+        x = _parity_sample(booster, len(names), parity_rows)
+        onnx_pred = sess.run(None, {ONNX_INPUT_NAME: x})[0].reshape(-1).astype(np.float64)
+        lgb_pred = booster.predict(x.astype(np.float64), num_threads=1)
+        parity = float(np.max(np.abs(onnx_pred - lgb_pred)))
+        if not parity <= PARITY_MAX_ABS_LIMIT:
+            raise ValueError(
+                f"ONNX parity {parity:.3g} exceeds {PARITY_MAX_ABS_LIMIT}: the converted model "
+                "disagrees with LightGBM; check the objective is supported by onnxmltools"
+            )
+        meta = {
+            "model_name": model_name,
+            "model_version": str(model_version),
+            "horizon": int(horizon),
+            "feature_names": names,
+            "onnx_parity_max_abs": parity,
+            "onnx_parity_rows": int(parity_rows),
+            "onnx_opset": ONNX_TARGET_OPSET,
+            "onnx_input": ONNX_INPUT_NAME,
+            "onnx_provider_at_export": sess.get_providers()[0],
+            "num_trees": int(booster.num_trees()),
+            "created_at": datetime.now(UTC).isoformat(),
+            "extra": dict(extra or {}),
+        }
+        _write_json_atomic(tmp / META_FILE, meta)
+        if out.exists():
+            # Rename the old bundle away first so the swap is two renames, never a partial dir.
+            old = out.parent / f".{out.name}.old-{os.getpid()}"
+            os.replace(out, old)
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
