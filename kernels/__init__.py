@@ -10,7 +10,13 @@ NaN policy: a NaN in any input splits the series and every NaN-free run is treat
 series (its own warm-up). For windowed indicators that is "a NaN poisons every output whose
 window contains it"; recursive ones (EMA, RSI, ATR, MACD, OBV) restart after the gap.
 
-May import: numpy, numba. Nothing else from stockray imports into here.
+Modules (one family each): ``changes`` (returns), ``moving`` (SMA/EMA/WMA), ``oscillators``
+(RSI, MACD, stochastic, ROC, momentum), ``dispersion`` (std, z-score, Bollinger, ATR,
+volatility estimators), ``volume`` (OBV), ``engine`` (vectorised incremental engine). Module
+names avoid the function names (``returns``, ``momentum``, ``volatility``) they would shadow.
+
+Numba compiles each kernel on first call and caches it on disk; :func:`warmup` pays that up
+front. May import: numpy, numba. Nothing from the rest of stockray.
 """
 
 from kernels.oscillators import (
@@ -44,11 +50,14 @@ from kernels.dispersion import (
     volatility,
     zscore,
 )
+from kernels._warmup import warmup
+from kernels.engine import Engine
 from kernels.volume import ObvState, obv
 
 __all__ = [
     "AtrState",
     "BollingerState",
+    "Engine",
     "EmaState",
     "GarmanKlassState",
     "LogReturnsState",
@@ -82,6 +91,7 @@ __all__ = [
     "stoch",
     "true_range",
     "volatility",
+    "warmup",
     "wma",
     "zscore",
 ]

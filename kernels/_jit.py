@@ -1,19 +1,72 @@
 """Numba wrapper and small helpers shared by every kernel module.
 
 Compilation is lazy (first call per type signature) and cached on disk (``cache=True``, in
-``kernels/__pycache__`` or ``$NUMBA_CACHE_DIR``), so ``import kernels`` costs only numba's own
+``kernels/__pycache__`` or ``$NUMBA_CACHE_DIR``, keyed on a hash of the whole package), so ``import kernels`` costs only numba's own
 import (~0.3 s here). The first call of each kernel in a fresh checkout compiles it (0.1–0.5 s
-per kernel, ~2 s for the engine); later processes load the cache in milliseconds. Call
+per kernel; 17.5 s for all of them and the engine, measured); later processes load the cache (0.6 s for all). Call
 :func:`kernels.warmup` once at process start (e.g. in a Ray actor's ``__init__``) to pay that
 cost before the first tick.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import os
+from pathlib import Path
+
 import numpy as np
 from numba import njit as _njit
+from numba.core import caching as _caching
 
 __all__ = ["njit", "as_f64", "segments"]
+
+
+_PKG_DIR = Path(__file__).resolve().parent
+
+
+@functools.lru_cache(maxsize=1)
+def _package_stamp() -> bytes:
+    """sha256 over every kernels/*.py: one edit invalidates every cached kernel."""
+    h = hashlib.sha256()
+    for f in sorted(_PKG_DIR.glob("*.py")):
+        h.update(f.name.encode())
+        h.update(f.read_bytes())
+    return h.digest()
+
+
+def _package_locators() -> list[type]:
+    # numba keys a cache entry on the hash of the function's own file only, so the engine's
+    # cached tick function kept inlining an old `_ema_step` from moving.py after moving.py
+    # changed (found by test_kernels_engine). These locators key kernels/ functions on the
+    # whole package instead; anything outside kernels/ falls through to numba's own.
+    out = []
+    for base in (
+        _caching.UserProvidedCacheLocator,
+        _caching.InTreeCacheLocator,
+        _caching.UserWideCacheLocator,
+    ):
+
+        class _Locator(base):
+            def get_source_stamp(self):
+                return _package_stamp()
+
+            @classmethod
+            def from_function(cls, py_func, py_file):
+                if Path(py_file).resolve().parent != _PKG_DIR:
+                    return None
+                return super().from_function(py_func, py_file)
+
+        _Locator.__name__ = _Locator.__qualname__ = "Kernels" + base.__name__
+        out.append(_Locator)
+    return out
+
+
+_impl = getattr(_caching, "CacheImpl", None) or getattr(_caching, "_CacheImpl", None)
+_classes = getattr(_impl, "_locator_classes", None)
+if isinstance(_classes, list) and not any(c.__name__.startswith("Kernels") for c in _classes):
+    _classes[:0] = _package_locators()
+# else: numba internals moved; cache keys are per file and a kernels edit needs a cache wipe
 
 
 def njit(fn):

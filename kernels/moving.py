@@ -115,6 +115,7 @@ def sma_ref(close, length: int = 30) -> np.ndarray:
 # --- EMA -----------------------------------------------------------------------------------
 @njit
 def _ema_batch(x, n, k, out):
+    k1 = 1.0 - k
     e = 0.0
     run = 0
     for i in range(x.shape[0]):
@@ -132,7 +133,7 @@ def _ema_batch(x, n, k, out):
             e = (e + v) / n
             out[i] = e
         else:
-            e = (v - e) * k + e
+            e = e * k1 + v * k
             out[i] = e
 
 
@@ -152,7 +153,7 @@ def _ema_step(s, v, n, k):
     if run == n:
         e = (e + v) / n
     else:
-        e = (v - e) * k + e
+        e = e * (1.0 - k) + v * k
     s[1] = e
     return e
 
@@ -168,7 +169,7 @@ def _ema_k(length: int, alpha: float | None) -> float:
 def ema(close, length: int = 30, alpha: float | None = None) -> np.ndarray:
     """Exponential moving average, seeded like TA-Lib ``EMA``.
 
-    Formula: ``ema_{n-1} = mean(x_0..x_{n-1})``, then ``ema_t = ema_{t-1} + k (x_t - ema_{t-1})``
+    Formula: ``ema_{n-1} = mean(x_0..x_{n-1})``, then ``ema_t = (1 - k) ema_{t-1} + k x_t``
     with ``k = 2 / (n + 1)`` (or ``alpha``).
 
     Args:

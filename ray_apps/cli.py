@@ -130,8 +130,6 @@ def serve(
     """Serve the registry's champions over gRPC and HTTP until Ctrl-C."""
     import time
 
-    from ray import serve as ray_serve
-
     from ray_apps.cluster import local_cluster
     from ray_apps.serve import main
     from serving.launch import serve_env
@@ -145,8 +143,7 @@ def serve(
             while True:
                 time.sleep(3600)
         except KeyboardInterrupt:
-            pass
-        ray_serve.shutdown()
+            typer.echo("stopping the Ray cluster this command started (Serve included)")
 
 
 @app.command()

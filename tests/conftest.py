@@ -1,0 +1,37 @@
+"""Shared fixtures: a private data directory and free ports per test."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from features.settings import Settings
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now (loopback)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def free_port_pair() -> int:
+    """A port p with p and p+1 both free (direct ingress puts Serve's proxy on p+1)."""
+    for _ in range(50):
+        p = free_port()
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", p + 1))
+            except OSError:
+                continue
+        return p
+    raise RuntimeError("no free port pair")
+
+
+@pytest.fixture
+def settings(tmp_path_factory) -> Settings:
+    """Settings with a short private data dir (Ray's socket paths must stay short)."""
+    data = tmp_path_factory.mktemp("sr")
+    return Settings(data_dir=data, grpc_port=free_port_pair(), http_port=free_port_pair(),
+                    dashboard_port=free_port()).resolved()
