@@ -3,7 +3,8 @@
 Run: ``python -m bench.kernels --out data/bench/kernels.json`` (~1 minute on 2 cores).
 Prints a table of per-call times and ratios (ours / TA-Lib, ours / pandas) and writes the same
 figures as JSON. Times are the best of ``--repeat`` timing rounds, each averaging enough calls
-to last ~20 ms, so they measure the kernel, not the noise. Tests never assert these numbers.
+to last ~20 ms, interleaved between contenders so background load hits all of them alike.
+Tests never assert these numbers.
 """
 
 from __future__ import annotations
@@ -96,21 +97,33 @@ def _cases(b: dict[str, np.ndarray]):
 SHARED = 10  # the first ten cases are the indicators TA-Lib and the issue's target share
 
 
-def _time(fn, repeat: int) -> float | None:
-    """Best-of-``repeat`` seconds per call (each round lasts >= ~20 ms)."""
-    if fn() is None:
-        return None
-    t = timeit.Timer(fn)
-    number, elapsed = t.autorange()  # >= 0.2 s; scale down to ~20 ms rounds
-    number = max(1, int(number * 0.02 / max(elapsed, 1e-9)))
-    return min(t.repeat(repeat=repeat, number=number)) / number
+def _number(fn) -> int:
+    """Calls per timing round so that a round lasts ~20 ms."""
+    number, elapsed = timeit.Timer(fn).autorange()
+    return max(1, int(number * 0.02 / max(elapsed, 1e-9)))
+
+
+def _time_interleaved(fns: dict, repeat: int) -> dict:
+    """Best-of-``repeat`` seconds per call for each callable, rounds interleaved A,B,C,A,B,C.
+
+    Interleaving matters on a shared 2-core machine: load that comes and goes then hits every
+    contender alike instead of skewing one of them. A callable returning None is skipped.
+    """
+    live = {k: f for k, f in fns.items() if f() is not None}
+    timers = {k: (timeit.Timer(f), _number(f)) for k, f in live.items()}
+    best = dict.fromkeys(live, float("inf"))
+    for _ in range(repeat):
+        for k, (t, number) in timers.items():
+            best[k] = min(best[k], t.timeit(number) / number)
+    return {k: best.get(k) for k in fns}
 
 
 def bench_batch(n: int, repeat: int) -> dict:
     b = _bars(n)
     rows = {}
     for name, (ours, ta, pdf) in _cases(b).items():
-        t_ours, t_ta, t_pd = _time(ours, repeat), _time(ta, repeat), _time(pdf, repeat)
+        t = _time_interleaved({"ours": ours, "talib": ta, "pandas": pdf}, repeat)
+        t_ours, t_ta, t_pd = t["ours"], t["talib"], t["pandas"]
         rows[name] = {
             "ours_us": t_ours * 1e6,
             "talib_us": t_ta * 1e6,
@@ -162,7 +175,7 @@ def main(argv: list[str] | None = None) -> dict:
     """Run every benchmark, print the tables, write JSON to ``--out``."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, required=True, help="JSON file to write")
-    ap.add_argument("--repeat", type=int, default=5, help="timing rounds per case (best kept)")
+    ap.add_argument("--repeat", type=int, default=7, help="timing rounds per case (best kept)")
     ap.add_argument("--ticks", type=int, default=2000, help="engine ticks to time")
     ap.add_argument("--tickers", type=int, default=500)
     args = ap.parse_args(argv)

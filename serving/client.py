@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Self
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -67,7 +68,7 @@ class PredictionClient:
     def close(self) -> None:
         self._channel.close()
 
-    def __enter__(self) -> PredictionClient:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

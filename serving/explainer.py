@@ -83,8 +83,7 @@ class Explainer:
             out[h] = Explanation(
                 base_value=base,
                 contributions=tuple(
-                    Contribution(names[i], float(values[names[i]]), float(shap[i]))
-                    for i in order
+                    Contribution(names[i], float(values[names[i]]), float(shap[i])) for i in order
                 ),
             )
         return out

@@ -10,15 +10,19 @@ import argparse
 import asyncio
 import logging
 import threading
+from typing import Self
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
+from serving.config import StageConfig
 from serving.errors import status_of
+from serving.models import ModelSource
 from serving.protos import stockray_pb2 as pb
 from serving.protos import stockray_pb2_grpc as pb_grpc
+from serving.readers import DEFAULT_READER
 from serving.service import PredictionService
 
 log = logging.getLogger(__name__)
@@ -29,7 +33,7 @@ class PredictionServicer(pb_grpc.PredictionServiceServicer):
     def __init__(self, service: PredictionService) -> None:
         self._service = service
 
-    async def Predict(self, request, context):  # noqa: N802 (gRPC method name)
+    async def Predict(self, request, context):
         try:
             return await self._service.predict(request)
         except Exception as e:
@@ -50,8 +54,11 @@ async def start_server(
     for name in ("", SERVICE_NAME):
         await health.set(name, health_pb2.HealthCheckResponse.SERVING)
     reflection.enable_server_reflection(
-        (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-         reflection.SERVICE_NAME),
+        (
+            SERVICE_NAME,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ),
         server,
     )
     bound = server.add_insecure_port(f"{host}:{port}")
@@ -69,7 +76,7 @@ class BackgroundServer:
         self._server: grpc.aio.Server | None = None
         self.port = 0
 
-    def __enter__(self) -> BackgroundServer:
+    def __enter__(self) -> Self:
         self._thread.start()
         fut = asyncio.run_coroutine_threadsafe(
             start_server(self._service, self._port, self._host), self._loop
@@ -89,35 +96,41 @@ class BackgroundServer:
         self._loop.close()
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Serve bundles with a reader until Ctrl-C."""
-    from serving.config import StageConfig
-    from serving.models import ModelSource
-
+def parse_args(argv: list[str] | None = None) -> tuple[StageConfig, str, int]:
+    """``(stage config, host, port)`` from the command line of :func:`main`."""
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--port", type=int, default=9000)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--bundle", action="append", default=[], metavar="H=DIR")
-    p.add_argument("--tracking-uri")
-    p.add_argument("--reader", default="features.store:FeastOnlineReader")
+    p.add_argument("--tracking-uri", help="MLflow URI; serves stockray-lgbm-h{h}@champion")
+    p.add_argument("--horizons", default="1,5,20", help="with --tracking-uri")
+    p.add_argument("--reader", default=DEFAULT_READER)
     p.add_argument("--reader-kwarg", action="append", default=[], metavar="K=V")
     a = p.parse_args(argv)
+    if bool(a.bundle) == bool(a.tracking_uri):
+        p.error("pass --bundle H=DIR (repeatable) or --tracking-uri, not both")
     source = (
         ModelSource(bundle_dirs={int(h): d for h, d in (b.split("=", 1) for b in a.bundle)})
         if a.bundle
-        else ModelSource(tracking_uri=a.tracking_uri)
+        else ModelSource(
+            tracking_uri=a.tracking_uri, horizons=[int(h) for h in a.horizons.split(",")]
+        )
     )
     cfg = StageConfig(
         models=source,
         reader=a.reader,
         reader_kwargs=dict(kv.split("=", 1) for kv in a.reader_kwarg),
     )
+    return cfg, a.host, a.port
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve until Ctrl-C."""
+    cfg, host, port = parse_args(argv)
 
     async def run() -> None:
-        server, port = await start_server(
-            PredictionService(cfg.build_local_stages()), a.port, a.host
-        )
-        print(f"serving on {a.host}:{port}", flush=True)
+        server, bound = await start_server(PredictionService(cfg.build_local_stages()), port, host)
+        print(f"serving stockray.v1.PredictionService on {host}:{bound}", flush=True)
         await server.wait_for_termination()
 
     asyncio.run(run())

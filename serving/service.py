@@ -8,6 +8,7 @@ supplies handle-backed stages for *split* mode. Every error a caller can cause i
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -59,14 +60,12 @@ class LocalStages:
 
 def iso_utc(epoch_s: float) -> str:
     """``2024-05-01T00:00:00Z`` for an epoch; empty string when unknown (NaN)."""
-    if epoch_s != epoch_s:
+    if math.isnan(epoch_s):
         return ""
     return datetime.fromtimestamp(epoch_s, UTC).isoformat().replace("+00:00", "Z")
 
 
-def validate_request(
-    req: pb.PredictRequest, served: Sequence[int]
-) -> tuple[str, list[int], int]:
+def validate_request(req: pb.PredictRequest, served: Sequence[int]) -> tuple[str, list[int], int]:
     """Return ``(ticker, horizons, top_k)`` normalised, or raise InvalidRequestError."""
     ticker = req.ticker.strip().upper()
     if not ticker:

@@ -101,7 +101,7 @@ class Ingress:
         self._service = PredictionService(stages)
 
     # ---- gRPC: stockray.v1.PredictionService ----
-    async def Predict(  # noqa: N802 (gRPC method name)
+    async def Predict(
         self, request: pb.PredictRequest, grpc_context: RayServegRPCContext
     ) -> pb.PredictResponse:
         try:
@@ -115,7 +115,7 @@ class Ingress:
             return pb.PredictResponse()
 
     # ---- gRPC: grpc.health.v1.Health ----
-    async def Check(  # noqa: N802 (gRPC method name)
+    async def Check(
         self, request: health_pb2.HealthCheckRequest, grpc_context: RayServegRPCContext
     ) -> health_pb2.HealthCheckResponse:
         if request.service not in ("", SERVICE_NAME):

@@ -27,7 +27,12 @@ def booster():
 
 def test_export_writes_bundle_with_parity(booster, tmp_path):
     out = export_bundle(
-        booster, FEATURES, tmp_path / "b", model_name="m", model_version="0", horizon=5,
+        booster,
+        FEATURES,
+        tmp_path / "b",
+        model_name="m",
+        model_version="0",
+        horizon=5,
         extra={"run_id": "r1"},
     )
     assert {p.name for p in out.iterdir()} == {ONNX_FILE, BOOSTER_FILE, META_FILE}
@@ -62,8 +67,9 @@ def test_reexport_replaces_atomically_and_meta_is_updatable(booster, tmp_path):
 
 def test_export_rejects_wrong_feature_names(booster, tmp_path):
     with pytest.raises(ValueError, match="feature names"):
-        export_bundle(booster, FEATURES[:2], tmp_path / "b", model_name="m",
-                      model_version="0", horizon=5)
+        export_bundle(
+            booster, FEATURES[:2], tmp_path / "b", model_name="m", model_version="0", horizon=5
+        )
     assert not (tmp_path / "b").exists()
 
 

@@ -22,7 +22,7 @@ from serving.errors import (
 from serving.explainer import Explainer
 from serving.grpc_server import BackgroundServer
 from serving.lookup import FeatureLookup
-from serving.models import resolve_bundles, ModelSource
+from serving.models import ModelSource, resolve_bundles
 from serving.protos import stockray_pb2 as pb
 from serving.readers import build_reader
 from serving.scorer import Scorer, feature_vector
@@ -43,9 +43,7 @@ def rows():
 
 @pytest.fixture(scope="module")
 def service(bundles, rows):
-    stages = LocalStages(
-        FeatureLookup(FakeReader(rows)), Scorer(bundles), Explainer(bundles)
-    )
+    stages = LocalStages(FeatureLookup(FakeReader(rows)), Scorer(bundles), Explainer(bundles))
     return PredictionService(stages)
 
 
@@ -95,7 +93,7 @@ def test_scorer_equals_onnx_and_lightgbm(bundles, rows):
     scorer = Scorer(bundles)
     assert {m.provider for m in scorer.models.values()} == {"CPUExecutionProvider"}
     assert scorer.models[5].model_name == "stockray-lgbm-h5"
-    for t, values in rows.items():
+    for values in rows.values():
         preds = scorer.predict(values, [1, 5])
         for h, b in bundles.items():
             x = np.array([[values[f] for f in FEATURES]], dtype=np.float32)
@@ -126,9 +124,7 @@ def test_shap_plus_base_sums_to_lightgbm_prediction(bundles, rows):
             assert total == pytest.approx(ref, rel=1e-5, abs=1e-12)
             shaps = [abs(c.shap) for c in e.contributions]
             assert shaps == sorted(shaps, reverse=True)
-            assert {c.feature: c.value for c in e.contributions} == {
-                f: values[f] for f in FEATURES
-            }
+            assert {c.feature: c.value for c in e.contributions} == {f: values[f] for f in FEATURES}
 
 
 def test_explainer_top_k_and_cache(bundles, rows):
@@ -148,7 +144,9 @@ def test_validate_request():
     ) == ("BRK.B", [5], 3)
     with pytest.raises(InvalidRequestError, match="empty"):
         validate_request(pb.PredictRequest(ticker=" "), served)
-    with pytest.raises(InvalidRequestError, match=r"\[7\] not served; served horizons are \[1, 5\]"):
+    with pytest.raises(
+        InvalidRequestError, match=r"\[7\] not served; served horizons are \[1, 5\]"
+    ):
         validate_request(pb.PredictRequest(ticker="AAPL", horizons=[7, 1]), served)
     with pytest.raises(InvalidRequestError, match="top_k"):
         validate_request(pb.PredictRequest(ticker="AAPL", top_k=-1), served)
@@ -236,9 +234,12 @@ def test_grpc_failed_precondition_for_nan_features(bundles, rows):
     svc = PredictionService(
         LocalStages(FeatureLookup(FakeReader(bad)), Scorer(bundles), Explainer(bundles))
     )
-    with BackgroundServer(svc) as s, PredictionClient(s.target) as c:
-        with pytest.raises(PredictionError) as ei:
-            c.predict("GAPPY")
+    with (
+        BackgroundServer(svc) as s,
+        PredictionClient(s.target) as c,
+        pytest.raises(PredictionError) as ei,
+    ):
+        c.predict("GAPPY")
     assert ei.value.code == grpc.StatusCode.FAILED_PRECONDITION
     assert "vol_20d" in ei.value.details and "materialize" in ei.value.details
 
@@ -252,3 +253,27 @@ def test_grpc_reflection_lists_services(server):
         resp = next(iter(stub.ServerReflectionInfo(iter([req]), timeout=5)))
     names = {s.name for s in resp.list_services_response.service}
     assert {"stockray.v1.PredictionService", "grpc.health.v1.Health"} <= names
+
+
+def test_grpc_server_command_line():
+    from serving.grpc_server import parse_args
+
+    cfg, host, port = parse_args(
+        [
+            "--bundle",
+            "1=/b1",
+            "--bundle",
+            "5=/b5",
+            "--reader-kwarg",
+            "repo_path=/r",
+            "--port",
+            "9100",
+        ]
+    )
+    assert cfg.models.bundle_dirs == {1: "/b1", 5: "/b5"} and (host, port) == ("127.0.0.1", 9100)
+    assert cfg.reader == "features.store:FeastOnlineReader"
+    assert cfg.reader_kwargs == {"repo_path": "/r"}
+    cfg, _, _ = parse_args(["--tracking-uri", "sqlite:///m.db", "--horizons", "5,20"])
+    assert cfg.models.horizons == [5, 20]
+    with pytest.raises(SystemExit):
+        parse_args([])

@@ -44,7 +44,10 @@ def test_load_bundle_overrides(bundle_dirs):
 
 
 def test_app_args_and_build_app(bundle_dirs):
-    kw = dict(models=ModelSource(bundle_dirs=bundle_dirs), reader="tests.serving_fixtures:FakeReader")
+    kw = {
+        "models": ModelSource(bundle_dirs=bundle_dirs),
+        "reader": "tests.serving_fixtures:FakeReader",
+    }
     a = AppArgs(**kw)
     assert a.mode == "fused" and a.grpc_port == 9000 and a.http_port == 8000
     assert a.stage_config().reader == "tests.serving_fixtures:FakeReader"
@@ -61,8 +64,10 @@ def test_app_args_and_build_app(bundle_dirs):
 def test_serve_env_pins_direct_ingress_to_public_grpc_port(monkeypatch):
     env = serve_env(9100)
     assert env["RAY_SERVE_ENABLE_DIRECT_INGRESS"] == "1"
-    assert (env["RAY_SERVE_DIRECT_INGRESS_MIN_GRPC_PORT"],
-            env["RAY_SERVE_DIRECT_INGRESS_MAX_GRPC_PORT"]) == ("9100", "9101")
+    assert (
+        env["RAY_SERVE_DIRECT_INGRESS_MIN_GRPC_PORT"],
+        env["RAY_SERVE_DIRECT_INGRESS_MAX_GRPC_PORT"],
+    ) == ("9100", "9101")
     assert env["RAY_SERVE_PORT_QUARANTINE_S"] == "0"
     assert env["RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"] == "0"
     for k in env:
