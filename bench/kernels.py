@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -30,7 +31,10 @@ def _bars(n: int) -> dict[str, np.ndarray]:
     if n == 0:
         from bokeh_sampledata.stocks import AAPL
 
-        return {k: np.asarray(AAPL[k], dtype=np.float64) for k in ("open", "high", "low", "close", "volume")}
+        return {
+            k: np.asarray(AAPL[k], dtype=np.float64)
+            for k in ("open", "high", "low", "close", "volume")
+        }
     rng = np.random.default_rng(0)
     c = 100.0 * np.exp(np.cumsum(rng.normal(0, 0.01, n)))
     o = c * np.exp(rng.normal(0, 0.005, n))
@@ -133,7 +137,11 @@ def bench_batch(n: int, repeat: int) -> dict:
         }
     shared = list(rows)[:SHARED]
     wins = sum(rows[k]["ours_over_talib"] <= 1.0 for k in shared)
-    return {"n": len(b["close"]), "indicators": rows, "shared_at_or_below_talib": f"{wins}/{SHARED}"}
+    return {
+        "n": len(b["close"]),
+        "indicators": rows,
+        "shared_at_or_below_talib": f"{wins}/{SHARED}",
+    }
 
 
 def bench_engine(n_tickers: int, ticks: int) -> dict:
@@ -182,7 +190,12 @@ def main(argv: list[str] | None = None) -> dict:
 
     K.warmup()  # compile / load every kernel before timing
     result = {
-        "machine": {"python": platform.python_version(), "cpu_count": __import__("os").cpu_count()},
+        "machine": {
+            "python": platform.python_version(),
+            "cpu_count": os.cpu_count(),
+            # shared 2-core machine: report the load the figures were taken under
+            "loadavg_1m_at_start": os.getloadavg()[0],
+        },
         "versions": {
             "numpy": np.__version__,
             "pandas": pd.__version__,
@@ -195,7 +208,9 @@ def main(argv: list[str] | None = None) -> dict:
     }
     for b in result["batch"]:
         print(f"\nbatch, n={b['n']}  (us per call; ratio < 1 means ours is faster)")
-        print(f"{'indicator':<15}{'ours':>10}{'talib':>10}{'pandas':>11}{'ours/ta':>9}{'ours/pd':>9}")
+        print(
+            f"{'indicator':<15}{'ours':>10}{'talib':>10}{'pandas':>11}{'ours/ta':>9}{'ours/pd':>9}"
+        )
         for name, r in b["indicators"].items():
             pdu = "-" if r["pandas_us"] is None else f"{r['pandas_us']:.1f}"
             pdr = "-" if r["ours_over_pandas"] is None else f"{r['ours_over_pandas']:.3f}"
@@ -204,6 +219,7 @@ def main(argv: list[str] | None = None) -> dict:
                 f"{r['ours_over_talib']:>9.3f}{pdr:>9}"
             )
         print(f"shared indicators at or below TA-Lib's time: {b['shared_at_or_below_talib']}")
+    result["machine"]["loadavg_1m_at_end"] = os.getloadavg()[0]
     e = result["engine"]
     print(
         f"\nengine: {e['n_tickers']} tickers x {e['n_columns']} columns, {e['ticks']} ticks: "
@@ -211,6 +227,10 @@ def main(argv: list[str] | None = None) -> dict:
     )
     s = result["startup"]
     print(f"startup: import {s['import_s']:.2f} s, warmup {s['warmup_s_with_disk_cache']:.2f} s")
+    m = result["machine"]
+    print(
+        f"load average: {m['loadavg_1m_at_start']:.1f} at start, {m['loadavg_1m_at_end']:.1f} at end"
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
     print(f"wrote {args.out}")

@@ -12,26 +12,17 @@ window contains it"; recursive ones (EMA, RSI, ATR, MACD, OBV) restart after the
 
 Modules (one family each): ``changes`` (returns), ``moving`` (SMA/EMA/WMA), ``oscillators``
 (RSI, MACD, stochastic, ROC, momentum), ``dispersion`` (std, z-score, Bollinger, ATR,
-volatility estimators), ``volume`` (OBV), ``engine`` (vectorised incremental engine). Module
+volatility estimators), ``volume`` (OBV), ``alpha158`` (Qlib's rolling families), ``engine``
+(vectorised incremental engine), ``catalogue`` (``CATALOGUE``, the machine-readable list). Module
 names avoid the function names (``returns``, ``momentum``, ``volatility``) they would shadow.
 
 Numba compiles each kernel on first call and caches it on disk; :func:`warmup` pays that up
 front. May import: numpy, numba. Nothing from the rest of stockray.
 """
 
-from kernels.oscillators import (
-    MacdState,
-    MomentumState,
-    RocState,
-    RsiState,
-    StochState,
-    macd,
-    momentum,
-    roc,
-    rsi,
-    stoch,
-)
-from kernels.moving import EmaState, SmaState, WmaState, ema, sma, wma
+from kernels._warmup import warmup
+from kernels.alpha158 import Alpha158State, alpha158
+from kernels.catalogue import CATALOGUE
 from kernels.changes import LogReturnsState, ReturnsState, log_returns, returns
 from kernels.dispersion import (
     AtrState,
@@ -50,15 +41,29 @@ from kernels.dispersion import (
     volatility,
     zscore,
 )
-from kernels._warmup import warmup
 from kernels.engine import Engine
+from kernels.moving import EmaState, SmaState, WmaState, ema, sma, wma
+from kernels.oscillators import (
+    MacdState,
+    MomentumState,
+    RocState,
+    RsiState,
+    StochState,
+    macd,
+    momentum,
+    roc,
+    rsi,
+    stoch,
+)
 from kernels.volume import ObvState, obv
 
 __all__ = [
+    "CATALOGUE",
+    "Alpha158State",
     "AtrState",
     "BollingerState",
-    "Engine",
     "EmaState",
+    "Engine",
     "GarmanKlassState",
     "LogReturnsState",
     "MacdState",
@@ -74,6 +79,7 @@ __all__ = [
     "VolatilityState",
     "WmaState",
     "ZscoreState",
+    "alpha158",
     "atr",
     "bollinger",
     "ema",

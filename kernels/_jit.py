@@ -1,9 +1,10 @@
 """Numba wrapper and small helpers shared by every kernel module.
 
 Compilation is lazy (first call per type signature) and cached on disk (``cache=True``, in
-``kernels/__pycache__`` or ``$NUMBA_CACHE_DIR``, keyed on a hash of the whole package), so ``import kernels`` costs only numba's own
-import (~0.3 s here). The first call of each kernel in a fresh checkout compiles it (0.1–0.5 s
-per kernel; 17.5 s for all of them and the engine, measured); later processes load the cache (0.6 s for all). Call
+``kernels/__pycache__`` or ``$NUMBA_CACHE_DIR``, keyed on a hash of the whole package), so
+``import kernels`` costs only numba's own import (0.4 s idle). The first call of each kernel in a fresh checkout compiles it (0.1-10 s
+per kernel; all of them 17-47 s, see :func:`kernels.warmup`); later processes load the cache.
+Any edit to a kernels/*.py file invalidates every cached kernel (see the locators below). Call
 :func:`kernels.warmup` once at process start (e.g. in a Ray actor's ``__init__``) to pay that
 cost before the first tick.
 """
@@ -12,14 +13,13 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import os
 from pathlib import Path
 
 import numpy as np
 from numba import njit as _njit
 from numba.core import caching as _caching
 
-__all__ = ["njit", "as_f64", "segments"]
+__all__ = ["as_f64", "njit", "segments"]
 
 
 _PKG_DIR = Path(__file__).resolve().parent

@@ -39,7 +39,7 @@ import numpy as np
 
 from kernels._jit import as_f64, check_length, njit, same_length
 
-__all__ = ["alpha158", "Alpha158State", "alpha158_ref", "ALPHA158_FAMILIES", "ALPHA158_WINDOWS"]
+__all__ = ["ALPHA158_FAMILIES", "ALPHA158_WINDOWS", "Alpha158State", "alpha158", "alpha158_ref"]
 
 ALPHA158_WINDOWS: tuple[int, ...] = (5, 10, 20, 30, 60)
 ALPHA158_FAMILIES: tuple[str, ...] = (
@@ -89,7 +89,7 @@ def _corr(a, b):
 @njit
 def _quantile(sorted_a, q):
     pos = q * (sorted_a.shape[0] - 1)
-    lo = int(math.floor(pos))
+    lo = math.floor(pos)
     hi = min(lo + 1, sorted_a.shape[0] - 1)
     return sorted_a[lo] + (sorted_a[hi] - sorted_a[lo]) * (pos - lo)
 
@@ -224,9 +224,7 @@ def _windows(windows) -> np.ndarray:
     return np.asarray(ws, dtype=np.int64)
 
 
-def alpha158(
-    open, high, low, close, volume, windows=ALPHA158_WINDOWS  # noqa: A002
-) -> dict[str, np.ndarray]:
+def alpha158(open, high, low, close, volume, windows=ALPHA158_WINDOWS) -> dict[str, np.ndarray]:
     """Alpha158 rolling features (see the module docstring for every formula).
 
     Args:
@@ -262,7 +260,7 @@ class Alpha158State:
         self._pos = 0
         self._row = np.empty(_NF)
 
-    def update(self, open, high, low, close, volume) -> dict[str, float]:  # noqa: A002
+    def update(self, open, high, low, close, volume) -> dict[str, float]:
         """Feed one bar; return ``{name: value}`` (NaN during each window's warm-up)."""
         bar = np.array([high, low, close, volume], dtype=np.float64)
         self._run = 0 if np.isnan(bar).any() else self._run + 1
@@ -282,7 +280,7 @@ class Alpha158State:
         return dict(zip(self.names, out.tolist(), strict=True))
 
 
-def alpha158_ref(open, high, low, close, volume, windows=ALPHA158_WINDOWS):  # noqa: A002
+def alpha158_ref(open, high, low, close, volume, windows=ALPHA158_WINDOWS):
     """Plain numpy spec of :func:`alpha158`: each window evaluated independently."""
     h, lo, c, v = (np.asarray(a, dtype=np.float64) for a in (high, low, close, volume))
     n = c.shape[0]
@@ -291,54 +289,60 @@ def alpha158_ref(open, high, low, close, volume, windows=ALPHA158_WINDOWS):  # n
     for t in range(n):
         run[t] = (run[t - 1] + 1 if t else 1) if valid[t] else 0
     res = {}
-    for d in windows:
-        cols = {f: np.full(n, np.nan) for f in ALPHA158_FAMILIES}
-        xs = np.arange(1, d + 1, dtype=np.float64)
-        for t in range(n):
-            if run[t] < d:
-                continue
-            w = slice(t - d + 1, t + 1)
-            cw, hw, lw, vw = c[w], h[w], lo[w], v[w]
-            ct = cw[-1]
-            xc, yc = xs - xs.mean(), cw - cw.mean()
-            slope = xc @ yc / (xc @ xc)
-            icpt = cw.mean() - slope * xs.mean()
-            resid = ct - (icpt + slope * d)
-            ss = yc @ yc
-            rsq = (xc @ yc) ** 2 / ((xc @ xc) * ss) if ss > 0 else 0.0
-            cols["MA"][t] = cw.mean() / ct
-            cols["STD"][t] = cw.std(ddof=1) / ct
-            cols["BETA"][t] = slope / ct
-            cols["RSQR"][t] = rsq
-            cols["RESI"][t] = resid / ct
-            cols["MAX"][t] = hw.max() / ct
-            cols["MIN"][t] = lw.min() / ct
-            cols["QTLU"][t] = np.quantile(cw, 0.8) / ct
-            cols["QTLD"][t] = np.quantile(cw, 0.2) / ct
-            cols["RANK"][t] = ((cw < ct).sum() + ((cw == ct).sum() + 1) / 2) / d
-            cols["RSV"][t] = (ct - lw.min()) / (hw.max() - lw.min() + _EPS)
-            cols["IMAX"][t] = (np.argmax(hw) + 1) / d
-            cols["IMIN"][t] = (np.argmin(lw) + 1) / d
-            cols["IMXD"][t] = (np.argmax(hw) - np.argmin(lw)) / d
-            cols["CORR"][t] = _corr_ref(cw, np.log(vw + 1))
-            cols["VMA"][t] = vw.mean() / (vw[-1] + _EPS)
-            cols["VSTD"][t] = vw.std(ddof=1) / (vw[-1] + _EPS)
-            if run[t] > d:
-                cp, vp = c[t - d : t], v[t - d : t]
-                dc = cw - cp
-                r = cw / cp
-                cols["CORD"][t] = _corr_ref(r, np.log(vw / vp + 1))
-                cols["CNTP"][t] = (dc > 0).mean()
-                cols["CNTN"][t] = (dc < 0).mean()
-                cols["CNTD"][t] = (dc > 0).mean() - (dc < 0).mean()
-                sa = np.abs(dc).sum() + _EPS
-                cols["SUMP"][t] = np.maximum(dc, 0).sum() / sa
-                cols["SUMN"][t] = np.maximum(-dc, 0).sum() / sa
-                cols["SUMD"][t] = (np.maximum(dc, 0).sum() - np.maximum(-dc, 0).sum()) / sa
-                wv = np.abs(r - 1) * vw
-                cols["WVMA"][t] = wv.std(ddof=1) / (wv.mean() + _EPS)
-        res.update({f"{f}{d}": cols[f] for f in ALPHA158_FAMILIES})
+    with np.errstate(divide="ignore", invalid="ignore"):  # zero volumes: inf/NaN as in batch
+        for d in windows:
+            res.update(_ref_window(h, lo, c, v, run, d))
     return res
+
+
+def _ref_window(h, lo, c, v, run, d):
+    n = c.shape[0]
+    cols = {f: np.full(n, np.nan) for f in ALPHA158_FAMILIES}
+    xs = np.arange(1, d + 1, dtype=np.float64)
+    for t in range(n):
+        if run[t] < d:
+            continue
+        w = slice(t - d + 1, t + 1)
+        cw, hw, lw, vw = c[w], h[w], lo[w], v[w]
+        ct = cw[-1]
+        xc, yc = xs - xs.mean(), cw - cw.mean()
+        slope = xc @ yc / (xc @ xc)
+        icpt = cw.mean() - slope * xs.mean()
+        resid = ct - (icpt + slope * d)
+        ss = yc @ yc
+        rsq = (xc @ yc) ** 2 / ((xc @ xc) * ss) if ss > 0 else 0.0
+        cols["MA"][t] = cw.mean() / ct
+        cols["STD"][t] = cw.std(ddof=1) / ct
+        cols["BETA"][t] = slope / ct
+        cols["RSQR"][t] = rsq
+        cols["RESI"][t] = resid / ct
+        cols["MAX"][t] = hw.max() / ct
+        cols["MIN"][t] = lw.min() / ct
+        cols["QTLU"][t] = np.quantile(cw, 0.8) / ct
+        cols["QTLD"][t] = np.quantile(cw, 0.2) / ct
+        cols["RANK"][t] = ((cw < ct).sum() + ((cw == ct).sum() + 1) / 2) / d
+        cols["RSV"][t] = (ct - lw.min()) / (hw.max() - lw.min() + _EPS)
+        cols["IMAX"][t] = (np.argmax(hw) + 1) / d
+        cols["IMIN"][t] = (np.argmin(lw) + 1) / d
+        cols["IMXD"][t] = (np.argmax(hw) - np.argmin(lw)) / d
+        cols["CORR"][t] = _corr_ref(cw, np.log(vw + 1))
+        cols["VMA"][t] = vw.mean() / (vw[-1] + _EPS)
+        cols["VSTD"][t] = vw.std(ddof=1) / (vw[-1] + _EPS)
+        if run[t] > d:
+            cp, vp = c[t - d : t], v[t - d : t]
+            dc = cw - cp
+            r = cw / cp
+            cols["CORD"][t] = _corr_ref(r, np.log(vw / vp + 1))
+            cols["CNTP"][t] = (dc > 0).mean()
+            cols["CNTN"][t] = (dc < 0).mean()
+            cols["CNTD"][t] = (dc > 0).mean() - (dc < 0).mean()
+            sa = np.abs(dc).sum() + _EPS
+            cols["SUMP"][t] = np.maximum(dc, 0).sum() / sa
+            cols["SUMN"][t] = np.maximum(-dc, 0).sum() / sa
+            cols["SUMD"][t] = (np.maximum(dc, 0).sum() - np.maximum(-dc, 0).sum()) / sa
+            wv = np.abs(r - 1) * vw
+            cols["WVMA"][t] = wv.std(ddof=1) / (wv.mean() + _EPS)
+    return {f"{f}{d}": cols[f] for f in ALPHA158_FAMILIES}
 
 
 def _corr_ref(a, b):

@@ -14,12 +14,12 @@ import numpy as np
 from kernels._jit import as_f64, by_segment, check_length, njit
 
 __all__ = [
-    "returns",
-    "log_returns",
-    "ReturnsState",
     "LogReturnsState",
-    "returns_ref",
+    "ReturnsState",
+    "log_returns",
     "log_returns_ref",
+    "returns",
+    "returns_ref",
 ]
 
 

@@ -23,7 +23,7 @@ from kernels.moving import _ema_step, _sma_step, _wma_step
 from kernels.oscillators import _macd_step, _rsi_step, _stoch_step
 from kernels.volume import _obv_step
 
-__all__ = ["Engine", "FeatureSpec", "parse_feature", "DEFAULT_FEATURES"]
+__all__ = ["DEFAULT_FEATURES", "Engine", "FeatureSpec", "parse_feature"]
 
 # kind codes used inside the compiled tick function
 _RETURNS, _LOGRET, _ROC, _MOM = 0, 1, 2, 3
@@ -248,7 +248,7 @@ class Engine:
         if s.name == "macd" and s.params[0] > s.params[1]:
             raise ValueError(f"macd needs fast <= slow, got {s.params}")
 
-    def update(self, open=None, high=None, low=None, close=None, volume=None) -> np.ndarray:  # noqa: A002
+    def update(self, open=None, high=None, low=None, close=None, volume=None) -> np.ndarray:
         """Feed one bar per ticker; return the newest value of every column.
 
         Args:

@@ -15,14 +15,14 @@ from numpy.lib.stride_tricks import sliding_window_view
 from kernels._jit import as_f64, by_segment, check_length, njit
 
 __all__ = [
-    "sma",
-    "ema",
-    "wma",
-    "SmaState",
     "EmaState",
+    "SmaState",
     "WmaState",
-    "sma_ref",
+    "ema",
     "ema_ref",
+    "sma",
+    "sma_ref",
+    "wma",
     "wma_ref",
 ]
 

@@ -14,25 +14,25 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from kernels._jit import as_f64, by_segment, check_length, njit, same_length
-from kernels.moving import ema_ref, sma_ref
 from kernels.changes import _returns_batch, _returns_step
+from kernels.moving import ema_ref, sma_ref
 
 __all__ = [
-    "rsi",
-    "macd",
-    "stoch",
-    "roc",
-    "momentum",
-    "RsiState",
     "MacdState",
-    "StochState",
-    "RocState",
     "MomentumState",
-    "rsi_ref",
+    "RocState",
+    "RsiState",
+    "StochState",
+    "macd",
     "macd_ref",
-    "stoch_ref",
-    "roc_ref",
+    "momentum",
     "momentum_ref",
+    "roc",
+    "roc_ref",
+    "rsi",
+    "rsi_ref",
+    "stoch",
+    "stoch_ref",
 ]
 
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from kernels._jit import as_f64, by_segment, njit, same_length
 
-__all__ = ["obv", "ObvState", "obv_ref"]
+__all__ = ["ObvState", "obv", "obv_ref"]
 
 
 @njit

@@ -111,7 +111,8 @@ def features(
 def train(
     horizons: Annotated[str, typer.Option(help="Comma-separated horizons in days.")] = "1,5,20",
 ) -> None:
-    """Train LightGBM per horizon (Ray Tune), register in MLflow as champion, export ONNX."""
+    """Train LightGBM per horizon (Ray Tune), register in MLflow (the first version becomes
+    champion, later ones challenger: see `stockray promote`), export ONNX."""
     from ray_apps.cluster import local_cluster
     from ray_apps.train import TrainConfig, describe, main
 
@@ -135,7 +136,7 @@ def serve(
     from serving.launch import serve_env
 
     settings = _settings().resolved()
-    env = serve_env(settings.grpc_port, settings.http_port)
+    env = serve_env(settings.grpc_port, http_port=settings.http_port)
     with local_cluster(settings, extra_env=env, auth=auth):
         ep = main(settings, mode=mode)
         typer.echo(f"gRPC {ep.grpc_target}, HTTP {ep.http_url} — Ctrl-C to stop")
@@ -214,6 +215,148 @@ def submit(ctx: typer.Context) -> None:
     cmd = [str(ray_bin), "job", "submit", "--address",
            f"http://{settings.host}:{settings.dashboard_port}", "--", *ctx.args]
     raise typer.Exit(subprocess.call(cmd, env=env))
+
+
+def _families(family: Optional[str], config: Optional[Path]) -> list[str]:
+    from training.config import DEFAULT_CONFIG, load_experiment
+
+    return [family] if family else load_experiment(config or DEFAULT_CONFIG).families
+
+
+@app.command()
+def evaluate(
+    data: Annotated[str, typer.Option(
+        help="default (the data dir's offline store) | skfolio (20 stocks 1990-2022, "
+             "close only; needs the skfolio wheel).")] = "default",
+    horizon: Annotated[int, typer.Option(help="Horizon in trading days.")] = 5,
+    config: Annotated[Optional[Path], typer.Option(
+        help="Experiment config [default configs/lgbm.yaml].")] = None,
+    max_folds: Annotated[Optional[int], typer.Option(
+        help="Cap the walk-forward folds (default: all that fit).")] = None,
+    seeds: Annotated[Optional[str], typer.Option(
+        help="Comma-separated seeds (default: the config's).")] = None,
+    parallel: Annotated[bool, typer.Option(
+        help="One Ray task per seed on a local cluster.")] = True,
+    attach: Annotated[bool, typer.Option(
+        help="Record the per-seed RankIC on the newest version of each family "
+             "(default data only); `stockray promote` compares these.")] = True,
+) -> None:
+    """Walk-forward report: LightGBM regression, lambdarank and the regime ensemble vs every
+    baseline, mean ± std over seeds; JSON + HTML, logged to MLflow."""
+    from ray_apps.evaluate import EvaluateConfig, main
+    from training.walkforward import format_table
+
+    sd = tuple(int(s) for s in seeds.split(",")) if seeds else None
+    res = main(EvaluateConfig(data=data, horizon=horizon, config_path=config,
+                              max_folds=max_folds, seeds=sd, parallel=parallel,
+                              attach=attach), _settings(), log=typer.echo)
+    wf = res.result
+    typer.echo(f"walk-forward h={horizon} on {data}: {len(wf.folds)} folds, seeds "
+               f"{list(wf.config.seeds)}, {wf.seconds:.0f}s")
+    typer.echo(format_table(wf))
+    typer.echo("\n".join(wf.verdict()))
+    typer.echo(f"report: {res.paths['html']} (MLflow run {res.mlflow_run})")
+    for name, a in res.attached.items():
+        typer.echo(f"recorded on {name} v{a['version']}: RankIC per seed {a['rank_ic_seeds']}")
+
+
+@app.command()
+def retrain(
+    config: Annotated[Optional[Path], typer.Option(
+        help="Experiment config [default configs/lgbm.yaml].")] = None,
+    tickers: Annotated[str, typer.Option(help="Embedded tickers to ingest.")] =
+        "AAPL,GOOG,IBM,MSFT,FB",
+    start: Annotated[Optional[str], typer.Option(help="First date, YYYY-MM-DD.")] = None,
+    end: Annotated[Optional[str], typer.Option(help="Last date, YYYY-MM-DD.")] = None,
+    engine: Annotated[str, typer.Option(help="Feature engine: local | ray.")] = "local",
+    promote: Annotated[bool, typer.Option(help="Apply the promotion rule at the end.")] = True,
+    force: Annotated[bool, typer.Option(help="Re-run every step, ignoring the state.")] = False,
+    max_folds: Annotated[Optional[int], typer.Option(
+        help="Cap the walk-forward folds (quick runs).")] = None,
+    seeds: Annotated[Optional[str], typer.Option(help="Comma-separated seeds.")] = None,
+    num_boost_round: Annotated[Optional[int], typer.Option(
+        help="Override the config's boosting rounds.")] = None,
+    auth: Annotated[bool, typer.Option(
+        help="Token auth for a cluster this command starts itself.")] = True,
+) -> None:
+    """Ingest -> validate -> features -> train -> evaluate -> promote as one Ray job;
+    skips steps whose data and config are unchanged, resumes after a crash. Inside
+    `stockray submit` it joins the cluster, standalone it starts a local one."""
+    from ray_apps.retrain import RetrainConfig, main
+
+    sd = tuple(int(s) for s in seeds.split(",")) if seeds else None
+    res = main(RetrainConfig(config_path=config, tickers=_tickers(tickers), start=start,
+                             end=end, engine=engine, promote=promote, force=force,
+                             max_folds=max_folds, seeds=sd, num_boost_round=num_boost_round,
+                             auth=auth), _settings(), log=typer.echo)
+    typer.echo(f"ran {res.ran or 'nothing'}; skipped {res.skipped or 'nothing'}; "
+               f"state {res.state_file}")
+
+
+@app.command()
+def promote(
+    horizon: Annotated[int, typer.Option(help="Horizon in trading days.")] = 5,
+    family: Annotated[Optional[str], typer.Option(
+        help="lgbm | lgbmrank (default: every family in the config).")] = None,
+    force: Annotated[bool, typer.Option(
+        help="Promote the challenger even if the rule says no (recorded).")] = False,
+    config: Annotated[Optional[Path], typer.Option(
+        help="Config with lifecycle.promotion_margin / min_seeds.")] = None,
+) -> None:
+    """Promote challenger -> champion when its walk-forward RankIC (mean over >= min_seeds
+    seeds) beats the champion's by lifecycle.promotion_margin."""
+    from training.config import DEFAULT_CONFIG, load_experiment
+    from training.registry import promote as do_promote
+    from training.registry import registered_name
+
+    settings = _settings().resolved()
+    lc = load_experiment(config or DEFAULT_CONFIG).lifecycle
+    for fam in _families(family, config):
+        d = do_promote(settings.tracking_uri, registered_name(fam, horizon),
+                       margin=lc.promotion_margin, min_seeds=lc.min_seeds, force=force,
+                       bundle_root=settings.models_dir)
+        verb = "PROMOTED" if d.promoted else "not promoted"
+        typer.echo(f"{d.name}: challenger v{d.challenger} {verb} (champion was "
+                   f"v{d.champion}): {d.reason}")
+
+
+@app.command()
+def rollback(
+    horizon: Annotated[int, typer.Option(help="Horizon in trading days.")],
+    family: Annotated[str, typer.Option(help="lgbm | lgbmrank.")] = "lgbm",
+) -> None:
+    """Point champion back at the previous champion version (recorded as tags)."""
+    from training.registry import registered_name
+    from training.registry import rollback as do_rollback
+
+    settings = _settings().resolved()
+    name = registered_name(family, horizon)
+    try:
+        frm, to = do_rollback(settings.tracking_uri, name, bundle_root=settings.models_dir)
+    except ValueError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"{name}: champion rolled back from v{frm} to v{to}")
+
+
+@app.command()
+def models() -> None:
+    """List registered versions with their aliases and key metrics."""
+    from training.registry import list_versions
+
+    settings = _settings().resolved()
+    rows = list_versions(settings.tracking_uri)
+    if not rows:
+        typer.echo(f"no registered models in {settings.tracking_uri}")
+        return
+    typer.echo(f"  {'name':<24} {'ver':>3} {'aliases':<20} {'val RankIC':>10} "
+               f"{'wf RankIC':>10}  created")
+    for v in rows:
+        def f(k, m=v.metrics):
+            x = m.get(k)
+            return f"{x:>10.4f}" if x is not None else f"{'-':>10}"
+        typer.echo(f"  {v.name:<24} {v.version:>3} {','.join(v.aliases) or '-':<20} "
+                   f"{f('val_rank_ic')} {f('wf_rank_ic_mean')}  {v.created}")
 
 
 def main() -> None:

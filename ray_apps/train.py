@@ -1,5 +1,6 @@
 """Training frame -> LightGBM per horizon (Ray Tune trials) -> MLflow registry (alias
-``champion``) -> ONNX bundles: ``python -m ray_apps.train``. Needs a connected Ray cluster."""
+``champion`` for a name's first version, ``challenger`` after that; `stockray promote` decides)
+-> ONNX bundles: ``python -m ray_apps.train``. Needs a connected Ray cluster."""
 
 from __future__ import annotations
 

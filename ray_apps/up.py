@@ -57,7 +57,7 @@ def main(cfg: UpConfig, settings: Settings,
     settings = settings.resolved()
     t: dict[str, float] = {}
     t0 = time.perf_counter()
-    env = serve_env(settings.grpc_port, settings.http_port)
+    env = serve_env(settings.grpc_port, http_port=settings.http_port)
     _say(f"stockray: data dir {settings.data_dir}")
     with local_cluster(settings, extra_env=env, auth=cfg.auth) as ctx:
         t["ray_start_s"] = time.perf_counter() - t0

@@ -1,6 +1,11 @@
 """The prediction service: the ``.proto``, pure stage objects (feature lookup, scorer,
 explainer), Ray Serve deployments (one per module), the typed app builder, and clients.
 
-May import: ``features`` (online store reader) and model artifacts that ``training`` exported;
-never training code.
+May import: ``features`` (online store reader) and model artifacts that ``training`` exported
+(plus ``training.export``'s small bundle-format helpers); never training code.
+
+Map: ``lookup``/``scorer``/``explainer`` (stages, no Ray) -> ``service`` (validation and
+orchestration) -> ``deployments/`` (thin Serve wrappers) -> ``app`` (``build_app(AppArgs)``)
+-> ``launch`` (``serve_env``, ``start_serve``). ``grpc_server`` runs the same service on bare
+grpcio; ``client`` calls either. ``models`` finds bundles (directories or MLflow champion).
 """

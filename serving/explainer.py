@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -45,21 +46,26 @@ class Explainer:
         self._cache_size = cache_size
         # (horizon, vector bytes) -> (shap row (F,), base value)
         self._cache: OrderedDict[tuple[int, bytes], tuple[np.ndarray, float]] = OrderedDict()
+        # Serve runs sync methods on a thread pool: guard the cache, not the (thread-safe)
+        # LightGBM predict.
+        self._lock = threading.Lock()
 
     def _contrib(self, h: int, x: np.ndarray) -> tuple[np.ndarray, float]:
         key = (h, x.tobytes())
-        hit = self._cache.get(key)
-        if hit is not None:
-            self._cache.move_to_end(key)
-            return hit
+        with self._lock:
+            hit = self._cache.get(key)
+            if hit is not None:
+                self._cache.move_to_end(key)
+                return hit
         # (1, F + 1) float64; the last column is the expected value (base).
         c = self._boosters[h].predict(x.astype(np.float64), pred_contrib=True, num_threads=1)
         c = np.asarray(c, dtype=np.float64).reshape(-1)
         res = (c[:-1], float(c[-1]))
         if self._cache_size > 0:
-            self._cache[key] = res
-            while len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
+            with self._lock:
+                self._cache[key] = res
+                while len(self._cache) > self._cache_size:
+                    self._cache.popitem(last=False)
         return res
 
     def explain(

@@ -50,11 +50,22 @@ GRPC_SERVICER_FUNCTIONS = [
 DIRECT_INGRESS_FLAG = "RAY_SERVE_ENABLE_DIRECT_INGRESS"
 
 
-def serve_env(grpc_port: int = 9000) -> dict[str, str]:
+def serve_env(grpc_port: int = 9000, http_port: int | None = None) -> dict[str, str]:
     """Environment that makes the ingress replica itself listen on the public gRPC port.
 
     Set these in ``os.environ`` *before* Ray starts (``ray.init`` or ``ray start``).
+
+    Args:
+        grpc_port: public gRPC port (bound by the ingress replica).
+        http_port: public HTTP port, served by Serve's proxy (not pinned, see the module
+            docstring); only checked not to collide with ``grpc_port`` or the gRPC proxy's
+            default ``grpc_port + 1``.
     """
+    if http_port is not None and http_port in (grpc_port, grpc_port + 1):
+        raise ValueError(
+            f"http_port {http_port} collides with gRPC port {grpc_port} or its proxy "
+            f"({grpc_port + 1}): choose another"
+        )
     return {
         DIRECT_INGRESS_FLAG: "1",
         "RAY_SERVE_DIRECT_INGRESS_MIN_GRPC_PORT": str(grpc_port),

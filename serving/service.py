@@ -8,6 +8,7 @@ supplies handle-backed stages for *split* mode. Every error a caller can cause i
 
 from __future__ import annotations
 
+import asyncio
 import math
 import uuid
 from collections.abc import Sequence
@@ -102,8 +103,13 @@ class PredictionService:
         models = await self.models()
         ticker, horizons, top_k = validate_request(req, list(models))
         row = await self._stages.lookup(ticker)
-        preds = await self._stages.score(row, horizons)
-        expl = await self._stages.explain(row, horizons, top_k) if req.explain else {}
+        if req.explain:
+            # Both need only the row: in split mode the two replicas work concurrently.
+            preds, expl = await asyncio.gather(
+                self._stages.score(row, horizons), self._stages.explain(row, horizons, top_k)
+            )
+        else:
+            preds, expl = await self._stages.score(row, horizons), {}
         ts = iso_utc(row.feature_ts)
         resp = pb.PredictResponse(ticker=row.ticker, request_id=uuid.uuid4().hex)
         for h in horizons:

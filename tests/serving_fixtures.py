@@ -24,6 +24,13 @@ class FakeReader:
         return {t: (dict(self.rows[t]) if t in self.rows else None) for t in tickers}
 
 
+class BrokenReader:
+    """A store that fails: the service must answer INTERNAL without leaking the error text."""
+
+    def read(self, tickers: Sequence[str]) -> dict[str, dict[str, float] | None]:
+        raise RuntimeError("sqlite3.OperationalError: secret/path/online.db is locked")
+
+
 def synthetic_rows(n_tickers: int = 4, seed: int = 7) -> dict[str, dict[str, float]]:
     rng = np.random.default_rng(seed)
     names = ["AAPL", "MSFT", "NVDA", "SPY", "GOOG", "AMZN", "META", "TSLA"][:n_tickers]

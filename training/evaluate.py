@@ -372,6 +372,25 @@ def evaluate_predictions(
     quantile: float = 0.2,
     cost_bps: float = 10.0,
 ) -> dict[str, float]:
+    """Every scalar metric of one prediction column (see `evaluate_with_backtest`)."""
+    return evaluate_with_backtest(
+        frame, pred_col, target_col, horizon, ts_col=ts_col, ticker_col=ticker_col,
+        top_k=top_k, quantile=quantile, cost_bps=cost_bps,
+    )[0]
+
+
+def evaluate_with_backtest(
+    frame: pd.DataFrame,
+    pred_col: str,
+    target_col: str,
+    horizon: int,
+    *,
+    ts_col: str = "ts",
+    ticker_col: str = "ticker",
+    top_k: int | None = None,
+    quantile: float = 0.2,
+    cost_bps: float = 10.0,
+) -> tuple[dict[str, float], BacktestResult]:
     """Every scalar metric of one prediction column against one label column.
 
     Rows without a label are not evaluation rows; rows with a label but no prediction lower
@@ -381,7 +400,8 @@ def evaluate_predictions(
     Returns:
         ``n_rows, n_dates, coverage, ic, rank_ic, icir, rank_icir, pooled_ic, pooled_rank_ic,
         hit_rate, mcc, rmse, mae, bt_ann_return, bt_ann_vol, bt_sharpe, bt_max_drawdown,
-        bt_avg_turnover, bt_total_cost, bt_n_periods, bt_periods_per_year``.
+        bt_avg_turnover, bt_total_cost, bt_n_periods, bt_periods_per_year``, and the
+        `BacktestResult` itself (its equity curve and periods).
     """
     missing = [c for c in (ts_col, ticker_col, pred_col, target_col) if c not in frame]
     if missing:
@@ -417,4 +437,4 @@ def evaluate_predictions(
         ticker_col=ticker_col,
     )
     out.update({f"bt_{k}": v for k, v in bt.summary().items()})
-    return out
+    return out, bt

@@ -230,3 +230,97 @@ def export_bundle(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+# --- torch models (sequence networks) ----------------------------------------------------------
+
+TORCH_ONNX_INPUT_NAME = "window"
+TORCH_ONNX_OUTPUT_NAME = "returns"
+# One file up to this size: ONNX protobufs cannot exceed 2 GiB, so larger models keep the
+# exporter's side file ``<name>.onnx.data``.
+TORCH_ONNX_INLINE_MAX_BYTES = 1 << 30
+
+
+def export_torch_onnx(
+    model: Any,
+    example: Any,
+    path: str | os.PathLike[str],
+    *,
+    input_name: str = TORCH_ONNX_INPUT_NAME,
+    output_name: str = TORCH_ONNX_OUTPUT_NAME,
+    parity_input: Any | None = None,
+) -> dict[str, Any]:
+    """Export a torch module with one tensor input to ONNX with a dynamic batch dimension.
+
+    Uses the default (dynamo) exporter. Its weights land in a side ``<path>.data`` file; they
+    are folded back into the single ``.onnx`` file when small enough
+    (``TORCH_ONNX_INLINE_MAX_BYTES``), so the model is one self-contained file; otherwise the
+    side file is kept next to it and reported. A batch-1 example would fix the batch at 1,
+    so an example with batch < 2 is repeated to batch 2.
+
+    Args:
+        model: a ``torch.nn.Module`` (put in eval mode here).
+        example: example input tensor ``(B, ...)``.
+        path: ``.onnx`` file to write (parent created).
+        parity_input: input for the ONNX-vs-eager parity check (default: ``example`` tiled to
+            a batch of 7, a size the export never saw).
+
+    Returns:
+        ``path``, ``data_path`` (side file or None), ``opset``, ``providers`` (of the parity
+        session, `onnx_providers` order), ``parity_max_abs`` and ``parity_rows``.
+
+    Raises:
+        ValueError: parity worse than ``PARITY_MAX_ABS_LIMIT``.
+    """
+    import onnx
+    import torch
+
+    out = Path(path).expanduser().resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    model = model.eval()
+    ex = example.detach().float()
+    if ex.shape[0] < 2:
+        ex = ex.repeat(2, *([1] * (ex.dim() - 1)))
+    batch = torch.export.Dim("batch", min=1)
+    side = out.with_name(out.name + ".data")
+    for stale in (out, side):
+        stale.unlink(missing_ok=True)
+    with torch.no_grad():
+        program = torch.onnx.export(
+            model, (ex,), input_names=[input_name], output_names=[output_name],
+            dynamic_shapes=({0: batch},), dynamo=True, verbose=False)
+    program.save(str(out), external_data=True)
+    data_path: Path | None = side if side.exists() else None
+    if data_path is not None and data_path.stat().st_size <= TORCH_ONNX_INLINE_MAX_BYTES:
+        proto = onnx.load(str(out), load_external_data=True)
+        tmp = out.with_name(f".{out.name}.tmp")
+        onnx.save_model(proto, str(tmp), save_as_external_data=False)
+        os.replace(tmp, out)
+        data_path.unlink()
+        data_path = None
+    onnx.checker.check_model(str(out))
+    opset = next((o.version for o in onnx.load(str(out), load_external_data=False).opset_import
+                  if o.domain in ("", "ai.onnx")), None)
+
+    x = parity_input if parity_input is not None else ex[:1].repeat(7, *([1] * (ex.dim() - 1)))
+    if parity_input is None:
+        # distinct rows, so a batch mix-up would show
+        x = x + 0.1 * torch.randn_like(x)
+    with torch.no_grad():
+        want = model(x.float()).numpy()
+    sess = onnx_session(out)
+    got = sess.run(None, {input_name: x.float().numpy()})[0]
+    parity = float(np.max(np.abs(got.astype(np.float64) - want.astype(np.float64))))
+    if not parity <= PARITY_MAX_ABS_LIMIT:
+        raise ValueError(f"ONNX parity {parity:.3g} exceeds {PARITY_MAX_ABS_LIMIT}: the "
+                         f"exported graph disagrees with torch eager for {type(model).__name__}")
+    return {
+        "path": str(out),
+        "data_path": None if data_path is None else str(data_path),
+        "opset": opset,
+        "providers": list(sess.get_providers()),
+        "parity_max_abs": parity,
+        "parity_rows": int(x.shape[0]),
+        "input": input_name,
+        "output": output_name,
+    }

@@ -1,5 +1,14 @@
-"""LightGBM baseline per horizon: fit on a purged time-ordered split, score against naive
-baselines on the same validation rows.
+"""LightGBM per horizon: regression on the forward log return, or lambdarank on per-date
+quantile buckets of it; fit on a purged time-ordered split, scored against naive baselines.
+
+Two objectives share one model class, `LgbmModel` (``fit(frame)`` / ``predict(frame) ->
+pd.Series`` indexed like the frame):
+
+- ``regression``: L2 on ``fwd_ret_{h}d``; its output is a return forecast.
+- ``lambdarank``: one query group per trading date, relevance label = the row's quantile
+  bucket (0 .. ``rank_buckets - 1``) of ``fwd_ret_{h}d`` *within its date* (`quantile_buckets`).
+  Its output is a cross-sectional score: only the order within a date means anything, so its
+  RMSE against returns is not meaningful (IC / RankIC / the long-short backtest are).
 
 Pure logic: no Ray, no MLflow. ``training.tune`` runs it as Ray Tune trials.
 """
@@ -30,11 +39,106 @@ class LgbmParams:
     lambda_l2: float = 1.0
     seed: int = 0
     num_threads: int = 1  # one per trial: trials run side by side on 2 cores
+    objective: str = "regression"  # or "lambdarank" (grouped by date, see module docstring)
+    rank_buckets: int = 5  # lambdarank relevance levels: per-date quantiles of the return
+
+    def __post_init__(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"LgbmParams.objective={self.objective!r}; use one of {OBJECTIVES}")
+        if self.objective == "lambdarank" and not 2 <= self.rank_buckets <= 31:
+            raise ValueError(f"LgbmParams.rank_buckets={self.rank_buckets}: need 2..31 levels "
+                             "(LightGBM's default label_gain covers 31)")
 
     def lgb_params(self) -> dict:
         p = asdict(self)
         p.pop("num_boost_round")
-        return {"objective": "regression", "verbosity": -1, "deterministic": True, **p}
+        p.pop("rank_buckets")
+        out = {"verbosity": -1, "deterministic": True, **p}
+        if self.objective == "lambdarank":
+            # NDCG over the whole date (every ticker), not only the top few
+            out["lambdarank_truncation_level"] = 10_000
+        return out
+
+
+OBJECTIVES = ("regression", "lambdarank")
+
+
+def quantile_buckets(values, dates, n_buckets: int) -> np.ndarray:
+    """Per-date quantile bucket (0 = lowest) of ``values``: the lambdarank relevance label.
+
+    Ties share the average rank; a date with one row gets the middle bucket.
+
+    Args:
+        values: (n_rows,) forward returns.
+        dates: (n_rows,) the query key (trading date) of each row.
+        n_buckets: relevance levels.
+
+    Returns:
+        (n_rows,) int32 in ``0 .. n_buckets - 1``.
+    """
+    v = pd.Series(np.asarray(values, float))
+    pct = v.groupby(np.asarray(dates)).rank(method="average", pct=True).to_numpy()
+    # pct is in (0, 1]; ceil(pct * n) - 1 maps it onto 0 .. n - 1 evenly
+    b = np.ceil(pct * n_buckets).astype(int) - 1
+    return np.clip(b, 0, n_buckets - 1).astype(np.int32)
+
+
+class LgbmModel:
+    """LightGBM on one horizon's target with either objective (see `LgbmParams.objective`).
+
+    Attributes:
+        feature_names: inputs, in order.
+        horizon: trading days ahead; the target is ``fwd_ret_{horizon}d``.
+        params: hyperparameters.
+        booster: the fitted ``lightgbm.Booster`` (None before `fit`).
+    """
+
+    def __init__(self, feature_names, horizon: int, params: LgbmParams | None = None) -> None:
+        self.feature_names = list(feature_names)
+        self.horizon = int(horizon)
+        self.params = params or LgbmParams()
+        self.booster = None
+
+    @property
+    def target(self) -> str:
+        return f"fwd_ret_{self.horizon}d"
+
+    def fit(self, frame: pd.DataFrame, ts_col: str = "ts") -> LgbmModel:
+        """Fit on the rows of ``frame`` with a finite target (any row order)."""
+        import lightgbm as lgb
+
+        data = frame[np.isfinite(frame[self.target].to_numpy(float))]
+        if len(data) < 50:
+            raise ValueError(f"LgbmModel(h={self.horizon}, objective={self.params.objective}): "
+                             f"{len(data)} labelled rows; need >= 50 — ingest a longer history")
+        if self.params.objective == "lambdarank":
+            # LightGBM wants each query's rows contiguous: sort by date (stable in ticker order)
+            data = data.sort_values(ts_col, kind="stable")
+            dates = data[ts_col].to_numpy()
+            label = quantile_buckets(data[self.target], dates, self.params.rank_buckets)
+            _, group = np.unique(dates, return_counts=True)  # sizes in ascending-date order
+        else:
+            label, group = data[self.target].to_numpy(float), None
+        ds = lgb.Dataset(data[self.feature_names].to_numpy(float), label, group=group,
+                         feature_name=self.feature_names, free_raw_data=True)
+        self.booster = lgb.train(self.params.lgb_params(), ds,
+                                 num_boost_round=self.params.num_boost_round)
+        return self
+
+    def predict(self, frame: pd.DataFrame) -> pd.Series:
+        """Scores aligned to ``frame.index`` (a return for regression, a rank score else)."""
+        if self.booster is None:
+            raise RuntimeError("LgbmModel.predict called before fit")
+        p = self.booster.predict(frame[self.feature_names].to_numpy(float),
+                                 num_threads=self.params.num_threads)
+        return pd.Series(p, index=frame.index, name=f"lgbm_{self.params.objective}")
+
+    def feature_importance(self) -> pd.Series:
+        """Total gain per feature."""
+        if self.booster is None:
+            raise RuntimeError("LgbmModel.feature_importance called before fit")
+        return pd.Series(self.booster.feature_importance("gain"), index=self.feature_names,
+                         dtype=float)
 
 
 @dataclass
@@ -67,10 +171,10 @@ def fit_horizon(frame: pd.DataFrame, feature_names: list[str], horizon: int,
         valid_frac: last fraction of trading dates held out for validation.
 
     Returns:
-        The booster (as text) and validation metrics of the model and the baselines.
+        The booster (as text) and validation metrics of the model and the baselines. With
+        ``params.objective == "lambdarank"`` ``val_rmse`` compares rank scores with returns
+        and is not meaningful.
     """
-    import lightgbm as lgb
-
     params = params or LgbmParams()
     target = f"fwd_ret_{horizon}d"
     data = frame[frame[target].notna()].reset_index(drop=True)
@@ -79,9 +183,7 @@ def fit_horizon(frame: pd.DataFrame, feature_names: list[str], horizon: int,
     if len(train) < 100 or len(valid) < 10:
         raise ValueError(f"horizon {horizon}: too little data ({len(train)} train, "
                          f"{len(valid)} valid rows); ingest a longer history")
-    dtrain = lgb.Dataset(train[feature_names].to_numpy(float), train[target].to_numpy(float),
-                         feature_name=list(feature_names), free_raw_data=True)
-    booster = lgb.train(params.lgb_params(), dtrain, num_boost_round=params.num_boost_round)
+    booster = LgbmModel(feature_names, horizon, params).fit(train).booster
     pred = booster.predict(valid[feature_names].to_numpy(float), num_threads=params.num_threads)
     y, d = valid[target].to_numpy(float), valid["ts"].to_numpy()
     metrics = {"val_ic": ic(pred, y, d), "val_rank_ic": rank_ic(pred, y, d),

@@ -1,23 +1,63 @@
-"""MLflow tracking and registry: one run and one registered model per horizon.
+"""MLflow tracking and registry: runs, registered models per family and horizon, the lifecycle.
 
-Registered names are ``stockray-lgbm-h{h}``; each version's run holds the LightGBM model
-(MLflow's ``lightgbm`` flavor) and the serving bundle (ONNX + booster + metadata) under the
-artifact path ``bundle/``. The newest version trained by ``stockray train`` gets the alias
-``champion`` (the promotion rule that compares challenger and champion is a later step).
+Registered names are ``stockray-{family}-h{h}`` (`FAMILIES`: ``lgbm`` = LightGBM regression,
+the served family; ``lgbmrank`` = LightGBM lambdarank). Each version's run holds the LightGBM
+model (MLflow's ``lightgbm`` flavor), the serving bundle (ONNX + booster + metadata) under
+``bundle/``, ``model_card.md``, the git revision and the data snapshot hash (tags).
+
+Lifecycle (aliases):
+
+- a newly registered version becomes ``challenger`` — except the very first version of a
+  name, which becomes ``champion`` so a fresh install serves something;
+- `promote` moves ``champion`` to the challenger when the **promotion rule** holds
+  (`promotion_rule`): the challenger's walk-forward RankIC, mean over >= ``min_seeds`` seeds,
+  exceeds the champion's by at least ``margin``. A champion without walk-forward figures
+  counts as RankIC 0 (no demonstrated skill). ``force`` skips the rule (recorded);
+- every champion change appends to the registered model's tag ``champion_history`` (JSON list
+  of versions); `rollback` pops the current champion off it, points ``champion`` back at the
+  previous one and records the rollback as tags (``last_rollback`` on the model,
+  ``rolled_back_at`` on the demoted version).
+
+When the served family's champion changes, the local bundle ``models/h{h}`` is refreshed from
+the registry so it always mirrors the champion.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import shutil
 import subprocess
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
+
+import numpy as np
 
 from training.export import export_bundle, write_bundle_meta
 from training.lgbm import HorizonResult
 
 REGISTERED_NAME = "stockray-lgbm-h{h}"
 BUNDLE_ARTIFACT_PATH = "bundle"
+FAMILIES = {"lgbm": "stockray-lgbm-h{h}", "lgbmrank": "stockray-lgbmrank-h{h}"}
+SERVED_FAMILY = "lgbm"  # what serving loads (serving.models.DEFAULT_REGISTERED_NAME)
+CHAMPION, CHALLENGER = "champion", "challenger"
+HISTORY_TAG = "champion_history"
+WF_SEEDS_TAG = "wf_rank_ic_seeds"  # JSON list: walk-forward RankIC per seed
+CARD_FILE = "model_card.md"
+
+
+def registered_name(family: str, horizon: int) -> str:
+    """``stockray-{family}-h{horizon}``; raises for an unknown family."""
+    if family not in FAMILIES:
+        raise ValueError(f"unknown model family {family!r}; known: {sorted(FAMILIES)}")
+    return FAMILIES[family].format(h=int(horizon))
+
+
+def config_hash(obj) -> str:
+    """SHA-256 of a JSON-able object (sorted keys): identifies a configuration."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
 
 @dataclass
@@ -29,12 +69,13 @@ class RegisteredVersion:
     run_id: str
     horizon: int
     bundle_dir: Path
+    alias: str = CHAMPION
 
 
 def git_revision() -> str:
     """The code's git commit, or 'unknown' outside a checkout."""
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False,
                               cwd=Path(__file__).parent, timeout=5).stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -53,24 +94,33 @@ def ensure_experiment(tracking_uri: str, artifact_uri: str, name: str) -> str:
 
 def register_horizon(result: HorizonResult, *, tracking_uri: str, experiment_id: str,
                      bundle_root: Path, params: dict, tags: dict | None = None,
-                     alias: str = "champion") -> RegisteredVersion:
-    """Log one horizon's run, register its model, set ``alias``, and export its bundle.
+                     alias: str = "auto", family: str = SERVED_FAMILY,
+                     data_hash: str | None = None) -> RegisteredVersion:
+    """Log one horizon's run, register its model, set its alias, log its model card.
 
-    The local copy of the bundle (``bundle_root/h{h}``) is what the serving graph loads when
-    it is pointed at bundle directories; the registry copy is what it loads by alias.
+    Args:
+        alias: ``"auto"`` (default): ``champion`` for the first version of the name, else
+            ``challenger``; or an explicit alias.
+        family: registry family (`FAMILIES`).
+        data_hash: snapshot hash of the training data (tag ``data_snapshot_sha256``).
+
+    The local copy of the bundle (``bundle_root/h{h}``) mirrors the served family's
+    champion: it is written only when this version becomes champion.
     """
     import lightgbm as lgb
     import mlflow
 
     h = result.horizon
-    name = REGISTERED_NAME.format(h=h)
+    name = registered_name(family, h)
     booster = lgb.Booster(model_str=result.booster_text)
     mlflow.set_tracking_uri(tracking_uri)
     client = mlflow.MlflowClient(tracking_uri=tracking_uri)
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"lgbm-h{h}") as run:
-        mlflow.set_tags({"horizon": h, "git_revision": git_revision(), **(tags or {})})
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"{family}-h{h}") as run:
+        mlflow.set_tags({"horizon": h, "family": family, "git_revision": git_revision(),
+                         **({"data_snapshot_sha256": data_hash} if data_hash else {}),
+                         **(tags or {})})
         mlflow.log_params({**params, "horizon": h, "n_features": len(result.feature_names)})
-        mlflow.log_metrics({k: v for k, v in result.metrics.items() if v == v})  # drop NaN
+        mlflow.log_metrics({k: v for k, v in result.metrics.items() if np.isfinite(v)})
         mlflow.log_dict(result.split, "split.json")
         mlflow.log_dict({"feature_names": result.feature_names}, "features.json")
         # Explicit requirements: inference would otherwise add torch to a LightGBM model.
@@ -83,10 +133,294 @@ def register_horizon(result: HorizonResult, *, tracking_uri: str, experiment_id:
             mlflow.log_artifacts(str(staged), BUNDLE_ARTIFACT_PATH)
         run_id = run.info.run_id
     mv = mlflow.register_model(logged.model_uri, name)
-    client.set_registered_model_alias(name, alias, mv.version)
-    local = export_bundle(booster, result.feature_names, bundle_root / f"h{h}",
-                          model_name=name, model_version=str(mv.version), horizon=h,
-                          extra={"metrics": result.metrics, "run_id": run_id})
-    write_bundle_meta(local, model_version=str(mv.version))
-    return RegisteredVersion(name=name, version=str(mv.version), run_id=run_id, horizon=h,
-                             bundle_dir=local)
+    version = str(mv.version)
+    if alias == "auto":
+        alias = CHAMPION if _alias_version(client, name, CHAMPION) is None else CHALLENGER
+    client.set_registered_model_alias(name, alias, version)
+    if alias == CHAMPION:
+        _push_history(client, name, version)
+    local = bundle_root / f"h{h}"
+    if alias == CHAMPION and family == SERVED_FAMILY:
+        local = export_bundle(booster, result.feature_names, local,
+                              model_name=name, model_version=version, horizon=h,
+                              extra={"metrics": result.metrics, "run_id": run_id})
+        write_bundle_meta(local, model_version=version)
+    card = model_card(name=name, version=version, family=family, horizon=h,
+                      params=params, data_hash=data_hash, holdout=result.metrics)
+    client.log_text(run_id, card, CARD_FILE)
+    client.update_model_version(name, version, description=card)
+    return RegisteredVersion(name=name, version=version, run_id=run_id, horizon=h,
+                             bundle_dir=local, alias=alias)
+
+
+# --- model card ---------------------------------------------------------------------------------
+
+def _fmt(v) -> str:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return str(v)
+    return "n/a" if not np.isfinite(f) else f"{f:.4f}"
+
+
+def model_card(*, name: str, version: str, family: str, horizon: int, params: dict,
+               data_hash: str | None, holdout: dict | None = None,
+               walkforward: dict | None = None) -> str:
+    """Markdown model card: intended use, data, metrics vs baselines, limits.
+
+    Args:
+        holdout: ``fit_horizon`` metrics (last 20% of dates, purged).
+        walkforward: ``{"data": str, "table": str (markdown), "verdict": [str],
+            "rank_ic_seeds": [float]}`` from the evaluation step, when it ran.
+    """
+    objective = "lambdarank (per-date ranking)" if family == "lgbmrank" else "L2 regression"
+    lines = [
+        f"# Model card: {name} v{version}", "",
+        "## Intended use",
+        (f"Cross-sectional forecast of the {horizon}-trading-day forward log return of US "
+         f"stocks from daily bars (LightGBM, {objective}). For research and for ranking a "
+         "universe of names against each other; **not** investment advice, and not "
+         "calibrated as a return level when the objective is ranking."), "",
+        "## Data",
+        f"- Training data snapshot (SHA-256 of the offline parquet files): `{data_hash or 'n/a'}`",
+        f"- Git revision: `{git_revision()}`",
+        f"- Parameters: `{json.dumps(params, sort_keys=True, default=str)}`", "",
+        "## Metrics vs baselines",
+    ]
+    if holdout:
+        keys = ["val_ic", "val_rank_ic", "val_rmse", "baseline_momentum_ic",
+                "baseline_reversal_ic", "baseline_zero_rmse"]
+        lines += ["Hold-out (last 20% of dates after a purge of h dates):", "",
+                  "| metric | value |", "|---|---|"]
+        lines += [f"| {k} | {_fmt(holdout.get(k))} |" for k in keys if k in holdout]
+        lines.append("")
+    if walkforward:
+        lines += [f"Walk-forward ({walkforward.get('data', '')}):", "",
+                  walkforward.get("table", ""), ""]
+        lines += [f"- {v}" for v in walkforward.get("verdict", [])]
+        lines.append("")
+    else:
+        lines += ["Walk-forward: not evaluated yet (`stockray evaluate` / `stockray retrain`).",
+                  ""]
+    lines += [
+        "## Limits",
+        ("- Daily returns are mostly noise: ICs of a few hundredths are typical and unstable "
+         "across periods; compare against the baselines above, not against zero."),
+        ("- Small universes (3-5 names per date in the embedded default) make per-date "
+         "correlations and the long-short backtest very noisy."),
+        "- Survivorship: the universes are today's survivors; results are optimistic.",
+        "- No transaction-cost model beyond a flat bps charge; no capacity or borrow limits.",
+        ("- Close-only data (skfolio) has no intraday range or volume: ATR-type features "
+         "degenerate and volume features are dropped."),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+# --- lifecycle: aliases, promotion, rollback ------------------------------------------------------
+
+def _client(tracking_uri: str):
+    import mlflow
+
+    return mlflow.MlflowClient(tracking_uri=tracking_uri)
+
+
+def _alias_version(client, name: str, alias: str) -> str | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(client.get_model_version_by_alias(name, alias).version)
+    except MlflowException:
+        return None
+
+
+def _history(client, name: str) -> list[str]:
+    tags = client.get_registered_model(name).tags or {}
+    return [str(v) for v in json.loads(tags.get(HISTORY_TAG, "[]"))]
+
+
+def _push_history(client, name: str, version: str) -> None:
+    hist = _history(client, name)
+    if not hist or hist[-1] != version:
+        hist.append(version)
+    client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(hist))
+
+
+def promotion_rule(challenger: list[float], champion: list[float] | None, *, margin: float,
+                   min_seeds: int) -> tuple[bool, str]:
+    """Pure promotion rule on walk-forward RankIC per seed (see module docstring).
+
+    Args:
+        challenger: the challenger's walk-forward RankIC, one value per seed.
+        champion: the champion's, or None/empty when it was never walk-forward evaluated
+            (then it counts as 0).
+        margin: how much higher the challenger's mean must be.
+        min_seeds: fewest seeds the challenger must have been evaluated on.
+
+    Returns:
+        (promote?, reason in one sentence with the figures).
+    """
+    ch = [x for x in challenger if np.isfinite(x)]
+    if len(ch) < min_seeds:
+        return False, (f"challenger has walk-forward RankIC for {len(ch)} seed(s), the rule "
+                       f"needs {min_seeds}: run `stockray evaluate` or `stockray retrain`")
+    champ = [x for x in (champion or []) if np.isfinite(x)]
+    c_mean = float(np.mean(ch))
+    k_mean = float(np.mean(champ)) if champ else 0.0
+    k_txt = (f"champion {k_mean:.4f} ({len(champ)} seeds)" if champ
+             else "champion not walk-forward evaluated (counts as 0)")
+    diff = c_mean - k_mean
+    if diff >= margin:
+        return True, (f"challenger RankIC {c_mean:.4f} ({len(ch)} seeds) beats {k_txt} by "
+                      f"{diff:.4f} >= margin {margin}")
+    return False, (f"challenger RankIC {c_mean:.4f} ({len(ch)} seeds) vs {k_txt}: "
+                   f"difference {diff:.4f} < margin {margin}")
+
+
+@dataclass
+class PromotionDecision:
+    """What `promote` did for one registered model."""
+
+    name: str
+    champion: str | None
+    challenger: str | None
+    promoted: bool
+    reason: str
+    challenger_scores: list[float] = field(default_factory=list)
+    champion_scores: list[float] = field(default_factory=list)
+
+
+def version_scores(client, name: str, version: str) -> list[float]:
+    """Walk-forward RankIC per seed recorded on a version (empty when never evaluated)."""
+    mv = client.get_model_version(name, version)
+    raw = (mv.tags or {}).get(WF_SEEDS_TAG)
+    return [float(x) for x in json.loads(raw)] if raw else []
+
+
+def record_walkforward(tracking_uri: str, name: str, version: str, *, rank_ic_seeds: list[float],
+                       metrics: dict[str, float], card: str | None = None,
+                       artifacts: dict[str, Path] | None = None,
+                       data_hash: str | None = None) -> None:
+    """Attach a walk-forward evaluation to a version: per-seed RankIC (tag), metrics on its
+    run, report files as run artifacts under ``walkforward/``, and the updated model card."""
+    client = _client(tracking_uri)
+    mv = client.get_model_version(name, version)
+    client.set_model_version_tag(name, version, WF_SEEDS_TAG, json.dumps(rank_ic_seeds))
+    if data_hash:
+        client.set_model_version_tag(name, version, "wf_data_snapshot_sha256", data_hash)
+    ts = int(datetime.now(UTC).timestamp() * 1000)
+    from mlflow.entities import Metric
+
+    client.log_batch(mv.run_id, metrics=[Metric(k, float(v), ts, 0)
+                                         for k, v in metrics.items() if np.isfinite(v)])
+    for path in (artifacts or {}).values():
+        client.log_artifact(mv.run_id, str(path), "walkforward")
+    if card:
+        client.log_text(mv.run_id, card, CARD_FILE)
+        client.update_model_version(name, version, description=card)
+
+
+def promote(tracking_uri: str, name: str, *, margin: float, min_seeds: int,
+            force: bool = False, bundle_root: Path | None = None) -> PromotionDecision:
+    """Apply the promotion rule to ``name``'s challenger; move ``champion`` when it holds.
+
+    ``force`` promotes the challenger regardless (the reason says so). On promotion the
+    ``challenger`` alias is removed, the history tag extended, and — for the served family,
+    when ``bundle_root`` is given — the local bundle refreshed.
+    """
+    client = _client(tracking_uri)
+    champ, chall = _alias_version(client, name, CHAMPION), _alias_version(client, name, CHALLENGER)
+    if chall is None:
+        return PromotionDecision(name, champ, None, False, "no challenger to promote")
+    ch_s = version_scores(client, name, chall)
+    k_s = version_scores(client, name, champ) if champ else []
+    ok, reason = promotion_rule(ch_s, k_s, margin=margin, min_seeds=min_seeds)
+    if force and not ok:
+        ok, reason = True, f"forced (rule said: {reason})"
+    if ok:
+        client.set_registered_model_alias(name, CHAMPION, chall)
+        client.delete_registered_model_alias(name, CHALLENGER)
+        _push_history(client, name, chall)
+        client.set_model_version_tag(name, chall, "promoted_at",
+                                     datetime.now(UTC).isoformat(timespec="seconds"))
+        client.set_model_version_tag(name, chall, "promotion_reason", reason)
+        _sync_local_bundle(client, name, chall, bundle_root)
+    return PromotionDecision(name, champ, chall, ok, reason, ch_s, k_s)
+
+
+def rollback(tracking_uri: str, name: str,
+             bundle_root: Path | None = None) -> tuple[str, str]:
+    """Point ``champion`` back at the previous champion; returns (from, to) versions.
+
+    Raises:
+        ValueError: there is no earlier champion in the history.
+    """
+    client = _client(tracking_uri)
+    hist = _history(client, name)
+    current = _alias_version(client, name, CHAMPION)
+    if current is not None and (not hist or hist[-1] != current):
+        hist.append(current)  # champion set outside this module: still roll back from it
+    if len(hist) < 2:
+        raise ValueError(f"{name}: no previous champion to roll back to (history {hist})")
+    frm = hist.pop()
+    to = hist[-1]
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    client.set_registered_model_alias(name, CHAMPION, to)
+    client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(hist))
+    client.set_registered_model_tag(name, "last_rollback", f"v{frm} -> v{to} at {now}")
+    client.set_model_version_tag(name, frm, "rolled_back_at", now)
+    _sync_local_bundle(client, name, to, bundle_root)
+    return frm, to
+
+
+def _sync_local_bundle(client, name: str, version: str, bundle_root: Path | None) -> None:
+    """Mirror the served family's champion bundle into ``bundle_root/h{h}``."""
+    if bundle_root is None or not name.startswith(FAMILIES[SERVED_FAMILY].split("{")[0]):
+        return
+    import mlflow
+
+    mv = client.get_model_version(name, version)
+    h = int(name.rsplit("-h", 1)[1])
+    dest = Path(bundle_root) / f"h{h}"
+    with tempfile.TemporaryDirectory() as tmp:
+        got = mlflow.artifacts.download_artifacts(run_id=mv.run_id,
+                                                  artifact_path=BUNDLE_ARTIFACT_PATH,
+                                                  dst_path=tmp,
+                                                  tracking_uri=client._registry_uri)
+        staged = Path(dest.parent, f".{dest.name}.new")
+        shutil.rmtree(staged, ignore_errors=True)
+        shutil.copytree(got, staged)
+        write_bundle_meta(staged, model_version=str(version), model_name=name)
+        shutil.rmtree(dest, ignore_errors=True)
+        staged.rename(dest)
+
+
+@dataclass
+class VersionInfo:
+    """One row of `list_versions`."""
+
+    name: str
+    version: str
+    aliases: list[str]
+    created: str
+    metrics: dict[str, float]
+    tags: dict[str, str]
+
+
+def list_versions(tracking_uri: str, prefix: str = "stockray-") -> list[VersionInfo]:
+    """Every version of every registered model whose name starts with ``prefix``."""
+    client = _client(tracking_uri)
+    out = []
+    for rm in client.search_registered_models():
+        if not rm.name.startswith(prefix):
+            continue
+        by_version: dict[str, list[str]] = {}
+        for alias, v in (rm.aliases or {}).items():
+            by_version.setdefault(str(v), []).append(alias)
+        for mv in client.search_model_versions(f"name='{rm.name}'"):
+            run = client.get_run(mv.run_id)
+            out.append(VersionInfo(
+                rm.name, str(mv.version), sorted(by_version.get(str(mv.version), [])),
+                datetime.fromtimestamp(mv.creation_timestamp / 1000, UTC)
+                .isoformat(timespec="seconds"),
+                dict(run.data.metrics), dict(mv.tags or {})))
+    return sorted(out, key=lambda v: (v.name, int(v.version)))

@@ -72,3 +72,116 @@ def train_horizons(frame: pd.DataFrame, feature_names: list[str], horizons: list
     if missing:
         raise RuntimeError(f"no result for horizons {sorted(missing)}")
     return out
+
+
+# --- hyperparameter search: ASHA over walk-forward folds inside train + valid ------------------
+
+def search_space(spec: dict) -> dict:
+    """Ray Tune domains from the YAML spec: ``{name: {choice|uniform|loguniform|randint: v}}``."""
+    from ray import tune
+
+    makers = {"choice": lambda v: tune.choice(list(v)), "uniform": lambda v: tune.uniform(*v),
+              "loguniform": lambda v: tune.loguniform(*v), "randint": lambda v: tune.randint(*v)}
+    out = {}
+    for name, dom in spec.items():
+        if not isinstance(dom, dict) or len(dom) != 1 or next(iter(dom)) not in makers:
+            raise ValueError(f"search space {name}: {dom!r}; use one of "
+                             f"{{choice: [..]}}, {{uniform: [lo, hi]}}, {{loguniform: [lo, hi]}}, "
+                             f"{{randint: [lo, hi]}}")
+        if name not in LgbmParams.__dataclass_fields__:
+            raise ValueError(f"search space {name}: not a LgbmParams field")
+        kind, v = next(iter(dom.items()))
+        out[name] = makers[kind](v)
+    return out
+
+
+def tuning_folds(dates, horizon: int, start: str, end: str, max_folds: int):
+    """Walk-forward folds inside ``[start, end]`` (train + valid segments): the first half of
+    the dates is the first training window, the rest is cut into ``max_folds`` valid slices."""
+    from training.splits import trading_dates, walk_forward
+
+    d = trading_dates(dates)
+    d = d[(d >= pd.Timestamp(start, tz=d.tz)) & (d <= pd.Timestamp(end, tz=d.tz))]
+    first = len(d) // 2
+    valid_days = (len(d) - first) // max(1, max_folds) - horizon
+    if valid_days < 20:
+        raise ValueError(f"tuning range {start}..{end} has {len(d)} dates: too few for "
+                         f"{max_folds} folds of >= 20 dates; widen the segments")
+    return walk_forward(d, horizon=horizon, train_days=first, valid_days=valid_days,
+                        max_folds=max_folds)
+
+
+def lgbm_search_trainable(config: dict, frame: pd.DataFrame | None = None) -> None:
+    """One hyperparameter sample: fit per fold, report the running mean RankIC per fold (ASHA
+    decides after each report whether the trial continues)."""
+    import numpy as np
+    from ray import tune
+
+    from training.evaluate import rank_ic
+    from training.lgbm import LgbmModel
+
+    base = dict(config["base_params"])
+    sample = {k: v for k, v in config.items() if k in LgbmParams.__dataclass_fields__}
+    params = LgbmParams(**{**base, **sample, "num_threads": 1})
+    h, target = int(config["horizon"]), f"fwd_ret_{int(config['horizon'])}d"
+    data = frame[np.isfinite(frame[target].to_numpy(float))].reset_index(drop=True)
+    folds = tuning_folds(data["ts"], h, config["start"], config["end"], config["max_folds"])
+    scores = []
+    for fold in folds:
+        train, valid, _ = fold.split(data)
+        model = LgbmModel(config["feature_names"], h, params).fit(train)
+        p = model.predict(valid)
+        scores.append(rank_ic(p, valid[target], valid["ts"]))
+        tune.report({"rank_ic": float(np.nanmean(scores)), "fold_rank_ic": scores[-1],
+                     "folds": len(scores)})
+
+
+def tune_lgbm(frame: pd.DataFrame, feature_names: list[str], *, horizon: int,
+              base_params: LgbmParams, search: dict, num_samples: int, start: str, end: str,
+              max_folds: int, grace_period: int, reduction_factor: int,
+              storage_path: Path, objective: str = "regression",
+              experiment: str = "lgbm-asha", seed: int = 0) -> tuple[LgbmParams, pd.DataFrame]:
+    """ASHA search on the connected Ray cluster; one 1-CPU trial per sample.
+
+    Args:
+        start, end: the train + valid segments; the test segment is never touched.
+        search: the YAML search-space spec (`search_space`).
+
+    Returns:
+        (best params, one row per trial with its sampled values and final ``rank_ic``).
+    """
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+
+    base = {**asdict(base_params), "objective": objective}
+    space = {**search_space(search), "base_params": base, "horizon": horizon,
+             "feature_names": list(feature_names), "start": start, "end": end,
+             "max_folds": max_folds}
+    trainable = tune.with_resources(tune.with_parameters(lgbm_search_trainable, frame=frame),
+                                    {"cpu": 1})
+    sched = ASHAScheduler(time_attr="training_iteration", max_t=max_folds,
+                          grace_period=grace_period, reduction_factor=reduction_factor)
+    tuner = tune.Tuner(
+        trainable, param_space=space,
+        tune_config=tune.TuneConfig(metric="rank_ic", mode="max", scheduler=sched,
+                                    num_samples=num_samples,
+                                    search_alg=_seeded_search(seed)),
+        run_config=tune.RunConfig(name=experiment, storage_path=str(storage_path), verbose=0),
+    )
+    grid = tuner.fit()
+    rows = []
+    for res in grid:
+        if res.error is not None:
+            raise RuntimeError(f"tuning trial failed: {res.error}") from res.error
+        cfg = {k: res.config[k] for k in search}
+        rows.append({**cfg, "rank_ic": res.metrics.get("rank_ic"),
+                     "folds": res.metrics.get("folds")})
+    best = grid.get_best_result(metric="rank_ic", mode="max", scope="last")
+    best_params = LgbmParams(**{**base, **{k: best.config[k] for k in search}})
+    return best_params, pd.DataFrame(rows)
+
+
+def _seeded_search(seed: int):
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+
+    return BasicVariantGenerator(random_state=seed)

@@ -79,7 +79,7 @@ def app(request, ray_cluster, bundle_dirs):
         mode=request.param,
         models=ModelSource(bundle_dirs=bundle_dirs),
         reader="tests.serving_fixtures:FakeReader",
-        reader_kwargs={"rows": synthetic_rows()},
+        reader_kwargs={"rows": {**synthetic_rows(), "GAPPY": {"ret_1d": 0.1}}},
     )
     ep = start_serve(
         args,
@@ -123,6 +123,7 @@ def test_grpc_predict_with_explain_and_health(app, bundle_dirs):
         ("ZZZZ", [], grpc.StatusCode.NOT_FOUND, "no features for ticker 'ZZZZ'"),
         ("", [], grpc.StatusCode.INVALID_ARGUMENT, "ticker is empty"),
         ("AAPL", [20], grpc.StatusCode.INVALID_ARGUMENT, "served horizons are [1, 5]"),
+        ("GAPPY", [5], grpc.StatusCode.FAILED_PRECONDITION, "run materialize"),
     ],
 )
 def test_grpc_error_codes_through_serve(app, ticker, horizons, code, needle):

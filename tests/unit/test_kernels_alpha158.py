@@ -16,7 +16,10 @@ N = 600  # AAPL rows used: every window warms up many times over, and the test s
 
 @pytest.fixture(scope="module")
 def bars():
-    return {k: np.asarray(AAPL[k], dtype=np.float64)[:N] for k in ("open", "high", "low", "close", "volume")}
+    return {
+        k: np.asarray(AAPL[k], dtype=np.float64)[:N]
+        for k in ("open", "high", "low", "close", "volume")
+    }
 
 
 def pandas_oracle(b, d: int) -> dict[str, pd.Series]:
@@ -42,7 +45,8 @@ def pandas_oracle(b, d: int) -> dict[str, pd.Series]:
         "RSV": (c - ll) / (hh - ll + 1e-12),
         "IMAX": (h.rolling(d).apply(np.argmax, raw=True) + 1) / d,
         "IMIN": (lo.rolling(d).apply(np.argmin, raw=True) + 1) / d,
-        "IMXD": (h.rolling(d).apply(np.argmax, raw=True) - lo.rolling(d).apply(np.argmin, raw=True)) / d,
+        "IMXD": (h.rolling(d).apply(np.argmax, raw=True) - lo.rolling(d).apply(np.argmin, raw=True))
+        / d,
         "CORR": c.rolling(d).corr(np.log(v + 1)),
         "CORD": r.rolling(d).corr(np.log(v / v.shift() + 1)),
         "CNTP": (dc > 0).astype(float).rolling(d).mean().where(has_prev),

@@ -7,13 +7,16 @@ import sys
 
 
 def test_transformers_does_not_mistake_our_kernels_package():
-    code = ("import kernels, transformers\n"
-            "from transformers.utils import import_utils as iu\n"
-            "assert 'stockray' in kernels.__doc__ or 'Indicator' in kernels.__doc__\n"
-            "f = getattr(iu, 'is_kernels_available', None)\n"
-            "print(f() if f else 'absent')\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=300, check=False)
+    code = (
+        "import kernels, transformers\n"
+        "from transformers.utils import import_utils as iu\n"
+        "assert 'stockray' in kernels.__doc__ or 'Indicator' in kernels.__doc__\n"
+        "f = getattr(iu, 'is_kernels_available', None)\n"
+        "print(f() if f else 'absent')\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] in ("False", "absent")
 

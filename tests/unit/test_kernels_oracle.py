@@ -13,6 +13,7 @@ import talib
 from bokeh_sampledata.stocks import AAPL
 
 import kernels as K
+from kernels import dispersion
 
 RTOL = 1e-9
 
@@ -20,7 +21,9 @@ RTOL = 1e-9
 @pytest.fixture(scope="module")
 def bars() -> dict[str, np.ndarray]:
     # (3270,) float64 each, AAPL daily bars 2000-03-01 .. 2013
-    return {k: np.asarray(AAPL[k], dtype=np.float64) for k in ("open", "high", "low", "close", "volume")}
+    return {
+        k: np.asarray(AAPL[k], dtype=np.float64) for k in ("open", "high", "low", "close", "volume")
+    }
 
 
 def assert_close(ours, oracle, rtol: float = RTOL, atol: float | None = None) -> None:
@@ -63,19 +66,28 @@ def test_bollinger_matches_talib(bars, n, k):
     # TA-Lib's std comes from sums of x and x^2: its own error is ~1e-10 on these windows.
     for a, b in ((up, t_up), (mid, t_mid), (lo, t_lo)):
         assert_close(a, b, rtol=1e-9)
-    assert_close(pct_b, (c - t_lo) / (t_up - t_lo), rtol=1e-6)
-    assert_close(bw, (t_up - t_lo) / t_mid, rtol=1e-6)
+    # %b and bandwidth inherit TA-Lib's band error x price / width: absolute bound 1e-9;
+    # against the two-pass spec (no such error) %b holds 1e-10 absolute, bandwidth 1e-9 rel.
+    assert_close(pct_b, (c - t_lo) / (t_up - t_lo), atol=1e-9)
+    assert_close(bw, (t_up - t_lo) / t_mid, atol=1e-9)
+    spec = dispersion.bollinger_ref(c, n, k)
+    assert_close(pct_b, spec[3], atol=1e-10)
+    assert_close(bw, spec[4])
 
 
 @pytest.mark.parametrize("n", [1, 5, 14, 30])
 def test_atr_matches_talib(bars, n):
     b = bars
-    assert_close(K.atr(b["high"], b["low"], b["close"], n), talib.ATR(b["high"], b["low"], b["close"], n))
+    assert_close(
+        K.atr(b["high"], b["low"], b["close"], n), talib.ATR(b["high"], b["low"], b["close"], n)
+    )
 
 
 def test_true_range_obv_roc_mom_match_talib(bars):
     b = bars
-    assert_close(K.true_range(b["high"], b["low"], b["close"]), talib.TRANGE(b["high"], b["low"], b["close"]))
+    assert_close(
+        K.true_range(b["high"], b["low"], b["close"]), talib.TRANGE(b["high"], b["low"], b["close"])
+    )
     assert_close(K.obv(b["close"], b["volume"]), talib.OBV(b["close"], b["volume"]))
     for n in (1, 10, 20):
         assert_close(K.roc(b["close"], n), talib.ROC(b["close"], n))

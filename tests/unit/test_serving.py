@@ -27,7 +27,14 @@ from serving.protos import stockray_pb2 as pb
 from serving.readers import build_reader
 from serving.scorer import Scorer, feature_vector
 from serving.service import LocalStages, PredictionService, iso_utc, validate_request
-from tests.serving_fixtures import FEATURE_TS, FEATURES, FakeReader, make_bundles, synthetic_rows
+from tests.serving_fixtures import (
+    FEATURE_TS,
+    FEATURES,
+    BrokenReader,
+    FakeReader,
+    make_bundles,
+    synthetic_rows,
+)
 
 
 @pytest.fixture(scope="module")
@@ -244,6 +251,20 @@ def test_grpc_failed_precondition_for_nan_features(bundles, rows):
     assert "vol_20d" in ei.value.details and "materialize" in ei.value.details
 
 
+def test_grpc_internal_error_hides_details(bundles):
+    svc = PredictionService(
+        LocalStages(FeatureLookup(BrokenReader()), Scorer(bundles), Explainer(bundles))
+    )
+    with (
+        BackgroundServer(svc) as s,
+        PredictionClient(s.target) as c,
+        pytest.raises(PredictionError) as ei,
+    ):
+        c.predict("AAPL")
+    assert ei.value.code == grpc.StatusCode.INTERNAL
+    assert "RuntimeError" in ei.value.details and "secret" not in ei.value.details
+
+
 def test_grpc_reflection_lists_services(server):
     from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
@@ -277,3 +298,15 @@ def test_grpc_server_command_line():
     assert cfg.models.horizons == [5, 20]
     with pytest.raises(SystemExit):
         parse_args([])
+
+
+def test_serving_imports_no_training_code_or_ray():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, serving.service, serving.grpc_server, serving.client, serving.models\n"
+        "bad = [m for m in ('onnxmltools', 'ray', 'mlflow', 'training.lgbm') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

@@ -70,6 +70,9 @@ def test_serve_env_pins_direct_ingress_to_public_grpc_port(monkeypatch):
     ) == ("9100", "9101")
     assert env["RAY_SERVE_PORT_QUARANTINE_S"] == "0"
     assert env["RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"] == "0"
+    assert serve_env(9100, 8100) == env
+    with pytest.raises(ValueError, match="collides"):
+        serve_env(9100, 9101)
     for k in env:
         monkeypatch.delenv(k, raising=False)
     assert not direct_ingress_configured(9100)

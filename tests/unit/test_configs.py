@@ -1,0 +1,60 @@
+"""Every shipped config loads; lgbm configs validate segments, params, search space."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from training.config import CONFIG_DIR, load_experiment
+
+SHIPPED = sorted(CONFIG_DIR.glob("*.yaml"))
+
+
+def test_there_is_a_shipped_lgbm_config():
+    assert CONFIG_DIR / "lgbm.yaml" in SHIPPED
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_every_shipped_config_loads(path):
+    raw = yaml.safe_load(path.read_text())
+    assert isinstance(raw, dict), f"{path.name}: not a mapping"
+    if raw.get("kind") != "lgbm":
+        return  # other model families' configs are loaded by their own tests
+    exp = load_experiment(path)
+    assert exp.horizons and set(exp.families) <= {"lgbm", "lgbmrank"}
+    seg = exp.segments
+    assert seg.train[1] < seg.valid[0] and seg.valid[1] < seg.test[0]
+    wf = exp.walkforward_for(exp.horizons[0])
+    assert wf.params == exp.params and len(wf.seeds) >= exp.lifecycle.min_seeds
+    if exp.tune.num_samples:
+        from training.tune import search_space
+
+        assert set(search_space(exp.tune.search_space)) == set(exp.tune.search_space)
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "c.yaml"
+    p.write_text(text)
+    return p
+
+
+def test_bad_configs_fail_with_the_key_at_fault(tmp_path):
+    seg = ('segments: {train: ["2000-01-01", "2001-01-01"], valid: ["2001-02-01", '
+           '"2002-01-01"], test: ["2002-02-01", "2003-01-01"]}\n')
+    with pytest.raises(ValueError, match="kind"):
+        load_experiment(_write(tmp_path, "kind: torch\n"))
+    with pytest.raises(ValueError, match="num_leavez"):
+        load_experiment(_write(tmp_path, "kind: lgbm\n" + seg + "params: {num_leavez: 3}\n"))
+    with pytest.raises(ValueError, match="ordered"):
+        load_experiment(_write(tmp_path, "kind: lgbm\n" + seg.replace("2000", "2009")))
+    with pytest.raises(ValueError, match="families"):
+        load_experiment(_write(tmp_path, "kind: lgbm\n" + seg + "families: [xgb]\n"))
+
+
+def test_search_space_rejects_unknown_domains_and_params():
+    from training.tune import search_space
+
+    with pytest.raises(ValueError, match="use one of"):
+        search_space({"num_leaves": {"normal": [1, 2]}})
+    with pytest.raises(ValueError, match="LgbmParams"):
+        search_space({"depth": {"choice": [1, 2]}})

@@ -1,0 +1,826 @@
+"""Sequence models (LSTM, Transformer encoder) on rolling feature windows, multi-horizon.
+
+A sample is the window of the last ``window`` feature rows of one ticker ending at ``ts``
+(rows at or before ``ts`` only, never crossing tickers; a ticker's first rows are left-padded
+with NaN, which the network reads as "the training mean"). Its targets are the forward
+returns ``fwd_ret_{1,5,20}d`` at ``ts``, learned jointly by one head per horizon; a label that
+is NaN (end of history, or purged because its window reaches the next segment) is masked out
+of the loss instead of dropping the whole sample.
+
+The network carries its own scalers as buffers: feature mean/std fitted on the **train
+segment only**, and per-horizon target mean/std (so the 20-day head, whose returns vary ~20x
+more than the 1-day ones, does not dominate the loss). ``SequenceNet`` therefore maps *raw*
+feature windows ``(N, L, F)`` to forward log returns ``(N, H)``: the same module is trained,
+exported to ONNX and explained with integrated gradients.
+
+Pure torch + pandas, no Ray. ``train_loop_per_worker`` (Ray Train) and ``sequence_trainable``
+(Ray Tune) are thin wrappers around `train_epochs`; Ray is imported inside them.
+
+Typical use::
+
+    cfg = SequenceConfig(model="lstm", window=20, epochs=10)
+    model = SequenceModel(cfg, feature_names=FEATURE_NAMES)
+    train, valid, test = segment_masks(frame, segments)
+    model.fit(frame, train, valid)   # purges train labels reaching the valid segment
+    pred = model.predict(frame, mask=valid, horizon=5)   # Series indexed by (ts, ticker)
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from training.evaluate import ic
+from training.splits import purge_mask
+
+# Standardised inputs are clipped here: a 10-sigma print (a split the adjuster missed, a
+# halted ticker's first bar) should not swing a small network's hidden state.
+INPUT_CLIP = 5.0
+CHECKPOINT_FILE = "state.pt"
+
+
+@dataclass
+class SequenceConfig:
+    """Hyperparameters of a sequence model (in-process; Ray passes ``asdict`` of it)."""
+
+    model: str = "lstm"
+    """``"lstm"`` or ``"transformer"``."""
+    window: int = 20
+    """Rows of history per sample (the window ending at ts, inclusive)."""
+    hidden: int = 32
+    """LSTM hidden size / Transformer d_model. Small on purpose: daily returns are mostly
+    noise and this trains on 2 CPU cores."""
+    layers: int = 1
+    """Stacked LSTM layers / Transformer encoder layers."""
+    heads: int = 2
+    """Attention heads (Transformer only; must divide ``hidden``)."""
+    dropout: float = 0.1
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    epochs: int = 10
+    batch_size: int = 512
+    """Large batches: per-step overhead dominates small LSTMs on CPU."""
+    horizons: tuple[int, ...] = (1, 5, 20)
+    """Label horizons in trading days; targets are ``fwd_ret_{h}d``."""
+    seed: int = 0
+    num_threads: int = 0
+    """torch intra-op threads; 0 keeps torch's default."""
+
+    def __post_init__(self) -> None:
+        self.horizons = tuple(int(h) for h in self.horizons)
+        if self.model not in ("lstm", "transformer"):
+            raise ValueError(f"SequenceConfig.model must be 'lstm' or 'transformer', "
+                             f"got {self.model!r}")
+        if self.window < 1 or self.hidden < 1 or self.layers < 1 or self.epochs < 0:
+            raise ValueError(f"SequenceConfig needs window, hidden, layers >= 1 and epochs "
+                             f">= 0, got {self}")
+        if self.model == "transformer" and self.hidden % self.heads:
+            raise ValueError(f"SequenceConfig.hidden={self.hidden} is not divisible by "
+                             f"heads={self.heads}")
+
+    @property
+    def label_columns(self) -> list[str]:
+        return [f"fwd_ret_{h}d" for h in self.horizons]
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SequenceConfig:
+        """Build from a dict, rejecting unknown keys (a typo must not be silently ignored)."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown SequenceConfig keys {sorted(unknown)}; "
+                             f"known: {sorted(known)}")
+        return cls(**d)
+
+
+# --- windows -------------------------------------------------------------------------------
+
+
+@dataclass
+class Windows:
+    """Samples cut from a panel.
+
+    Attributes:
+        x: ``(N, L, F)`` float32 raw feature windows, row ``L-1`` = features at ``ts``.
+        y: ``(N, H)`` float32 labels (NaN = unknown / masked).
+        index: ``(ts, ticker)`` MultiIndex of the sample rows.
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    index: pd.MultiIndex
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+
+def build_windows(frame: pd.DataFrame, feature_names: Sequence[str], window: int,
+                  label_columns: Sequence[str] = (), mask: np.ndarray | None = None,
+                  ) -> Windows:
+    """Rolling windows per ticker, no look-ahead, no crossing tickers.
+
+    The window of the row (ticker, ts) holds that ticker's feature rows at positions
+    ``t - window + 1 .. t`` in its own ts order; positions before the ticker's first row are
+    NaN. Only rows where ``mask`` is True become samples, but their windows may reach back
+    into unmasked rows (the features there were known at ts).
+
+    Args:
+        frame: long panel with ``ticker``, ``ts``, the features and (optionally) labels.
+        feature_names: input columns, in order.
+        window: rows per window.
+        label_columns: label columns to carry as ``y`` (missing columns raise).
+        mask: boolean array aligned to ``frame`` rows selecting the samples (default all).
+
+    Returns:
+        `Windows` in (ts, ticker) order.
+    """
+    missing = [c for c in ("ticker", "ts", *feature_names, *label_columns) if c not in frame]
+    if missing:
+        raise KeyError(f"build_windows: frame lacks columns {missing}")
+    sel = np.ones(len(frame), bool) if mask is None else np.asarray(mask, bool)
+    if sel.shape != (len(frame),):
+        raise ValueError(f"mask has shape {sel.shape}, frame has {len(frame)} rows")
+    order = np.lexsort((pd.to_datetime(frame["ts"]).to_numpy(), frame["ticker"].to_numpy()))
+    f = frame.iloc[order]
+    sel = sel[order]
+    feats = f[list(feature_names)].to_numpy(np.float32)  # (rows, F), ticker-major, ts-ascending
+    tick = f["ticker"].to_numpy()
+    n_f = feats.shape[1]
+    xs, ys, idx_ts, idx_tk = [], [], [], []
+    bounds = np.flatnonzero(np.r_[True, tick[1:] != tick[:-1], True])
+    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+        rows = np.flatnonzero(sel[a:b])
+        if not len(rows):
+            continue
+        padded = np.concatenate([np.full((window - 1, n_f), np.nan, np.float32), feats[a:b]])
+        # (n_rows, F, L) view -> (n_rows, L, F); view row r covers padded[r : r + window],
+        # i.e. ticker rows r - window + 1 .. r
+        view = np.lib.stride_tricks.sliding_window_view(padded, window, axis=0)
+        xs.append(np.ascontiguousarray(view[rows].transpose(0, 2, 1)))
+        if label_columns:
+            ys.append(f[list(label_columns)].to_numpy(np.float32)[a:b][rows])
+        idx_ts.append(f["ts"].to_numpy()[a:b][rows])
+        idx_tk.append(tick[a:b][rows])
+    if not xs:
+        empty = pd.MultiIndex.from_arrays([[], []], names=["ts", "ticker"])
+        return Windows(np.zeros((0, window, n_f), np.float32),
+                       np.zeros((0, len(label_columns)), np.float32), empty)
+    x = np.concatenate(xs)
+    y = np.concatenate(ys) if ys else np.zeros((len(x), 0), np.float32)
+    ts, tk = np.concatenate(idx_ts), np.concatenate(idx_tk)
+    by_date = np.lexsort((tk, ts))
+    index = pd.MultiIndex.from_arrays([ts[by_date], tk[by_date]], names=["ts", "ticker"])
+    return Windows(x[by_date], y[by_date], index)
+
+
+def segment_masks(frame: pd.DataFrame, segments: dict[str, Sequence[Any]],
+                  ) -> tuple[np.ndarray, ...]:
+    """Row masks of explicit date segments ``{"train": [start, end], "valid": ..., "test": ...}``.
+
+    Bounds are inclusive dates. Returns ``(train, valid, test)`` masks (``test`` all False
+    when absent). Purging of labels that reach the next segment is `purge_labels`' job.
+    """
+    ts = pd.to_datetime(frame["ts"])
+    tz = ts.dt.tz
+
+    def stamp(v):
+        t = pd.Timestamp(v)
+        return t.tz_localize(tz) if (t.tzinfo is None and tz is not None) else t
+
+    out = []
+    for name in ("train", "valid", "test"):
+        if name not in segments:
+            if name == "test":
+                out.append(np.zeros(len(frame), bool))
+                continue
+            raise KeyError(f"segments lacks {name!r}: give [start, end] dates for it")
+        lo, hi = segments[name]
+        # an end date covers that whole day
+        out.append(np.asarray((ts >= stamp(lo)) & (ts < stamp(hi) + pd.Timedelta(days=1))))
+    return tuple(out)
+
+
+def purge_labels(frame: pd.DataFrame, horizons: Sequence[int], next_start,
+                 rows: np.ndarray | None = None) -> pd.DataFrame:
+    """Copy of ``frame`` with ``fwd_ret_{h}d`` set to NaN on ``rows`` (default: all rows)
+    whose ``h``-day label window reaches ``next_start``.
+
+    Per horizon: the 1-day label of a row may survive while its 20-day label is purged — the
+    masked loss uses whatever is left. Rows outside ``rows`` (the next segments) keep their
+    labels.
+    """
+    out = frame.copy()
+    if next_start is None:
+        return out
+    tz = pd.to_datetime(frame["ts"]).dt.tz
+    t = pd.Timestamp(next_start)
+    if t.tzinfo is None and tz is not None:
+        t = t.tz_localize(tz)
+    subject = np.ones(len(frame), bool) if rows is None else np.asarray(rows, bool)
+    for h in horizons:
+        drop = subject & ~purge_mask(frame, int(h), t)
+        out.loc[drop, f"fwd_ret_{h}d"] = np.nan
+    return out
+
+
+# --- networks ------------------------------------------------------------------------------
+
+
+class _LstmEncoder(nn.Module):
+    def __init__(self, n_features: int, cfg: SequenceConfig) -> None:
+        super().__init__()
+        self.rnn = nn.LSTM(n_features, cfg.hidden, num_layers=cfg.layers, batch_first=True,
+                           dropout=cfg.dropout if cfg.layers > 1 else 0.0)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:  # (B, L, F) -> (B, hidden)
+        out, _ = self.rnn(z)
+        return out[:, -1]
+
+
+class _TransformerEncoder(nn.Module):
+    def __init__(self, n_features: int, cfg: SequenceConfig) -> None:
+        super().__init__()
+        self.proj = nn.Linear(n_features, cfg.hidden)
+        self.pos = nn.Parameter(torch.zeros(1, cfg.window, cfg.hidden))
+        nn.init.normal_(self.pos, std=0.02)
+        layer = nn.TransformerEncoderLayer(cfg.hidden, cfg.heads, dim_feedforward=2 * cfg.hidden,
+                                           dropout=cfg.dropout, batch_first=True,
+                                           norm_first=True)
+        # nested tensors are a padding-mask fast path we never use; off keeps export simple
+        self.enc = nn.TransformerEncoder(layer, cfg.layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(cfg.hidden)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:  # (B, L, F) -> (B, hidden)
+        h = self.enc(self.proj(z) + self.pos[:, -z.shape[1]:])
+        return self.norm(h[:, -1])  # the token at ts attends to the whole window
+
+
+class SequenceNet(nn.Module):
+    """Raw feature windows ``(B, L, F)`` -> forward log returns ``(B, H)``.
+
+    Buffers ``x_mean``/``x_std`` (F,) standardise inputs (NaN -> 0 = the train mean, clip at
+    ``INPUT_CLIP``); ``y_mean``/``y_std`` (H,) map the heads' standardised outputs back to
+    returns. `forward_std` is what the loss sees.
+    """
+
+    def __init__(self, n_features: int, cfg: SequenceConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        enc = _LstmEncoder if cfg.model == "lstm" else _TransformerEncoder
+        self.encoder = enc(n_features, cfg)
+        self.head = nn.Linear(cfg.hidden, len(cfg.horizons))
+        h = len(cfg.horizons)
+        self.register_buffer("x_mean", torch.zeros(n_features))
+        self.register_buffer("x_std", torch.ones(n_features))
+        self.register_buffer("y_mean", torch.zeros(h))
+        self.register_buffer("y_std", torch.ones(h))
+
+    def standardize(self, x: torch.Tensor) -> torch.Tensor:
+        z = (x - self.x_mean) / self.x_std
+        z = torch.where(torch.isnan(z), torch.zeros_like(z), z)
+        return torch.clamp(z, -INPUT_CLIP, INPUT_CLIP)
+
+    def forward_std(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encoder(self.standardize(x)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_std(x) * self.y_std + self.y_mean
+
+
+def fit_scalers(net: SequenceNet, x: np.ndarray, y: np.ndarray) -> None:
+    """Set the net's scaler buffers from training samples only.
+
+    Feature statistics use the *last* row of each training window (= each training row's own
+    features, once), so rows before the train segment never enter them.
+    """
+    last = x[:, -1, :].astype(np.float64)
+    mean = np.nanmean(last, axis=0) if len(last) else np.zeros(last.shape[1])
+    std = np.nanstd(last, axis=0) if len(last) else np.ones(last.shape[1])
+    mean = np.where(np.isfinite(mean), mean, 0.0)
+    std = np.where(np.isfinite(std) & (std > 1e-12), std, 1.0)
+    ym = np.array([np.nanmean(c) if np.isfinite(c).any() else 0.0 for c in y.T])
+    ys = np.array([np.nanstd(c) if np.isfinite(c).sum() > 1 else 1.0 for c in y.T])
+    ys = np.where(ys > 1e-12, ys, 1.0)
+    with torch.no_grad():
+        net.x_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
+        net.x_std.copy_(torch.as_tensor(std, dtype=torch.float32))
+        net.y_mean.copy_(torch.as_tensor(ym, dtype=torch.float32))
+        net.y_std.copy_(torch.as_tensor(ys, dtype=torch.float32))
+
+
+def masked_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean over horizons of the per-horizon MSE on the finite targets only.
+
+    Each horizon averages over its own labelled rows, so a horizon with many purged labels
+    is not down-weighted; a horizon without any label in the batch contributes nothing.
+    Zero (with a gradient) when no label at all is finite.
+    """
+    mask = torch.isfinite(target)
+    diff = torch.where(mask, pred - torch.nan_to_num(target), torch.zeros_like(pred))
+    count = mask.sum(dim=0)  # (H,)
+    per_h = (diff * diff).sum(dim=0) / count.clamp(min=1)
+    present = count > 0
+    if not bool(present.any()):
+        return (pred * 0.0).sum()
+    return per_h[present].mean()
+
+
+# --- training loop (shared by the plain, Ray Train and Ray Tune paths) ----------------------
+
+
+@dataclass
+class EpochState:
+    """What a checkpoint holds: the epoch just finished and the run so far."""
+
+    epoch: int
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def make_optimizer(net: nn.Module, cfg: SequenceConfig) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def _std_targets(net: SequenceNet, y: torch.Tensor) -> torch.Tensor:
+    return (y - net.y_mean) / net.y_std
+
+
+def evaluate_net(net: SequenceNet, x: np.ndarray, y: np.ndarray, dates: np.ndarray | None = None,
+                 batch_size: int = 4096, device: torch.device | str = "cpu") -> dict[str, float]:
+    """Validation loss (standardised, masked) and, with ``dates``, IC per horizon."""
+    pred = predict_array(net, x, batch_size=batch_size, device=device)
+    with torch.no_grad():
+        p, t = torch.as_tensor(pred), torch.as_tensor(y)
+        loss = float(masked_mse((p - net.y_mean.cpu()) / net.y_std.cpu(),
+                                _std_targets_cpu(net, t)))
+    out = {"val_loss": loss}
+    if dates is not None:
+        for j, h in enumerate(net.cfg.horizons):
+            m = np.isfinite(y[:, j])
+            out[f"val_ic_{h}d"] = ic(pred[m, j], y[m, j], dates[m]) if m.any() else float("nan")
+    return out
+
+
+def _std_targets_cpu(net: SequenceNet, y: torch.Tensor) -> torch.Tensor:
+    return (y - net.y_mean.cpu()) / net.y_std.cpu()
+
+
+def predict_array(net: SequenceNet, x: np.ndarray, batch_size: int = 4096,
+                  device: torch.device | str = "cpu") -> np.ndarray:
+    """``(N, L, F)`` raw windows -> ``(N, H)`` float32 forward returns (eval mode)."""
+    was_training = net.training
+    net.eval()
+    outs = []
+    with torch.no_grad():
+        for i in range(0, len(x), batch_size):
+            xb = torch.as_tensor(x[i:i + batch_size], device=device)
+            outs.append(net(xb).float().cpu().numpy())
+    net.train(was_training)
+    return np.concatenate(outs) if outs else np.zeros((0, len(net.cfg.horizons)), np.float32)
+
+
+def train_epochs(net: SequenceNet, opt: torch.optim.Optimizer, x: np.ndarray, y: np.ndarray,
+                 cfg: SequenceConfig, *, start_epoch: int = 0, state: EpochState | None = None,
+                 valid: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+                 device: torch.device | str = "cpu",
+                 on_epoch_end: Callable[[EpochState, dict[str, float]], None] | None = None,
+                 ) -> EpochState:
+    """Epochs ``start_epoch .. cfg.epochs - 1`` of mini-batch AdamW on the masked loss.
+
+    On a CUDA device the forward pass runs under ``torch.autocast`` (float16) with a
+    ``GradScaler``; on CPU in float32.
+
+    Args:
+        net: a `SequenceNet` whose scalers are already fitted (`fit_scalers`).
+        x, y: training windows ``(N, L, F)`` and labels ``(N, H)``.
+        start_epoch: first epoch to run (resuming from a checkpoint).
+        state: the resumed run's state (history is appended to).
+        valid: optional ``(x, y, dates)`` scored after every epoch.
+        on_epoch_end: called with ``(state, metrics)`` after each epoch (checkpointing,
+            reporting); it may raise to stop.
+
+    Returns:
+        The final `EpochState`.
+    """
+    dev = torch.device(device)
+    use_amp = dev.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    state = state or EpochState(epoch=start_epoch - 1)
+    xt = torch.as_tensor(x)
+    yt = torch.as_tensor(y)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    for epoch in range(start_epoch, cfg.epochs):
+        gen.manual_seed(cfg.seed * 100_003 + epoch)  # same batches whether resumed or not
+        perm = torch.randperm(len(xt), generator=gen)
+        net.train()
+        t0, total, n_seen = time.perf_counter(), 0.0, 0
+        for i in range(0, len(perm), cfg.batch_size):
+            b = perm[i:i + cfg.batch_size]
+            xb = xt[b].to(dev, non_blocking=True)
+            yb = _std_targets(net, yt[b].to(dev, non_blocking=True))
+            with torch.autocast(device_type=dev.type, dtype=torch.float16, enabled=use_amp):
+                pred = net.forward_std(xb)
+            loss = masked_mse(pred.float(), yb)
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.unscale_(opt)
+            nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+            scaler.step(opt)
+            scaler.update()
+            total += loss.item() * len(b)
+            n_seen += len(b)
+        seconds = time.perf_counter() - t0
+        metrics = {"epoch": float(epoch), "train_loss": total / max(n_seen, 1),
+                   "epoch_seconds": seconds, "samples_per_s": n_seen / max(seconds, 1e-9)}
+        if valid is not None and len(valid[0]):
+            metrics.update(evaluate_net(net, valid[0], valid[1], valid[2], device=dev))
+        state.epoch = epoch
+        state.history.append(metrics)
+        if on_epoch_end is not None:
+            on_epoch_end(state, metrics)
+    return state
+
+
+def save_state(path: str | os.PathLike[str], net: nn.Module, opt: torch.optim.Optimizer,
+               state: EpochState, cfg: SequenceConfig, n_features: int) -> None:
+    """One-file checkpoint: weights (incl. scalers), optimizer, epoch, history, config."""
+    torch.save({"model": net.state_dict(), "optimizer": opt.state_dict(), "epoch": state.epoch,
+                "history": state.history, "config": asdict(cfg), "n_features": n_features},
+               path)
+
+
+def load_state(path: str | os.PathLike[str]) -> dict[str, Any]:
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def net_from_state(blob: dict[str, Any]) -> SequenceNet:
+    """Rebuild a `SequenceNet` (eval mode) from a `save_state` blob."""
+    cfg = SequenceConfig.from_dict(blob["config"])
+    net = SequenceNet(int(blob["n_features"]), cfg)
+    net.load_state_dict(blob["model"])
+    return net.eval()
+
+
+# --- the model object ------------------------------------------------------------------------
+
+
+class SequenceModel:
+    """LSTM / Transformer forecaster of ``fwd_ret_{h}d`` for every configured horizon.
+
+    Shares the models' shape: ``fit(frame, train_mask, valid_mask)`` and
+    ``predict(frame, mask, horizon) -> pd.Series`` indexed by (ts, ticker).
+    """
+
+    def __init__(self, cfg: SequenceConfig, feature_names: Sequence[str]) -> None:
+        self.cfg = cfg
+        self.feature_names = list(feature_names)
+        self.net: SequenceNet | None = None
+        self.history: list[dict[str, float]] = []
+
+    def windows(self, frame: pd.DataFrame, mask: np.ndarray | None = None,
+                labels: bool = True) -> Windows:
+        return build_windows(frame, self.feature_names, self.cfg.window,
+                             self.cfg.label_columns if labels else (), mask)
+
+    def fit(self, frame: pd.DataFrame, train_mask: np.ndarray,
+            valid_mask: np.ndarray | None = None) -> SequenceModel:
+        """Fit on the rows of ``train_mask``; score ``valid_mask`` rows after every epoch.
+
+        With a ``valid_mask``, training labels whose window reaches the first validation date
+        are purged per horizon (`purge_labels`); without one, purge against your own next
+        segment before calling.
+
+        Raises:
+            ValueError: fewer than 100 training samples with a label.
+        """
+        if self.cfg.num_threads:
+            torch.set_num_threads(self.cfg.num_threads)
+        torch.manual_seed(self.cfg.seed)
+        train_mask = np.asarray(train_mask, bool)
+        if valid_mask is not None and np.asarray(valid_mask).any():
+            first_valid = pd.to_datetime(frame["ts"])[np.asarray(valid_mask, bool)].min()
+            frame_tr = purge_labels(frame, self.cfg.horizons, first_valid, rows=train_mask)
+        else:
+            frame_tr = frame
+        train = self.windows(frame_tr, train_mask)
+        n_lab = int(np.isfinite(train.y).any(axis=1).sum())
+        if n_lab < 100:
+            raise ValueError(f"SequenceModel.fit: only {n_lab} labelled training samples "
+                             f"(config {self.cfg}); widen the train segment")
+        valid = None
+        if valid_mask is not None and np.asarray(valid_mask).any():
+            w = self.windows(frame, valid_mask)
+            valid = (w.x, w.y, w.index.get_level_values("ts").to_numpy())
+        self.net = SequenceNet(len(self.feature_names), self.cfg)
+        fit_scalers(self.net, train.x, train.y)
+        opt = make_optimizer(self.net, self.cfg)
+        state = train_epochs(self.net, opt, train.x, train.y, self.cfg, valid=valid)
+        self.history = state.history
+        self.net.eval()
+        return self
+
+    def _require_net(self) -> SequenceNet:
+        if self.net is None:
+            raise RuntimeError("SequenceModel is not fitted: call fit() first")
+        return self.net
+
+    def predict_frame(self, frame: pd.DataFrame, mask: np.ndarray | None = None) -> pd.DataFrame:
+        """Forecasts of every horizon: columns ``fwd_ret_{h}d``, index (ts, ticker)."""
+        w = self.windows(frame, mask, labels=False)
+        pred = predict_array(self._require_net(), w.x)
+        return pd.DataFrame(pred.astype(float), index=w.index, columns=self.cfg.label_columns)
+
+    def predict(self, frame: pd.DataFrame, mask: np.ndarray | None = None,
+                horizon: int | None = None) -> pd.Series:
+        """Forecast of one horizon (default: the first) as a Series indexed by (ts, ticker)."""
+        h = self.cfg.horizons[0] if horizon is None else int(horizon)
+        if h not in self.cfg.horizons:
+            raise ValueError(f"horizon {h} not in the model's horizons {self.cfg.horizons}")
+        return self.predict_frame(frame, mask)[f"fwd_ret_{h}d"].rename(f"pred_{h}d")
+
+
+# --- Ray Train ---------------------------------------------------------------------------------
+
+
+def train_loop_per_worker(config: dict[str, Any]) -> None:
+    """Ray Train loop: train a `SequenceNet`, checkpoint every epoch, resume from the latest.
+
+    Config keys: ``seq`` (``asdict(SequenceConfig)``), ``data`` (dict of arrays ``x, y,
+    vx, vy, vdates`` or an ObjectRef of one, scalers already applied by the driver through
+    ``x_mean`` ... keys), ``cpus`` (threads), and for the failure test ``kill_at_epoch`` +
+    ``kill_marker``: once that epoch's checkpoint is registered the worker SIGKILLs itself
+    once (the marker file remembers it did); ``run_dir`` is the run's storage directory.
+
+    Each report carries ``epoch``, ``resumed_from`` (epoch of the checkpoint this worker
+    group started from, -1 for a fresh start) and the epoch's metrics.
+    """
+    import ray
+    import ray.train
+    import ray.train.torch
+
+    cfg = SequenceConfig.from_dict(config["seq"])
+    torch.set_num_threads(int(config.get("cpus", 1)))
+    data = config["data"]
+    if isinstance(data, ray.ObjectRef):
+        data = ray.get(data)
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    x, y = data["x"][rank::world], data["y"][rank::world]  # contiguous shard per worker
+    valid = (data["vx"], data["vy"], data["vdates"]) if rank == 0 and "vx" in data else None
+    device = ray.train.torch.get_device()
+
+    torch.manual_seed(cfg.seed)
+    net = SequenceNet(x.shape[2], cfg)
+    with torch.no_grad():
+        for k in ("x_mean", "x_std", "y_mean", "y_std"):
+            getattr(net, k).copy_(torch.as_tensor(data[k]))
+    start_epoch, state, resumed_from = 0, None, -1
+    ckpt = ray.train.get_checkpoint()
+    opt_state = None
+    if ckpt is not None:
+        with ckpt.as_directory() as d:
+            blob = load_state(Path(d, CHECKPOINT_FILE))
+        net.load_state_dict(blob["model"])
+        opt_state = blob["optimizer"]
+        resumed_from = int(blob["epoch"])
+        start_epoch = resumed_from + 1
+        state = EpochState(epoch=resumed_from, history=list(blob["history"]))
+    net = ray.train.torch.prepare_model(net)  # moves to device; DDP when world > 1
+    core = net.module if hasattr(net, "module") else net
+    opt = make_optimizer(net, cfg)
+    if opt_state is not None:
+        opt.load_state_dict(opt_state)
+
+    def report(st: EpochState, metrics: dict[str, float]) -> None:
+        metrics = dict(metrics, resumed_from=float(resumed_from), world_size=float(world))
+        st.history[-1]["resumed_from"] = float(resumed_from)
+        with tempfile.TemporaryDirectory() as tmp:
+            ck = None
+            if rank == 0:
+                save_state(Path(tmp, CHECKPOINT_FILE), core, opt, st, cfg, x.shape[2])
+                ck = ray.train.Checkpoint.from_directory(tmp)
+            ray.train.report(metrics, checkpoint=ck, checkpoint_dir_name=f"epoch_{st.epoch:04d}")
+        marker = config.get("kill_marker")
+        if (marker and st.epoch == config.get("kill_at_epoch") and rank == 0
+                and not Path(marker).exists()):
+            # The controller registers reported checkpoints when it polls the workers (every
+            # 2 s); die only once this epoch's checkpoint is in its snapshot, so the resume
+            # point is deterministic.
+            _wait_registered(Path(config["run_dir"]), f"epoch_{st.epoch:04d}")
+            Path(marker).write_text(f"killed pid {os.getpid()} after epoch {st.epoch}\n")
+            os.kill(os.getpid(), 9)
+
+    train_epochs(core, opt, x, y, cfg, start_epoch=start_epoch, state=state, valid=valid,
+                 device=device, on_epoch_end=report)
+
+
+def _wait_registered(run_dir: Path, checkpoint_name: str, timeout_s: float = 120.0) -> None:
+    """Block until Ray Train's checkpoint-manager snapshot lists ``checkpoint_name``."""
+    snap = run_dir / "checkpoint_manager_snapshot.json"
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if snap.exists() and checkpoint_name in snap.read_text():
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"checkpoint {checkpoint_name} not registered in {snap} "
+                       f"after {timeout_s} s")
+
+
+def ray_train_data(net_cfg: SequenceConfig, train: Windows, valid: Windows | None,
+                   n_features: int) -> dict[str, np.ndarray]:
+    """Arrays for `train_loop_per_worker`: windows plus scalers fitted on ``train`` only."""
+    tmp = SequenceNet(n_features, net_cfg)
+    fit_scalers(tmp, train.x, train.y)
+    data = {"x": train.x, "y": train.y,
+            **{k: getattr(tmp, k).numpy().copy() for k in ("x_mean", "x_std", "y_mean",
+                                                           "y_std")}}
+    if valid is not None and len(valid):
+        data.update(vx=valid.x, vy=valid.y,
+                    vdates=valid.index.get_level_values("ts").to_numpy())
+    return data
+
+
+def fit_ray_train(data: dict[str, np.ndarray], cfg: SequenceConfig, storage_path: str | Path,
+                  *, name: str = "sequence", cpus_per_worker: int = 2, num_workers: int = 1,
+                  max_failures: int = 1, extra_config: dict[str, Any] | None = None) -> Any:
+    """Run `train_loop_per_worker` with ``TorchTrainer`` on the connected Ray cluster.
+
+    One worker with ``cpus_per_worker`` CPUs by default (it beat two 1-CPU DDP workers on
+    this 2-core box, STACK.md); GPUs are used when torch sees one. ``FailureConfig``
+    restarts a dead worker group from the latest checkpoint up to ``max_failures`` times.
+
+    Returns:
+        The ``ray.train.Result`` (``metrics`` = last report, ``checkpoint`` = latest).
+    """
+    import ray
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    use_gpu = torch.cuda.is_available()
+    config = {"seq": asdict(cfg), "data": ray.put(data), "cpus": cpus_per_worker,
+              "run_dir": str(Path(storage_path) / name), **(extra_config or {})}
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config=config,
+        scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu,
+                                     resources_per_worker={"CPU": cpus_per_worker}),
+        run_config=RunConfig(name=name, storage_path=str(storage_path),
+                             failure_config=FailureConfig(max_failures=max_failures),
+                             checkpoint_config=CheckpointConfig(num_to_keep=2)),
+    )
+    return trainer.fit()
+
+
+# --- Ray Tune ----------------------------------------------------------------------------------
+
+
+def sequence_trainable(config: dict[str, Any], frame: pd.DataFrame | None = None,
+                       feature_names: Sequence[str] = (),
+                       segments: dict[str, Sequence[Any]] | None = None) -> None:
+    """Tune function trainable: the plain torch loop, one ``tune.report`` per epoch.
+
+    Not a TorchTrainer per trial: that costs ~10-12 s of fixed start-up per trial here
+    (measured in ``bench/training.py``), more than a small trial's training; ASHA stops bad
+    trials on the per-epoch ``val_loss``. Windows are cut inside the trial because
+    ``window`` is a searched parameter.
+    """
+    from ray import tune
+
+    cfg = SequenceConfig.from_dict(config["seq"])
+    torch.set_num_threads(int(config.get("cpus", 1)))
+    torch.manual_seed(cfg.seed)
+    tr, va, _ = segment_masks(frame, segments)
+    model = SequenceModel(cfg, feature_names)
+    train = model.windows(purge_labels(frame, cfg.horizons, segments["valid"][0], rows=tr), tr)
+    valid = model.windows(frame, va)
+    net = SequenceNet(len(feature_names), cfg)
+    fit_scalers(net, train.x, train.y)
+    opt = make_optimizer(net, cfg)
+
+    def report(_st: EpochState, metrics: dict[str, float]) -> None:
+        tune.report(dict(metrics, training_iteration_epoch=metrics["epoch"]))
+
+    train_epochs(net, opt, train.x, train.y, cfg, valid=(
+        valid.x, valid.y, valid.index.get_level_values("ts").to_numpy()), on_epoch_end=report)
+
+
+def load_sequence_yaml(path: str | Path) -> dict[str, Any]:
+    """Read ``configs/sequence.yaml``: ``segments``, ``model`` (SequenceConfig defaults),
+    ``search_space`` and ``tune`` sections, validated.
+
+    Returns:
+        ``{"segments": {...}, "model": SequenceConfig, "search_space": {...}, "tune": {...}}``.
+    """
+    import yaml
+
+    raw = yaml.safe_load(Path(path).read_text())
+    for key in ("segments", "model", "search_space", "tune"):
+        if key not in raw:
+            raise KeyError(f"{path}: missing section {key!r}")
+    seg = raw["segments"]
+    prev_end = None
+    for name in ("train", "valid", "test"):
+        lo, hi = (pd.Timestamp(v) for v in seg[name])
+        if hi < lo or (prev_end is not None and lo <= prev_end):
+            raise ValueError(f"{path}: segment {name} {seg[name]} is empty or overlaps the "
+                             f"previous one; segments must be ordered train < valid < test")
+        prev_end = hi
+    model = SequenceConfig.from_dict(raw["model"])
+    unknown = set(raw["search_space"]) - {f.name for f in fields(SequenceConfig)}
+    if unknown:
+        raise ValueError(f"{path}: search_space keys {sorted(unknown)} are not SequenceConfig "
+                         "fields")
+    return {"segments": seg, "model": model, "search_space": raw["search_space"],
+            "tune": raw["tune"]}
+
+
+def _tune_domain(spec: Any) -> Any:
+    """YAML spec -> Tune domain: ``{choice: [...]}``, ``{loguniform: [lo, hi]}``,
+    ``{uniform: [lo, hi]}``, or a plain value."""
+    from ray import tune
+
+    if isinstance(spec, dict) and len(spec) == 1:
+        (kind, arg), = spec.items()
+        if kind == "choice":
+            return tune.choice(list(arg))
+        if kind == "loguniform":
+            return tune.loguniform(float(arg[0]), float(arg[1]))
+        if kind == "uniform":
+            return tune.uniform(float(arg[0]), float(arg[1]))
+        raise ValueError(f"unknown search-space kind {kind!r} (choice, loguniform, uniform)")
+    return spec
+
+
+def tune_sequence(frame: pd.DataFrame, feature_names: Sequence[str], spec: dict[str, Any],
+                  storage_path: str | Path, *, name: str = "sequence-tune") -> pd.DataFrame:
+    """ASHA search over `SequenceConfig` on the connected Ray cluster.
+
+    Args:
+        frame: training frame (features + labels) covering the train and valid segments.
+        spec: `load_sequence_yaml` output; ``tune`` holds ``num_samples``, ``grace_period``,
+            ``cpus_per_trial``, ``max_concurrent`` and ``metric`` (default ``val_loss``).
+
+    Returns:
+        One row per trial: its searched parameters, epochs run and last ``val_loss`` /
+        ``val_ic_*``, best first.
+    """
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+
+    t = spec["tune"]
+    base = asdict(spec["model"])
+    seq_space = {**base, **{k: _tune_domain(v) for k, v in spec["search_space"].items()}}
+    cpus = float(t.get("cpus_per_trial", 1))
+    trainable = tune.with_resources(
+        tune.with_parameters(sequence_trainable, frame=frame, feature_names=list(feature_names),
+                             segments=spec["segments"]),
+        {"cpu": cpus})
+    metric = t.get("metric", "val_loss")
+    mode = "min" if metric.endswith("loss") else "max"
+    tuner = tune.Tuner(
+        trainable,
+        param_space={"seq": seq_space, "cpus": max(1, int(cpus))},
+        tune_config=tune.TuneConfig(
+            num_samples=int(t.get("num_samples", 4)), metric=metric, mode=mode,
+            max_concurrent_trials=t.get("max_concurrent"),
+            scheduler=ASHAScheduler(time_attr="training_iteration", max_t=int(base["epochs"]),
+                                    grace_period=int(t.get("grace_period", 1)),
+                                    reduction_factor=int(t.get("reduction_factor", 2)))),
+        run_config=tune.RunConfig(name=name, storage_path=str(storage_path), verbose=0),
+    )
+    grid = tuner.fit()
+    rows = []
+    for res in grid:
+        if res.error is not None:
+            raise RuntimeError(f"sequence trial failed: {res.error}") from res.error
+        m = res.metrics or {}
+        row = {k: res.config["seq"][k] for k in spec["search_space"]}
+        row.update({"epochs_run": int(m.get("epoch", -1)) + 1, metric: m.get(metric)})
+        row.update({k: v for k, v in m.items() if k.startswith("val_ic_")})
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    return out.sort_values(metric, ascending=(mode == "min"), na_position="last",
+                           ignore_index=True)
+
+
+def ic_by_horizon(pred: pd.DataFrame, frame: pd.DataFrame) -> dict[int, float]:
+    """Mean per-date IC of `SequenceModel.predict_frame` output against the frame's labels."""
+    lab = frame.set_index(["ts", "ticker"])
+    out = {}
+    for col in pred.columns:
+        h = int(col.removeprefix("fwd_ret_").removesuffix("d"))
+        y = lab[col].reindex(pred.index).to_numpy(float)
+        m = np.isfinite(y)
+        out[h] = ic(pred[col].to_numpy()[m], y[m], pred.index.get_level_values("ts")[m]) \
+            if m.any() else math.nan
+    return out

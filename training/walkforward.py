@@ -1,0 +1,402 @@
+"""Walk-forward evaluation: every model against every baseline, out of sample, over seeds.
+
+Per fold (`training.splits.walk_forward`: train | purge | valid | purge | test, anchored):
+
+- ``lgbm_reg`` (LightGBM regression) and ``lgbm_rank`` (LightGBM lambdarank by date) are fitted
+  on the fold's purged train rows;
+- ``regime_ensemble`` (`training.ensemble.RegimeEnsemble` over those two) fits its regime split
+  and weights on the fold's **validation** rows, which the members never saw;
+- every member predicts the fold's test rows; test segments tile the data without overlap, so
+  the stitched test predictions are one out-of-sample history per model and seed.
+
+Baselines (`training.baselines`) on the same test rows: ``zero``, ``momentum``, ``reversal_1d``,
+``reversal_5d``, ``always_up`` from past returns, and ``linear`` (ridge on the same features,
+fitted on each fold's train rows). They are deterministic: one "seed" each.
+
+Metrics per (model, seed) come from `training.evaluate.evaluate_predictions` on the stitched
+test rows; `training.report.write_report` writes the JSON + HTML. `verdict` states plainly,
+per model, whether it beats the best baseline on RankIC and on the backtest's Sharpe.
+
+Data: `load_offline_frame` (a data dir's Feast offline store, point-in-time joined) or
+`skfolio_frame` (20 S&P 500 stocks 1990-2022, adjusted closes only, read from the CSV that
+the ``skfolio`` wheel ships; skfolio itself is never imported).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from training.baselines import BASELINE_NAMES, LinearBaseline, baseline_predictions
+from training.ensemble import RegimeEnsemble
+from training.evaluate import calibration_table, daily_ic, evaluate_with_backtest, rank_ic
+from training.lgbm import LgbmModel, LgbmParams
+from training.report import RunResult, comparison_table, write_report
+from training.splits import walk_forward
+
+MODEL_NAMES = ("lgbm_reg", "lgbm_rank", "regime_ensemble")
+LINEAR_NAME = "linear"
+# past-return feature columns the momentum / reversal baselines read (lookback -> column)
+PAST_RETURN_COLS = {1: "ret_1d", 5: "ret_5d", 20: "ret_20d"}
+# which walk-forward model stands for which registry family (see training.registry)
+FAMILY_MODEL = {"lgbm": "lgbm_reg", "lgbmrank": "lgbm_rank"}
+
+
+@dataclass
+class WalkForwardConfig:
+    """How the walk-forward is cut and what is fitted in each fold."""
+
+    horizon: int = 5
+    train_days: int = 756  # first (anchored, expanding) training window: 3 years of dates
+    valid_days: int = 126  # ensemble-weight segment: half a year
+    test_days: int = 126  # out-of-sample segment per fold; folds step by this much
+    max_folds: int | None = None  # None = as many as fit in the data
+    seeds: tuple[int, ...] = (0, 1, 2)
+    params: LgbmParams = field(default_factory=LgbmParams)
+    ridge_alpha: float = 10.0  # on standardised features; 10 is a mild shrink for ~18 inputs
+    ensemble_min_dates: int = 20
+    cost_bps: float = 10.0
+    quantile: float = 0.2  # backtest names per leg = max(1, floor(median names * quantile))
+    top_k: int | None = None  # fixed names per leg instead (overrides quantile)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["seeds"] = list(self.seeds)
+        return d
+
+
+@dataclass
+class WalkForwardResult:
+    """Everything one walk-forward produced.
+
+    Attributes:
+        runs: one `RunResult` per (model, seed) and per baseline.
+        fold_rank_ic: rows (model, seed, fold, rank_ic) of each fold's test segment.
+        folds: each fold's segments (`Fold.to_dict`).
+        feature_names: model inputs.
+        config: the `WalkForwardConfig` used.
+        seconds: wall time.
+    """
+
+    runs: list[RunResult]
+    fold_rank_ic: pd.DataFrame
+    folds: list[dict]
+    feature_names: list[str]
+    config: WalkForwardConfig
+    seconds: float
+    names_per_leg: int = 1
+
+    def table(self) -> pd.DataFrame:
+        return comparison_table(self.runs)
+
+    def seed_metric(self, model: str, metric: str = "rank_ic") -> list[float]:
+        """``metric`` of ``model`` for each seed, in seed order."""
+        return [float(r.metrics[metric]) for r in self.runs
+                if r.kind == "model" and r.name == model]
+
+    def summary(self) -> dict[str, float]:
+        """Flat ``wf_<name>_<metric>_{mean,std}`` metrics (for MLflow)."""
+        t = self.table()
+        out = {}
+        for (_, name), row in t.iterrows():
+            for m in ("rank_ic", "ic", "bt_sharpe", "rmse"):
+                for stat in ("mean", "std"):
+                    v = float(row[f"{m}_{stat}"])
+                    if np.isfinite(v):
+                        out[f"wf_{name}_{m}_{stat}"] = v
+        return out
+
+    def verdict(self) -> list[str]:
+        return verdict(self.table())
+
+
+def verdict(table: pd.DataFrame) -> list[str]:
+    """One plain sentence per model: does it beat the best baseline on RankIC and Sharpe?
+
+    A model "beats" a baseline on a metric when its mean over seeds is higher than the best
+    baseline's (baselines with an undefined metric, e.g. constant forecasts' RankIC, are
+    skipped). The std over seeds is quoted so a win inside the seed noise is visible.
+    """
+    lines = []
+    base = table.xs("baseline", level="kind")
+    models = table.xs("model", level="kind") if "model" in table.index.get_level_values(0) \
+        else table.iloc[0:0]
+    for metric, label in (("rank_ic", "RankIC"), ("bt_sharpe", "long-short Sharpe")):
+        col = base[f"{metric}_mean"].dropna()
+        if col.empty:
+            continue
+        best_name, best = col.idxmax(), float(col.max())
+        for name, row in models.iterrows():
+            m, s = float(row[f"{metric}_mean"]), float(row[f"{metric}_std"])
+            s_txt = f" ± {s:.4f}" if np.isfinite(s) else ""
+            if np.isfinite(m) and m > best:
+                lines.append(f"{name} beats every baseline on {label}: {m:.4f}{s_txt} vs best "
+                             f"baseline {best_name} {best:.4f}.")
+            else:
+                lines.append(f"{name} does NOT beat the baselines on {label}: {m:.4f}{s_txt} "
+                             f"vs best baseline {best_name} {best:.4f}.")
+    return lines
+
+
+def usable_features(frame: pd.DataFrame, feature_names) -> list[str]:
+    """Features that carry information here: drop all-NaN and constant columns (e.g.
+    ``volume_z_20`` on close-only data)."""
+    keep = []
+    for f in feature_names:
+        v = frame[f].to_numpy(float)
+        v = v[np.isfinite(v)]
+        if len(v) and np.ptp(v) > 0:
+            keep.append(f)
+    return keep
+
+
+def _fit_fold(train, valid, test, features, cfg: WalkForwardConfig, seed: int):
+    """Members + ensemble of one fold and seed -> (test predictions, importances)."""
+    target = f"fwd_ret_{cfg.horizon}d"
+    preds_valid, preds_test, imp = {}, {}, {}
+    for name, objective in (("lgbm_reg", "regression"), ("lgbm_rank", "lambdarank")):
+        params = LgbmParams(**{**asdict(cfg.params), "objective": objective, "seed": seed})
+        model = LgbmModel(features, cfg.horizon, params).fit(train)
+        preds_valid[name], preds_test[name] = model.predict(valid), model.predict(test)
+        imp[name] = model.feature_importance()
+    ens = RegimeEnsemble(["lgbm_reg", "lgbm_rank"], min_dates=cfg.ensemble_min_dates)
+    ens.fit(valid, preds_valid, target)
+    preds_test["regime_ensemble"] = ens.predict(test, preds_test)
+    return preds_test, imp, ens.weights_
+
+
+def run_walkforward(frame: pd.DataFrame, feature_names, cfg: WalkForwardConfig | None = None,
+                    log=None) -> WalkForwardResult:
+    """Walk-forward of every model and baseline on ``frame`` (see module docstring).
+
+    Args:
+        frame: panel with ``ticker, ts``, the features, ``fwd_ret_{h}d`` and the past-return
+            columns ``ret_1d, ret_5d`` (and ``ret_{h}d`` for momentum).
+        feature_names: model inputs (constant / all-NaN ones are dropped, see
+            `usable_features`).
+        cfg: fold layout, seeds, hyperparameters.
+        log: optional ``callable(str)`` for progress lines.
+
+    Returns:
+        `WalkForwardResult`.
+    """
+    cfg = cfg or WalkForwardConfig()
+    t0 = time.perf_counter()
+    h, target = cfg.horizon, f"fwd_ret_{cfg.horizon}d"
+    if h not in PAST_RETURN_COLS:
+        raise ValueError(f"horizon {h}: the momentum baseline needs a past {h}-day return "
+                         f"column; have {sorted(PAST_RETURN_COLS)}")
+    data = frame[np.isfinite(frame[target].to_numpy(float))].sort_values(["ts", "ticker"])
+    data = data.reset_index(drop=True)
+    features = usable_features(data, feature_names)
+    folds = walk_forward(data["ts"], horizon=h, train_days=cfg.train_days,
+                         valid_days=cfg.valid_days, test_days=cfg.test_days,
+                         max_folds=cfg.max_folds)
+    # 3-5 names (the default universe) would give 0 names per leg at 20%: keep at least one
+    n_per_leg = cfg.top_k or max(
+        1, int(np.floor(data.groupby("ts")["ticker"].nunique().median() * cfg.quantile)))
+    test_idx, base_parts = [], []
+    fold_of = pd.Series(-1, index=data.index)
+    splits = []
+    for fold in folds:
+        train, valid, test = fold.split(data)
+        splits.append((fold, train, valid, test))
+        test_idx.append(test.index)
+        fold_of.loc[test.index] = fold.index
+        lin = LinearBaseline(features, cfg.ridge_alpha).fit(train, target).predict(test)
+        b = baseline_predictions(test, h, price_col=None, past_return_cols=PAST_RETURN_COLS)
+        b[LINEAR_NAME] = lin
+        base_parts.append(b)
+    test_rows = data.loc[np.concatenate(test_idx)]
+    base = pd.concat(base_parts)
+    eval_kw = {"horizon": h, "top_k": n_per_leg, "cost_bps": cfg.cost_bps}
+
+    runs: list[RunResult] = []
+    fold_rows = []
+
+    def add_run(name, kind, seed, pred: pd.Series, imp=None):
+        f = test_rows[["ticker", "ts", target]].assign(pred=pred.reindex(test_rows.index))
+        metrics, bt = evaluate_with_backtest(f, "pred", target, **eval_kw)
+        runs.append(RunResult(
+            name, kind, seed, metrics, equity=bt.equity,
+            daily_ic=daily_ic(f["pred"], f[target], f["ts"], "spearman"),
+            feature_importance=imp,
+            calibration=calibration_table(f["pred"], f[target]) if kind == "model" else None))
+        for k, g in f.groupby(fold_of.reindex(f.index)):
+            fold_rows.append({"name": name, "seed": seed, "fold": int(k),
+                              "rank_ic": rank_ic(g["pred"], g[target], g["ts"])})
+
+    for seed in cfg.seeds:
+        preds = {m: [] for m in MODEL_NAMES}
+        imps = {m: [] for m in MODEL_NAMES[:2]}
+        for fold, train, valid, test in splits:
+            p, imp, _w = _fit_fold(train, valid, test, features, cfg, seed)
+            for m in MODEL_NAMES:
+                preds[m].append(p[m])
+            for m, acc in imps.items():
+                acc.append(imp[m])
+        for m in MODEL_NAMES:
+            imp = None
+            if m in imps:
+                imp = pd.concat(imps[m], axis=1).mean(axis=1)
+                imp = imp / imp.sum() if imp.sum() > 0 else imp  # share of total gain
+            add_run(m, "model", seed, pd.concat(preds[m]), imp)
+        if log:
+            log(f"  seed {seed}: {len(folds)} folds done ({time.perf_counter() - t0:.0f}s)")
+    for name in (*BASELINE_NAMES, LINEAR_NAME):
+        add_run(name, "baseline", None, base[name])
+    return WalkForwardResult(runs=runs, fold_rank_ic=pd.DataFrame(fold_rows),
+                             folds=[f.to_dict() for f in folds], feature_names=features,
+                             config=cfg, seconds=time.perf_counter() - t0,
+                             names_per_leg=n_per_leg)
+
+
+def write_walkforward_report(result: WalkForwardResult, out_dir: Path, *, title: str,
+                             data_desc: str, data_hash: str,
+                             extra_meta: dict | None = None) -> dict[str, Path]:
+    """``report.json`` + ``report.html`` (+ ``fold_rank_ic.csv``) in ``out_dir``."""
+    cfg = result.config
+    meta = {
+        "data": data_desc,
+        "data_snapshot_sha256": data_hash,
+        "horizon_days": cfg.horizon,
+        "folds": f"{len(result.folds)} anchored walk-forward folds, test {cfg.test_days} "
+                 f"dates each, first train {cfg.train_days} dates, valid {cfg.valid_days}, "
+                 f"purge = horizon ({result.folds[0]['test']['start'][:10]} .. "
+                 f"{result.folds[-1]['test']['end'][:10]} out of sample)",
+        "seeds": list(cfg.seeds),
+        "backtest": f"long-short top/bottom {result.names_per_leg} name(s), rebalanced every "
+                    f"{cfg.horizon} dates, {cfg.cost_bps} bps per unit turnover",
+        "features": ", ".join(result.feature_names),
+        "verdict": " ".join(result.verdict()),
+        "wall_time_s": round(result.seconds, 1),
+        **(extra_meta or {}),
+    }
+    paths = write_report(result.runs, out_dir, title=title, meta=meta)
+    fold_csv = Path(out_dir) / "fold_rank_ic.csv"
+    result.fold_rank_ic.to_csv(fold_csv, index=False)
+    paths["folds"] = fold_csv
+    return paths
+
+
+def format_table(result: WalkForwardResult,
+                 metrics=("rank_ic", "ic", "bt_sharpe", "hit_rate")) -> str:
+    """Plain-text comparison table (mean ± std over seeds)."""
+    t = result.table()
+    head = f"  {'kind':<8} {'name':<16} {'seeds':>5} " + " ".join(f"{m:>18}" for m in metrics)
+    lines = [head]
+    for (kind, name), row in t.iterrows():
+        cells = []
+        for m in metrics:
+            mu, sd = row[f"{m}_mean"], row[f"{m}_std"]
+            cells.append(f"{'NaN':>18}" if not np.isfinite(mu) else
+                         f"{mu:>9.4f} ± {sd:<6.4f}" if np.isfinite(sd) else f"{mu:>18.4f}")
+        lines.append(f"  {kind:<8} {name:<16} {int(row['n_seeds']):>5} " + " ".join(cells))
+    return "\n".join(lines)
+
+
+# --- data -------------------------------------------------------------------------------------
+
+def files_sha256(paths) -> str:
+    """SHA-256 over the files' names and bytes, in sorted name order (a data snapshot id)."""
+    h = hashlib.sha256()
+    for p in sorted(Path(x) for x in paths):
+        h.update(p.name.encode())
+        with open(p, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def offline_snapshot_hash(offline_dir: Path) -> str:
+    """Hash of the offline store's parquet files (features + labels)."""
+    files = sorted(Path(offline_dir).glob("*.parquet"))
+    if not files:
+        raise FileNotFoundError(f"no parquet files in {offline_dir}: run `stockray features`")
+    return files_sha256(files)
+
+
+def load_offline_frame(offline_dir: Path) -> pd.DataFrame:
+    """A data dir's point-in-time training frame (`training.data.load_training_frame`)."""
+    from training.data import load_training_frame
+
+    return load_training_frame(Path(offline_dir))
+
+
+def skfolio_data_dir() -> Path:
+    """Folder of the CSVs inside the installed ``skfolio`` wheel (found without importing it).
+
+    Raises:
+        FileNotFoundError: skfolio is not installed (``pip install skfolio==1.12.2 --no-deps``).
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec("skfolio")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("the skfolio wheel is not installed; its CSVs are the data: "
+                                ".venv/bin/pip install skfolio==1.12.2 --no-deps")
+    return Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data"
+
+
+def skfolio_bars(data_dir: Path | None = None) -> pd.DataFrame:
+    """Bars of the 20 skfolio stocks plus the S&P 500 index, from adjusted closes only.
+
+    Close-only data: ``open = high = low = close`` and ``volume = 0``. Consequently
+    ``atr_norm_14`` degenerates into the 14-day mean absolute close-to-close move (no
+    intraday range exists), and ``volume_z_20`` is constant (dropped by `usable_features`).
+    """
+    from features.sources import MARKET_TICKER
+
+    d = Path(data_dir) if data_dir else skfolio_data_dir()
+    stocks = pd.read_csv(d / "sp500_dataset.csv.gz", parse_dates=["Date"])
+    index = pd.read_csv(d / "sp500_index.csv.gz", parse_dates=["Date"])
+    long = stocks.melt(id_vars="Date", var_name="ticker", value_name="close")
+    idx = index.rename(columns={"SP500": "close"}).assign(ticker=MARKET_TICKER)
+    bars = pd.concat([long, idx[["Date", "ticker", "close"]]], ignore_index=True)
+    bars = bars.dropna(subset=["close"]).rename(columns={"Date": "ts"})
+    bars["ts"] = pd.to_datetime(bars["ts"], utc=True)
+    for c in ("open", "high", "low"):
+        bars[c] = bars["close"]
+    bars["volume"] = 0.0
+    bars["adj_factor"] = 1.0
+    return bars.sort_values(["ticker", "ts"]).reset_index(drop=True)
+
+
+def skfolio_frame(data_dir: Path | None = None) -> tuple[pd.DataFrame, str]:
+    """(features + labels panel, snapshot hash of the two CSVs) of the skfolio universe."""
+    from features.pipeline import build_features_local
+
+    d = Path(data_dir) if data_dir else skfolio_data_dir()
+    frame = build_features_local(skfolio_bars(d))
+    digest = files_sha256([d / "sp500_dataset.csv.gz", d / "sp500_index.csv.gz"])
+    return frame.sort_values(["ts", "ticker"]).reset_index(drop=True), digest
+
+
+def merge_results(parts: list[WalkForwardResult]) -> WalkForwardResult:
+    """Combine per-seed results of the same data and folds (e.g. one Ray task per seed).
+
+    Model runs and fold rows of every part are kept; baselines (deterministic) come from the
+    first part only.
+    """
+    if not parts:
+        raise ValueError("merge_results: nothing to merge")
+    first = parts[0]
+    if any(p.folds != first.folds for p in parts):
+        raise ValueError("merge_results: parts were cut into different folds")
+    models = [r for p in parts for r in p.runs if r.kind == "model"]
+    base = [r for r in first.runs if r.kind == "baseline"]
+    base_names = {r.name for r in base}
+    folds = pd.concat([p.fold_rank_ic[(p is first) | ~p.fold_rank_ic["name"].isin(base_names)]
+                       for p in parts], ignore_index=True)
+    seeds = tuple(s for p in parts for s in p.config.seeds)
+    cfg = WalkForwardConfig(**{**asdict(first.config), "seeds": seeds,
+                               "params": first.config.params})
+    return WalkForwardResult(runs=models + base, fold_rank_ic=folds, folds=first.folds,
+                             feature_names=first.feature_names, config=cfg,
+                             seconds=max(p.seconds for p in parts),
+                             names_per_leg=first.names_per_leg)
