@@ -11,7 +11,9 @@ data snapshot hashes of the lake / offline store, git revision, the previous ste
 The state file ``<data_dir>/retrain/state.json`` records, per step, the key it finished with
 and its output. A step whose recorded key equals its current key is skipped; so re-running with
 unchanged data and code does nothing new, and a run that crashed after step k resumes at k+1
-(steps 1..k are skipped because their keys still match). ``force`` re-runs every step.
+(steps 1..k are skipped because their keys still match). A data step whose files were
+changed or deleted since (lake / offline store hash differs) runs again. ``force`` re-runs
+every step.
 """
 
 from __future__ import annotations
@@ -389,8 +391,15 @@ STEP_FUNCS: dict[str, Callable[[_Ctx], dict]] = {
 
 
 def _key(step: str, ctx: _Ctx) -> str:
-    """What a step's result depends on, hashed."""
-    from training.registry import config_hash, git_revision
+    """What a step's result depends on, hashed (`_deps`)."""
+    from training.registry import config_hash
+
+    return config_hash(_deps(step, ctx))
+
+
+def _deps(step: str, ctx: _Ctx) -> dict:
+    """What a step's result depends on (recorded in the state beside its hash)."""
+    from training.registry import git_revision
 
     o = ctx.outputs
     deps: dict = {"step": step}
@@ -410,7 +419,21 @@ def _key(step: str, ctx: _Ctx) -> str:
             deps["registered"] = o.get("train", {}).get("registered")
         if step == "promote":
             deps["evaluated"] = {h: v.get("attached") for h, v in o.get("evaluate", {}).items()}
-    return config_hash(deps)
+    return deps
+
+
+def _outputs_intact(step: str, output: dict, settings: Settings) -> bool:
+    """A finished data step only counts while what it wrote is still there, unchanged."""
+    from training.walkforward import offline_snapshot_hash
+
+    try:
+        if step == "ingest":
+            return output.get("lake_sha256") == _lake_hash(settings)
+        if step == "features":
+            return output.get("data_sha256") == offline_snapshot_hash(settings.offline_dir)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def main(cfg: RetrainConfig, settings: Settings,
@@ -439,9 +462,11 @@ def main(cfg: RetrainConfig, settings: Settings,
     with ray_connection(settings, cfg.auth) as how:
         log(f"retrain: Ray {how}; state {state_path(settings)}")
         for i, step in enumerate(STEPS, 1):
-            key = _key(step, ctx)
+            deps = _deps(step, ctx)
+            key = config_hash(deps)
             rec = state["steps"].get(step)
-            if rec and rec.get("key") == key and rec.get("status") == "done":
+            if (rec and rec.get("key") == key and rec.get("status") == "done"
+                    and _outputs_intact(step, rec["output"], settings)):
                 ctx.outputs[step] = rec["output"]
                 skipped.append(step)
                 log(f"[{i}/{len(STEPS)}] {step}: unchanged, skipped")
@@ -458,6 +483,8 @@ def main(cfg: RetrainConfig, settings: Settings,
             ctx.outputs[step] = out
             # later steps depend on this one's output: their recorded keys no longer match
             state["steps"][step] = {"key": key, "status": "done", "output": out,
+                                    "depends_on": {k: v for k, v in deps.items()
+                                                   if k not in ("registered", "evaluated")},
                                     "seconds": round(time.perf_counter() - t0, 1),
                                     "at": datetime.now(UTC).isoformat(timespec="seconds")}
             _save_state(settings, state)

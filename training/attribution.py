@@ -57,9 +57,15 @@ def default_baseline(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return mean.to(x.dtype).expand_as(x).clone()
 
 
-def integrated_gradients(model: nn.Module, x, *, output_index: int = 0,
-                         baseline=None, steps: int = IG_STEPS,
-                         chunk_rows: int = 8192) -> IGResult:
+def integrated_gradients(
+    model: nn.Module,
+    x,
+    *,
+    output_index: int = 0,
+    baseline=None,
+    steps: int = IG_STEPS,
+    chunk_rows: int = 8192,
+) -> IGResult:
     """Integrated gradients of ``model(x)[:, output_index]`` with respect to ``x``.
 
     Args:
@@ -78,8 +84,13 @@ def integrated_gradients(model: nn.Module, x, *, output_index: int = 0,
         raise ValueError(f"steps must be >= 1, got {steps}")
     model.eval()
     xt = torch.as_tensor(np.asarray(x, np.float32) if not torch.is_tensor(x) else x).float()
-    base = default_baseline(model, xt) if baseline is None else torch.as_tensor(
-        np.asarray(baseline, np.float32) if not torch.is_tensor(baseline) else baseline).float()
+    base = (
+        default_baseline(model, xt)
+        if baseline is None
+        else torch.as_tensor(
+            np.asarray(baseline, np.float32) if not torch.is_tensor(baseline) else baseline
+        ).float()
+    )
     if base.shape != xt.shape:
         raise ValueError(f"baseline shape {tuple(base.shape)} != input shape {tuple(xt.shape)}")
     xt = torch.where(torch.isnan(xt), base, xt)
@@ -94,16 +105,20 @@ def integrated_gradients(model: nn.Module, x, *, output_index: int = 0,
     grads = torch.empty_like(flat)
     outs = torch.empty(flat.shape[0])
     for i in range(0, flat.shape[0], chunk_rows):
-        part = flat[i:i + chunk_rows].detach().requires_grad_(True)
+        part = flat[i : i + chunk_rows].detach().requires_grad_(True)
         y = model(part)[:, output_index]
         (g,) = torch.autograd.grad(y.sum(), part)
-        grads[i:i + chunk_rows] = g
-        outs[i:i + chunk_rows] = y.detach()
+        grads[i : i + chunk_rows] = g
+        outs[i : i + chunk_rows] = y.detach()
     grads = grads.view(steps + 1, n, *xt.shape[1:])
     avg = (weights.view(-1, *([1] * xt.dim())) * grads).sum(dim=0)
     attr = (diff * avg).detach()
     outs = outs.view(steps + 1, n)
     f_x, f_b = outs[-1], outs[0]
     delta = attr.reshape(n, -1).sum(dim=1) - (f_x - f_b)
-    return IGResult(attributions=attr.numpy(), output=f_x.numpy(),
-                    baseline_output=f_b.numpy(), delta=delta.numpy())
+    return IGResult(
+        attributions=attr.numpy(),
+        output=f_x.numpy(),
+        baseline_output=f_b.numpy(),
+        delta=delta.numpy(),
+    )

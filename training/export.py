@@ -287,8 +287,14 @@ def export_torch_onnx(
         stale.unlink(missing_ok=True)
     with torch.no_grad():
         program = torch.onnx.export(
-            model, (ex,), input_names=[input_name], output_names=[output_name],
-            dynamic_shapes=({0: batch},), dynamo=True, verbose=False)
+            model,
+            (ex,),
+            input_names=[input_name],
+            output_names=[output_name],
+            dynamic_shapes=({0: batch},),
+            dynamo=True,
+            verbose=False,
+        )
     program.save(str(out), external_data=True)
     data_path: Path | None = side if side.exists() else None
     if data_path is not None and data_path.stat().st_size <= TORCH_ONNX_INLINE_MAX_BYTES:
@@ -299,8 +305,14 @@ def export_torch_onnx(
         data_path.unlink()
         data_path = None
     onnx.checker.check_model(str(out))
-    opset = next((o.version for o in onnx.load(str(out), load_external_data=False).opset_import
-                  if o.domain in ("", "ai.onnx")), None)
+    opset = next(
+        (
+            o.version
+            for o in onnx.load(str(out), load_external_data=False).opset_import
+            if o.domain in ("", "ai.onnx")
+        ),
+        None,
+    )
 
     x = parity_input if parity_input is not None else ex[:1].repeat(7, *([1] * (ex.dim() - 1)))
     if parity_input is None:
@@ -312,8 +324,10 @@ def export_torch_onnx(
     got = sess.run(None, {input_name: x.float().numpy()})[0]
     parity = float(np.max(np.abs(got.astype(np.float64) - want.astype(np.float64))))
     if not parity <= PARITY_MAX_ABS_LIMIT:
-        raise ValueError(f"ONNX parity {parity:.3g} exceeds {PARITY_MAX_ABS_LIMIT}: the "
-                         f"exported graph disagrees with torch eager for {type(model).__name__}")
+        raise ValueError(
+            f"ONNX parity {parity:.3g} exceeds {PARITY_MAX_ABS_LIMIT}: the "
+            f"exported graph disagrees with torch eager for {type(model).__name__}"
+        )
     return {
         "path": str(out),
         "data_path": None if data_path is None else str(data_path),

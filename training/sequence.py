@@ -27,6 +27,7 @@ Typical use::
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import tempfile
@@ -80,14 +81,17 @@ class SequenceConfig:
     def __post_init__(self) -> None:
         self.horizons = tuple(int(h) for h in self.horizons)
         if self.model not in ("lstm", "transformer"):
-            raise ValueError(f"SequenceConfig.model must be 'lstm' or 'transformer', "
-                             f"got {self.model!r}")
+            raise ValueError(
+                f"SequenceConfig.model must be 'lstm' or 'transformer', got {self.model!r}"
+            )
         if self.window < 1 or self.hidden < 1 or self.layers < 1 or self.epochs < 0:
-            raise ValueError(f"SequenceConfig needs window, hidden, layers >= 1 and epochs "
-                             f">= 0, got {self}")
+            raise ValueError(
+                f"SequenceConfig needs window, hidden, layers >= 1 and epochs >= 0, got {self}"
+            )
         if self.model == "transformer" and self.hidden % self.heads:
-            raise ValueError(f"SequenceConfig.hidden={self.hidden} is not divisible by "
-                             f"heads={self.heads}")
+            raise ValueError(
+                f"SequenceConfig.hidden={self.hidden} is not divisible by heads={self.heads}"
+            )
 
     @property
     def label_columns(self) -> list[str]:
@@ -99,8 +103,9 @@ class SequenceConfig:
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
-            raise ValueError(f"unknown SequenceConfig keys {sorted(unknown)}; "
-                             f"known: {sorted(known)}")
+            raise ValueError(
+                f"unknown SequenceConfig keys {sorted(unknown)}; known: {sorted(known)}"
+            )
         return cls(**d)
 
 
@@ -125,9 +130,13 @@ class Windows:
         return len(self.x)
 
 
-def build_windows(frame: pd.DataFrame, feature_names: Sequence[str], window: int,
-                  label_columns: Sequence[str] = (), mask: np.ndarray | None = None,
-                  ) -> Windows:
+def build_windows(
+    frame: pd.DataFrame,
+    feature_names: Sequence[str],
+    window: int,
+    label_columns: Sequence[str] = (),
+    mask: np.ndarray | None = None,
+) -> Windows:
     """Rolling windows per ticker, no look-ahead, no crossing tickers.
 
     The window of the row (ticker, ts) holds that ticker's feature rows at positions
@@ -159,7 +168,7 @@ def build_windows(frame: pd.DataFrame, feature_names: Sequence[str], window: int
     n_f = feats.shape[1]
     xs, ys, idx_ts, idx_tk = [], [], [], []
     bounds = np.flatnonzero(np.r_[True, tick[1:] != tick[:-1], True])
-    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+    for a, b in itertools.pairwise(bounds):
         rows = np.flatnonzero(sel[a:b])
         if not len(rows):
             continue
@@ -174,8 +183,11 @@ def build_windows(frame: pd.DataFrame, feature_names: Sequence[str], window: int
         idx_tk.append(tick[a:b][rows])
     if not xs:
         empty = pd.MultiIndex.from_arrays([[], []], names=["ts", "ticker"])
-        return Windows(np.zeros((0, window, n_f), np.float32),
-                       np.zeros((0, len(label_columns)), np.float32), empty)
+        return Windows(
+            np.zeros((0, window, n_f), np.float32),
+            np.zeros((0, len(label_columns)), np.float32),
+            empty,
+        )
     x = np.concatenate(xs)
     y = np.concatenate(ys) if ys else np.zeros((len(x), 0), np.float32)
     ts, tk = np.concatenate(idx_ts), np.concatenate(idx_tk)
@@ -184,8 +196,10 @@ def build_windows(frame: pd.DataFrame, feature_names: Sequence[str], window: int
     return Windows(x[by_date], y[by_date], index)
 
 
-def segment_masks(frame: pd.DataFrame, segments: dict[str, Sequence[Any]],
-                  ) -> tuple[np.ndarray, ...]:
+def segment_masks(
+    frame: pd.DataFrame,
+    segments: dict[str, Sequence[Any]],
+) -> tuple[np.ndarray, ...]:
     """Row masks of explicit date segments ``{"train": [start, end], "valid": ..., "test": ...}``.
 
     Bounds are inclusive dates. Returns ``(train, valid, test)`` masks (``test`` all False
@@ -211,8 +225,9 @@ def segment_masks(frame: pd.DataFrame, segments: dict[str, Sequence[Any]],
     return tuple(out)
 
 
-def purge_labels(frame: pd.DataFrame, horizons: Sequence[int], next_start,
-                 rows: np.ndarray | None = None) -> pd.DataFrame:
+def purge_labels(
+    frame: pd.DataFrame, horizons: Sequence[int], next_start, rows: np.ndarray | None = None
+) -> pd.DataFrame:
     """Copy of ``frame`` with ``fwd_ret_{h}d`` set to NaN on ``rows`` (default: all rows)
     whose ``h``-day label window reaches ``next_start``.
 
@@ -240,8 +255,13 @@ def purge_labels(frame: pd.DataFrame, horizons: Sequence[int], next_start,
 class _LstmEncoder(nn.Module):
     def __init__(self, n_features: int, cfg: SequenceConfig) -> None:
         super().__init__()
-        self.rnn = nn.LSTM(n_features, cfg.hidden, num_layers=cfg.layers, batch_first=True,
-                           dropout=cfg.dropout if cfg.layers > 1 else 0.0)
+        self.rnn = nn.LSTM(
+            n_features,
+            cfg.hidden,
+            num_layers=cfg.layers,
+            batch_first=True,
+            dropout=cfg.dropout if cfg.layers > 1 else 0.0,
+        )
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:  # (B, L, F) -> (B, hidden)
         out, _ = self.rnn(z)
@@ -254,15 +274,20 @@ class _TransformerEncoder(nn.Module):
         self.proj = nn.Linear(n_features, cfg.hidden)
         self.pos = nn.Parameter(torch.zeros(1, cfg.window, cfg.hidden))
         nn.init.normal_(self.pos, std=0.02)
-        layer = nn.TransformerEncoderLayer(cfg.hidden, cfg.heads, dim_feedforward=2 * cfg.hidden,
-                                           dropout=cfg.dropout, batch_first=True,
-                                           norm_first=True)
+        layer = nn.TransformerEncoderLayer(
+            cfg.hidden,
+            cfg.heads,
+            dim_feedforward=2 * cfg.hidden,
+            dropout=cfg.dropout,
+            batch_first=True,
+            norm_first=True,
+        )
         # nested tensors are a padding-mask fast path we never use; off keeps export simple
         self.enc = nn.TransformerEncoder(layer, cfg.layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(cfg.hidden)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:  # (B, L, F) -> (B, hidden)
-        h = self.enc(self.proj(z) + self.pos[:, -z.shape[1]:])
+        h = self.enc(self.proj(z) + self.pos[:, -z.shape[1] :])
         return self.norm(h[:, -1])  # the token at ts attends to the whole window
 
 
@@ -355,14 +380,19 @@ def _std_targets(net: SequenceNet, y: torch.Tensor) -> torch.Tensor:
     return (y - net.y_mean) / net.y_std
 
 
-def evaluate_net(net: SequenceNet, x: np.ndarray, y: np.ndarray, dates: np.ndarray | None = None,
-                 batch_size: int = 4096, device: torch.device | str = "cpu") -> dict[str, float]:
+def evaluate_net(
+    net: SequenceNet,
+    x: np.ndarray,
+    y: np.ndarray,
+    dates: np.ndarray | None = None,
+    batch_size: int = 4096,
+    device: torch.device | str = "cpu",
+) -> dict[str, float]:
     """Validation loss (standardised, masked) and, with ``dates``, IC per horizon."""
     pred = predict_array(net, x, batch_size=batch_size, device=device)
     with torch.no_grad():
         p, t = torch.as_tensor(pred), torch.as_tensor(y)
-        loss = float(masked_mse((p - net.y_mean.cpu()) / net.y_std.cpu(),
-                                _std_targets_cpu(net, t)))
+        loss = float(masked_mse((p - net.y_mean.cpu()) / net.y_std.cpu(), _std_targets_cpu(net, t)))
     out = {"val_loss": loss}
     if dates is not None:
         for j, h in enumerate(net.cfg.horizons):
@@ -375,26 +405,34 @@ def _std_targets_cpu(net: SequenceNet, y: torch.Tensor) -> torch.Tensor:
     return (y - net.y_mean.cpu()) / net.y_std.cpu()
 
 
-def predict_array(net: SequenceNet, x: np.ndarray, batch_size: int = 4096,
-                  device: torch.device | str = "cpu") -> np.ndarray:
+def predict_array(
+    net: SequenceNet, x: np.ndarray, batch_size: int = 4096, device: torch.device | str = "cpu"
+) -> np.ndarray:
     """``(N, L, F)`` raw windows -> ``(N, H)`` float32 forward returns (eval mode)."""
     was_training = net.training
     net.eval()
     outs = []
     with torch.no_grad():
         for i in range(0, len(x), batch_size):
-            xb = torch.as_tensor(x[i:i + batch_size], device=device)
+            xb = torch.as_tensor(x[i : i + batch_size], device=device)
             outs.append(net(xb).float().cpu().numpy())
     net.train(was_training)
     return np.concatenate(outs) if outs else np.zeros((0, len(net.cfg.horizons)), np.float32)
 
 
-def train_epochs(net: SequenceNet, opt: torch.optim.Optimizer, x: np.ndarray, y: np.ndarray,
-                 cfg: SequenceConfig, *, start_epoch: int = 0, state: EpochState | None = None,
-                 valid: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
-                 device: torch.device | str = "cpu",
-                 on_epoch_end: Callable[[EpochState, dict[str, float]], None] | None = None,
-                 ) -> EpochState:
+def train_epochs(
+    net: SequenceNet,
+    opt: torch.optim.Optimizer,
+    x: np.ndarray,
+    y: np.ndarray,
+    cfg: SequenceConfig,
+    *,
+    start_epoch: int = 0,
+    state: EpochState | None = None,
+    valid: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    device: torch.device | str = "cpu",
+    on_epoch_end: Callable[[EpochState, dict[str, float]], None] | None = None,
+) -> EpochState:
     """Epochs ``start_epoch .. cfg.epochs - 1`` of mini-batch AdamW on the masked loss.
 
     On a CUDA device the forward pass runs under ``torch.autocast`` (float16) with a
@@ -425,7 +463,7 @@ def train_epochs(net: SequenceNet, opt: torch.optim.Optimizer, x: np.ndarray, y:
         net.train()
         t0, total, n_seen = time.perf_counter(), 0.0, 0
         for i in range(0, len(perm), cfg.batch_size):
-            b = perm[i:i + cfg.batch_size]
+            b = perm[i : i + cfg.batch_size]
             xb = xt[b].to(dev, non_blocking=True)
             yb = _std_targets(net, yt[b].to(dev, non_blocking=True))
             with torch.autocast(device_type=dev.type, dtype=torch.float16, enabled=use_amp):
@@ -440,8 +478,12 @@ def train_epochs(net: SequenceNet, opt: torch.optim.Optimizer, x: np.ndarray, y:
             total += loss.item() * len(b)
             n_seen += len(b)
         seconds = time.perf_counter() - t0
-        metrics = {"epoch": float(epoch), "train_loss": total / max(n_seen, 1),
-                   "epoch_seconds": seconds, "samples_per_s": n_seen / max(seconds, 1e-9)}
+        metrics = {
+            "epoch": float(epoch),
+            "train_loss": total / max(n_seen, 1),
+            "epoch_seconds": seconds,
+            "samples_per_s": n_seen / max(seconds, 1e-9),
+        }
         if valid is not None and len(valid[0]):
             metrics.update(evaluate_net(net, valid[0], valid[1], valid[2], device=dev))
         state.epoch = epoch
@@ -451,12 +493,26 @@ def train_epochs(net: SequenceNet, opt: torch.optim.Optimizer, x: np.ndarray, y:
     return state
 
 
-def save_state(path: str | os.PathLike[str], net: nn.Module, opt: torch.optim.Optimizer,
-               state: EpochState, cfg: SequenceConfig, n_features: int) -> None:
+def save_state(
+    path: str | os.PathLike[str],
+    net: nn.Module,
+    opt: torch.optim.Optimizer,
+    state: EpochState,
+    cfg: SequenceConfig,
+    n_features: int,
+) -> None:
     """One-file checkpoint: weights (incl. scalers), optimizer, epoch, history, config."""
-    torch.save({"model": net.state_dict(), "optimizer": opt.state_dict(), "epoch": state.epoch,
-                "history": state.history, "config": asdict(cfg), "n_features": n_features},
-               path)
+    torch.save(
+        {
+            "model": net.state_dict(),
+            "optimizer": opt.state_dict(),
+            "epoch": state.epoch,
+            "history": state.history,
+            "config": asdict(cfg),
+            "n_features": n_features,
+        },
+        path,
+    )
 
 
 def load_state(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -487,13 +543,20 @@ class SequenceModel:
         self.net: SequenceNet | None = None
         self.history: list[dict[str, float]] = []
 
-    def windows(self, frame: pd.DataFrame, mask: np.ndarray | None = None,
-                labels: bool = True) -> Windows:
-        return build_windows(frame, self.feature_names, self.cfg.window,
-                             self.cfg.label_columns if labels else (), mask)
+    def windows(
+        self, frame: pd.DataFrame, mask: np.ndarray | None = None, labels: bool = True
+    ) -> Windows:
+        return build_windows(
+            frame,
+            self.feature_names,
+            self.cfg.window,
+            self.cfg.label_columns if labels else (),
+            mask,
+        )
 
-    def fit(self, frame: pd.DataFrame, train_mask: np.ndarray,
-            valid_mask: np.ndarray | None = None) -> SequenceModel:
+    def fit(
+        self, frame: pd.DataFrame, train_mask: np.ndarray, valid_mask: np.ndarray | None = None
+    ) -> SequenceModel:
         """Fit on the rows of ``train_mask``; score ``valid_mask`` rows after every epoch.
 
         With a ``valid_mask``, training labels whose window reaches the first validation date
@@ -515,8 +578,10 @@ class SequenceModel:
         train = self.windows(frame_tr, train_mask)
         n_lab = int(np.isfinite(train.y).any(axis=1).sum())
         if n_lab < 100:
-            raise ValueError(f"SequenceModel.fit: only {n_lab} labelled training samples "
-                             f"(config {self.cfg}); widen the train segment")
+            raise ValueError(
+                f"SequenceModel.fit: only {n_lab} labelled training samples "
+                f"(config {self.cfg}); widen the train segment"
+            )
         valid = None
         if valid_mask is not None and np.asarray(valid_mask).any():
             w = self.windows(frame, valid_mask)
@@ -540,8 +605,9 @@ class SequenceModel:
         pred = predict_array(self._require_net(), w.x)
         return pd.DataFrame(pred.astype(float), index=w.index, columns=self.cfg.label_columns)
 
-    def predict(self, frame: pd.DataFrame, mask: np.ndarray | None = None,
-                horizon: int | None = None) -> pd.Series:
+    def predict(
+        self, frame: pd.DataFrame, mask: np.ndarray | None = None, horizon: int | None = None
+    ) -> pd.Series:
         """Forecast of one horizon (default: the first) as a Series indexed by (ts, ticker)."""
         h = self.cfg.horizons[0] if horizon is None else int(horizon)
         if h not in self.cfg.horizons:
@@ -611,8 +677,12 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                 ck = ray.train.Checkpoint.from_directory(tmp)
             ray.train.report(metrics, checkpoint=ck, checkpoint_dir_name=f"epoch_{st.epoch:04d}")
         marker = config.get("kill_marker")
-        if (marker and st.epoch == config.get("kill_at_epoch") and rank == 0
-                and not Path(marker).exists()):
+        if (
+            marker
+            and st.epoch == config.get("kill_at_epoch")
+            and rank == 0
+            and not Path(marker).exists()
+        ):
             # The controller registers reported checkpoints when it polls the workers (every
             # 2 s); die only once this epoch's checkpoint is in its snapshot, so the resume
             # point is deterministic.
@@ -620,8 +690,18 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             Path(marker).write_text(f"killed pid {os.getpid()} after epoch {st.epoch}\n")
             os.kill(os.getpid(), 9)
 
-    train_epochs(core, opt, x, y, cfg, start_epoch=start_epoch, state=state, valid=valid,
-                 device=device, on_epoch_end=report)
+    train_epochs(
+        core,
+        opt,
+        x,
+        y,
+        cfg,
+        start_epoch=start_epoch,
+        state=state,
+        valid=valid,
+        device=device,
+        on_epoch_end=report,
+    )
 
 
 def _wait_registered(run_dir: Path, checkpoint_name: str, timeout_s: float = 120.0) -> None:
@@ -632,27 +712,36 @@ def _wait_registered(run_dir: Path, checkpoint_name: str, timeout_s: float = 120
         if snap.exists() and checkpoint_name in snap.read_text():
             return
         time.sleep(0.2)
-    raise TimeoutError(f"checkpoint {checkpoint_name} not registered in {snap} "
-                       f"after {timeout_s} s")
+    raise TimeoutError(f"checkpoint {checkpoint_name} not registered in {snap} after {timeout_s} s")
 
 
-def ray_train_data(net_cfg: SequenceConfig, train: Windows, valid: Windows | None,
-                   n_features: int) -> dict[str, np.ndarray]:
+def ray_train_data(
+    net_cfg: SequenceConfig, train: Windows, valid: Windows | None, n_features: int
+) -> dict[str, np.ndarray]:
     """Arrays for `train_loop_per_worker`: windows plus scalers fitted on ``train`` only."""
     tmp = SequenceNet(n_features, net_cfg)
     fit_scalers(tmp, train.x, train.y)
-    data = {"x": train.x, "y": train.y,
-            **{k: getattr(tmp, k).numpy().copy() for k in ("x_mean", "x_std", "y_mean",
-                                                           "y_std")}}
+    data = {
+        "x": train.x,
+        "y": train.y,
+        **{k: getattr(tmp, k).numpy().copy() for k in ("x_mean", "x_std", "y_mean", "y_std")},
+    }
     if valid is not None and len(valid):
-        data.update(vx=valid.x, vy=valid.y,
-                    vdates=valid.index.get_level_values("ts").to_numpy())
+        data.update(vx=valid.x, vy=valid.y, vdates=valid.index.get_level_values("ts").to_numpy())
     return data
 
 
-def fit_ray_train(data: dict[str, np.ndarray], cfg: SequenceConfig, storage_path: str | Path,
-                  *, name: str = "sequence", cpus_per_worker: int = 2, num_workers: int = 1,
-                  max_failures: int = 1, extra_config: dict[str, Any] | None = None) -> Any:
+def fit_ray_train(
+    data: dict[str, np.ndarray],
+    cfg: SequenceConfig,
+    storage_path: str | Path,
+    *,
+    name: str = "sequence",
+    cpus_per_worker: int = 2,
+    num_workers: int = 1,
+    max_failures: int = 1,
+    extra_config: dict[str, Any] | None = None,
+) -> Any:
     """Run `train_loop_per_worker` with ``TorchTrainer`` on the connected Ray cluster.
 
     One worker with ``cpus_per_worker`` CPUs by default (it beat two 1-CPU DDP workers on
@@ -667,16 +756,25 @@ def fit_ray_train(data: dict[str, np.ndarray], cfg: SequenceConfig, storage_path
     from ray.train.torch import TorchTrainer
 
     use_gpu = torch.cuda.is_available()
-    config = {"seq": asdict(cfg), "data": ray.put(data), "cpus": cpus_per_worker,
-              "run_dir": str(Path(storage_path) / name), **(extra_config or {})}
+    config = {
+        "seq": asdict(cfg),
+        "data": ray.put(data),
+        "cpus": cpus_per_worker,
+        "run_dir": str(Path(storage_path) / name),
+        **(extra_config or {}),
+    }
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config=config,
-        scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu,
-                                     resources_per_worker={"CPU": cpus_per_worker}),
-        run_config=RunConfig(name=name, storage_path=str(storage_path),
-                             failure_config=FailureConfig(max_failures=max_failures),
-                             checkpoint_config=CheckpointConfig(num_to_keep=2)),
+        scaling_config=ScalingConfig(
+            num_workers=num_workers, use_gpu=use_gpu, resources_per_worker={"CPU": cpus_per_worker}
+        ),
+        run_config=RunConfig(
+            name=name,
+            storage_path=str(storage_path),
+            failure_config=FailureConfig(max_failures=max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=2),
+        ),
     )
     return trainer.fit()
 
@@ -684,9 +782,12 @@ def fit_ray_train(data: dict[str, np.ndarray], cfg: SequenceConfig, storage_path
 # --- Ray Tune ----------------------------------------------------------------------------------
 
 
-def sequence_trainable(config: dict[str, Any], frame: pd.DataFrame | None = None,
-                       feature_names: Sequence[str] = (),
-                       segments: dict[str, Sequence[Any]] | None = None) -> None:
+def sequence_trainable(
+    config: dict[str, Any],
+    frame: pd.DataFrame | None = None,
+    feature_names: Sequence[str] = (),
+    segments: dict[str, Sequence[Any]] | None = None,
+) -> None:
     """Tune function trainable: the plain torch loop, one ``tune.report`` per epoch.
 
     Not a TorchTrainer per trial: that costs ~10-12 s of fixed start-up per trial here
@@ -710,8 +811,15 @@ def sequence_trainable(config: dict[str, Any], frame: pd.DataFrame | None = None
     def report(_st: EpochState, metrics: dict[str, float]) -> None:
         tune.report(dict(metrics, training_iteration_epoch=metrics["epoch"]))
 
-    train_epochs(net, opt, train.x, train.y, cfg, valid=(
-        valid.x, valid.y, valid.index.get_level_values("ts").to_numpy()), on_epoch_end=report)
+    train_epochs(
+        net,
+        opt,
+        train.x,
+        train.y,
+        cfg,
+        valid=(valid.x, valid.y, valid.index.get_level_values("ts").to_numpy()),
+        on_epoch_end=report,
+    )
 
 
 def load_sequence_yaml(path: str | Path) -> dict[str, Any]:
@@ -732,16 +840,23 @@ def load_sequence_yaml(path: str | Path) -> dict[str, Any]:
     for name in ("train", "valid", "test"):
         lo, hi = (pd.Timestamp(v) for v in seg[name])
         if hi < lo or (prev_end is not None and lo <= prev_end):
-            raise ValueError(f"{path}: segment {name} {seg[name]} is empty or overlaps the "
-                             f"previous one; segments must be ordered train < valid < test")
+            raise ValueError(
+                f"{path}: segment {name} {seg[name]} is empty or overlaps the "
+                f"previous one; segments must be ordered train < valid < test"
+            )
         prev_end = hi
     model = SequenceConfig.from_dict(raw["model"])
     unknown = set(raw["search_space"]) - {f.name for f in fields(SequenceConfig)}
     if unknown:
-        raise ValueError(f"{path}: search_space keys {sorted(unknown)} are not SequenceConfig "
-                         "fields")
-    return {"segments": seg, "model": model, "search_space": raw["search_space"],
-            "tune": raw["tune"]}
+        raise ValueError(
+            f"{path}: search_space keys {sorted(unknown)} are not SequenceConfig fields"
+        )
+    return {
+        "segments": seg,
+        "model": model,
+        "search_space": raw["search_space"],
+        "tune": raw["tune"],
+    }
 
 
 def _tune_domain(spec: Any) -> Any:
@@ -750,7 +865,7 @@ def _tune_domain(spec: Any) -> Any:
     from ray import tune
 
     if isinstance(spec, dict) and len(spec) == 1:
-        (kind, arg), = spec.items()
+        ((kind, arg),) = spec.items()
         if kind == "choice":
             return tune.choice(list(arg))
         if kind == "loguniform":
@@ -761,8 +876,14 @@ def _tune_domain(spec: Any) -> Any:
     return spec
 
 
-def tune_sequence(frame: pd.DataFrame, feature_names: Sequence[str], spec: dict[str, Any],
-                  storage_path: str | Path, *, name: str = "sequence-tune") -> pd.DataFrame:
+def tune_sequence(
+    frame: pd.DataFrame,
+    feature_names: Sequence[str],
+    spec: dict[str, Any],
+    storage_path: str | Path,
+    *,
+    name: str = "sequence-tune",
+) -> pd.DataFrame:
     """ASHA search over `SequenceConfig` on the connected Ray cluster.
 
     Args:
@@ -782,20 +903,31 @@ def tune_sequence(frame: pd.DataFrame, feature_names: Sequence[str], spec: dict[
     seq_space = {**base, **{k: _tune_domain(v) for k, v in spec["search_space"].items()}}
     cpus = float(t.get("cpus_per_trial", 1))
     trainable = tune.with_resources(
-        tune.with_parameters(sequence_trainable, frame=frame, feature_names=list(feature_names),
-                             segments=spec["segments"]),
-        {"cpu": cpus})
+        tune.with_parameters(
+            sequence_trainable,
+            frame=frame,
+            feature_names=list(feature_names),
+            segments=spec["segments"],
+        ),
+        {"cpu": cpus},
+    )
     metric = t.get("metric", "val_loss")
     mode = "min" if metric.endswith("loss") else "max"
     tuner = tune.Tuner(
         trainable,
         param_space={"seq": seq_space, "cpus": max(1, int(cpus))},
         tune_config=tune.TuneConfig(
-            num_samples=int(t.get("num_samples", 4)), metric=metric, mode=mode,
+            num_samples=int(t.get("num_samples", 4)),
+            metric=metric,
+            mode=mode,
             max_concurrent_trials=t.get("max_concurrent"),
-            scheduler=ASHAScheduler(time_attr="training_iteration", max_t=int(base["epochs"]),
-                                    grace_period=int(t.get("grace_period", 1)),
-                                    reduction_factor=int(t.get("reduction_factor", 2)))),
+            scheduler=ASHAScheduler(
+                time_attr="training_iteration",
+                max_t=int(base["epochs"]),
+                grace_period=int(t.get("grace_period", 1)),
+                reduction_factor=int(t.get("reduction_factor", 2)),
+            ),
+        ),
         run_config=tune.RunConfig(name=name, storage_path=str(storage_path), verbose=0),
     )
     grid = tuner.fit()
@@ -809,8 +941,7 @@ def tune_sequence(frame: pd.DataFrame, feature_names: Sequence[str], spec: dict[
         row.update({k: v for k, v in m.items() if k.startswith("val_ic_")})
         rows.append(row)
     out = pd.DataFrame(rows)
-    return out.sort_values(metric, ascending=(mode == "min"), na_position="last",
-                           ignore_index=True)
+    return out.sort_values(metric, ascending=(mode == "min"), na_position="last", ignore_index=True)
 
 
 def ic_by_horizon(pred: pd.DataFrame, frame: pd.DataFrame) -> dict[int, float]:
@@ -821,6 +952,9 @@ def ic_by_horizon(pred: pd.DataFrame, frame: pd.DataFrame) -> dict[int, float]:
         h = int(col.removeprefix("fwd_ret_").removesuffix("d"))
         y = lab[col].reindex(pred.index).to_numpy(float)
         m = np.isfinite(y)
-        out[h] = ic(pred[col].to_numpy()[m], y[m], pred.index.get_level_values("ts")[m]) \
-            if m.any() else math.nan
+        out[h] = (
+            ic(pred[col].to_numpy()[m], y[m], pred.index.get_level_values("ts")[m])
+            if m.any()
+            else math.nan
+        )
     return out

@@ -47,8 +47,8 @@ def test_lifecycle_promote_rollback(settings, result):
     uri = settings.tracking_uri
     settings.mlflow_dir.mkdir(parents=True, exist_ok=True)
     exp = ensure_experiment(uri, settings.artifact_uri, "t")
-    kw = dict(tracking_uri=uri, experiment_id=exp, bundle_root=settings.models_dir,
-              params={"num_boost_round": 10}, data_hash="d" * 64)
+    kw = {"tracking_uri": uri, "experiment_id": exp, "bundle_root": settings.models_dir,
+          "params": {"num_boost_round": 10}, "data_hash": "d" * 64}
     name = registered_name("lgbm", 5)
     v1 = register_horizon(result, **kw)
     v2 = register_horizon(result, **kw)
@@ -71,14 +71,14 @@ def test_lifecycle_promote_rollback(settings, result):
                        metrics={"wf_rank_ic_mean": 0.032}, card="# card v2\n")
     d = promote(uri, name, margin=0.005, min_seeds=3)
     assert not d.promoted and d.champion == "1" and d.challenger == "2"
-    assert client.get_model_version_by_alias(name, "champion").version == "1"
+    assert str(client.get_model_version_by_alias(name, "champion").version) == "1"
     assert mlflow.artifacts.load_text(f"runs:/{v2.run_id}/{CARD_FILE}") == "# card v2\n"
     # better by the margin: promoted, challenger alias gone, history extended
     record_walkforward(uri, name, v2.version, rank_ic_seeds=[0.05, 0.04, 0.045],
                        metrics={"wf_rank_ic_mean": 0.045})
     d = promote(uri, name, margin=0.005, min_seeds=3, bundle_root=settings.models_dir)
     assert d.promoted, d.reason
-    assert client.get_model_version_by_alias(name, "champion").version == "2"
+    assert str(client.get_model_version_by_alias(name, "champion").version) == "2"
     rm = client.get_registered_model(name)
     assert "challenger" not in rm.aliases and json.loads(rm.tags[HISTORY_TAG]) == ["1", "2"]
     meta = json.loads((settings.models_dir / "h5" / "bundle.json").read_text())
@@ -86,7 +86,7 @@ def test_lifecycle_promote_rollback(settings, result):
 
     # rollback: champion back to v1, recorded as tags; a second rollback has nowhere to go
     assert rollback(uri, name, bundle_root=settings.models_dir) == ("2", "1")
-    assert client.get_model_version_by_alias(name, "champion").version == "1"
+    assert str(client.get_model_version_by_alias(name, "champion").version) == "1"
     rm = client.get_registered_model(name)
     assert rm.tags["last_rollback"].startswith("v2 -> v1")
     assert "rolled_back_at" in client.get_model_version(name, "2").tags

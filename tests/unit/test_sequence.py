@@ -28,11 +28,19 @@ REPO = Path(__file__).resolve().parents[2]
 def panel(n_tickers=3, n_days=12) -> pd.DataFrame:
     """f0 = ticker number * 1000 + day number, so every window cell names its source row."""
     dates = pd.bdate_range("2021-03-01", periods=n_days, tz="UTC")
-    rows = [pd.DataFrame({"ticker": f"T{k}", "ts": dates, "f0": k * 1000.0 + np.arange(n_days),
-                          "f1": -np.arange(n_days, dtype=float),
-                          "fwd_ret_1d": np.arange(n_days) * 0.01,
-                          "fwd_ret_5d": np.arange(n_days) * 0.05})
-            for k in range(n_tickers)]
+    rows = [
+        pd.DataFrame(
+            {
+                "ticker": f"T{k}",
+                "ts": dates,
+                "f0": k * 1000.0 + np.arange(n_days),
+                "f1": -np.arange(n_days, dtype=float),
+                "fwd_ret_1d": np.arange(n_days) * 0.01,
+                "fwd_ret_5d": np.arange(n_days) * 0.05,
+            }
+        )
+        for k in range(n_tickers)
+    ]
     # shuffled: windows must not depend on the frame's row order
     return pd.concat(rows, ignore_index=True).sample(frac=1.0, random_state=0)
 

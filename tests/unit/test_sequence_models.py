@@ -27,9 +27,17 @@ from training.synthetic import empirical_oracle_ic, make_market
 def _market_bars(bars: pd.DataFrame) -> pd.DataFrame:
     logret = np.log(bars.pivot(index="ts", columns="ticker", values="close")).diff()
     level = 100 * np.exp(logret.mean(axis=1).fillna(0).cumsum())
-    return pd.DataFrame({"ticker": MARKET_TICKER, "ts": level.index, "open": level.values,
-                         "high": level.values, "low": level.values, "close": level.values,
-                         "volume": 1.0})
+    return pd.DataFrame(
+        {
+            "ticker": MARKET_TICKER,
+            "ts": level.index,
+            "open": level.values,
+            "high": level.values,
+            "low": level.values,
+            "close": level.values,
+            "volume": 1.0,
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +57,9 @@ def planted():
 def fitted(planted):
     _, frame, seg = planted
     tr, va, _ = segment_masks(frame, seg)
-    cfg = SequenceConfig(model="lstm", window=8, hidden=16, epochs=4, lr=3e-3, dropout=0.0,
-                         num_threads=2)
+    cfg = SequenceConfig(
+        model="lstm", window=8, hidden=16, epochs=4, lr=3e-3, dropout=0.0, num_threads=1
+    )
     return SequenceModel(cfg, FEATURE_NAMES).fit(frame, tr, va)
 
 
@@ -60,8 +69,10 @@ def test_lstm_finds_the_planted_signal(planted, fitted):
     pred = fitted.predict_frame(frame, va)
     got = ic_by_horizon(pred, frame)
     oracle = empirical_oracle_ic(market, 1, start=seg["valid"][0])
-    print(f"planted market: LSTM valid IC h=1 {got[1]:.3f} (oracle {oracle:.3f}), "
-          f"h=5 {got[5]:.3f}, h=20 {got[20]:.3f}")
+    print(
+        f"planted market: LSTM valid IC h=1 {got[1]:.3f} (oracle {oracle:.3f}), "
+        f"h=5 {got[5]:.3f}, h=20 {got[20]:.3f}"
+    )
     assert oracle > 0.15
     assert got[1] > 0.05  # well above noise (~0.01 per date-mean over 130 dates x 30 names)
     # the per-epoch validation IC logged during fit agrees with scoring afterwards
@@ -73,9 +84,18 @@ def test_lstm_finds_the_planted_signal(planted, fitted):
 
 def test_transformer_fits_and_predicts(planted):
     _, frame, seg = planted
+    frame = frame[frame["ticker"].isin(sorted(frame["ticker"].unique())[:12])]  # CPU budget
     tr, va, _ = segment_masks(frame, seg)
-    cfg = SequenceConfig(model="transformer", window=8, hidden=16, heads=2, epochs=2, lr=3e-3,
-                         dropout=0.0, num_threads=2)
+    cfg = SequenceConfig(
+        model="transformer",
+        window=8,
+        hidden=16,
+        heads=2,
+        epochs=2,
+        lr=3e-3,
+        dropout=0.0,
+        num_threads=1,
+    )
     model = SequenceModel(cfg, FEATURE_NAMES).fit(frame, tr, va)
     pred = model.predict_frame(frame, va)
     assert pred.shape == (va.sum(), 3) and np.isfinite(pred.to_numpy()).all()
@@ -96,8 +116,9 @@ def test_onnx_export_matches_torch_eager(planted, fitted, tmp_path):
 
 def test_onnx_export_transformer_dynamic_batch(tmp_path):
     torch.manual_seed(0)
-    net = SequenceNet(5, SequenceConfig(model="transformer", window=6, hidden=8, heads=2,
-                                        layers=2)).eval()
+    net = SequenceNet(
+        5, SequenceConfig(model="transformer", window=6, hidden=8, heads=2, layers=2)
+    ).eval()
     x = torch.randn(1, 6, 5)  # batch 1 is repeated to 2 so the batch stays dynamic
     info = export_torch_onnx(net, x, tmp_path / "tf.onnx", parity_input=torch.randn(33, 6, 5))
     print(f"ONNX parity transformer: max abs {info['parity_max_abs']:.2e}")
@@ -118,11 +139,11 @@ def test_integrated_gradients_are_complete(kind):
     assert (res.attributions[0, :4] == 0).all()
     gap = res.output - res.baseline_output
     rel = np.abs(res.delta) / np.abs(gap)
-    print(f"IG {kind}: completeness max abs {np.abs(res.delta).max():.2e}, "
-          f"median rel {np.median(rel):.2e}, max rel {rel.max():.2e}")
+    print(
+        f"IG {kind}: completeness max abs {np.abs(res.delta).max():.2e}, "
+        f"median rel {np.median(rel):.2e}, max rel {rel.max():.2e}"
+    )
     with torch.no_grad():
-        np.testing.assert_allclose(res.output, net(torch.nan_to_num(x))[:, 1].numpy() * 0
-                                   + res.output)
         filled = torch.where(torch.isnan(x), net.x_mean.expand_as(x), x)
         np.testing.assert_allclose(res.output, net(filled)[:, 1].numpy(), atol=1e-6)
     assert np.median(rel) < 5e-3
