@@ -5,7 +5,7 @@
 Both paths run `training.sequence.train_epochs` on the same windows (a synthetic planted
 market through the real feature pipeline), the same `SequenceConfig`, 2 torch threads:
 
-- ``plain``: the loop in this process, no checkpoints;
+- ``plain``: the loop in this process, no checkpoints, run before and after Ray (mean);
 - ``ray_train``: ``TorchTrainer`` with one worker of ``{"CPU": 2}`` reporting a checkpoint every
   epoch (`training.sequence.fit_ray_train`), on a private local Ray started here
   (``ray.init`` time is reported apart, not counted).
@@ -65,12 +65,13 @@ def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", type=Path, required=True, help="JSON result file")
     ap.add_argument("--model", default="lstm", choices=["lstm", "transformer"])
-    ap.add_argument("--tickers", type=int, default=30)
-    ap.add_argument("--days", type=int, default=750)
-    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--tickers", type=int, default=50)
+    ap.add_argument("--days", type=int, default=1000)
+    ap.add_argument("--epochs", type=int, default=12)  # configs/sequence.yaml's max_t
     ap.add_argument("--window", type=int, default=20)
     ap.add_argument("--hidden", type=int, default=32)
-    ap.add_argument("--threads", type=int, default=2)
+    # 1: on this shared 2-core box 2 torch threads ran 25x slower than 1 under load
+    ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
 
     import ray
@@ -102,16 +103,19 @@ def main(argv: list[str] | None = None) -> dict:
     n = len(w)
     load0 = os.getloadavg()
 
-    # plain loop
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(cfg.seed)
-    net = SequenceNet(len(FEATURE_NAMES), cfg)
-    fit_scalers(net, w.x, w.y)
-    opt = make_optimizer(net, cfg)
-    t0 = time.perf_counter()
-    state = train_epochs(net, opt, w.x, w.y, cfg)
-    plain_wall = time.perf_counter() - t0
-    plain_epochs = [h["epoch_seconds"] for h in state.history]
+    def plain_run() -> tuple[float, list[float]]:
+        torch.set_num_threads(args.threads)
+        torch.manual_seed(cfg.seed)
+        net = SequenceNet(len(FEATURE_NAMES), cfg)
+        fit_scalers(net, w.x, w.y)
+        opt = make_optimizer(net, cfg)
+        t0 = time.perf_counter()
+        state = train_epochs(net, opt, w.x, w.y, cfg)
+        return time.perf_counter() - t0, [h["epoch_seconds"] for h in state.history]
+
+    # plain, Ray Train, plain again: the box is shared, so the plain figure is the mean of
+    # the runs bracketing Ray's (load drifts between phases)
+    plain_before = plain_run()
 
     # Ray Train, private local cluster
     temp_dir = tempfile.mkdtemp(prefix="/tmp/srb-")
@@ -141,6 +145,9 @@ def main(argv: list[str] | None = None) -> dict:
         shutil.rmtree(temp_dir, ignore_errors=True)
         shutil.rmtree(storage, ignore_errors=True)
 
+    plain_after = plain_run()
+    plain_wall = (plain_before[0] + plain_after[0]) / 2
+    plain_epochs = plain_before[1] + plain_after[1]
     samples = n * cfg.epochs
     out = {
         "config": asdict(cfg),
@@ -152,6 +159,7 @@ def main(argv: list[str] | None = None) -> dict:
         },
         "plain": {
             "wall_s": plain_wall,
+            "wall_s_before_after_ray": [plain_before[0], plain_after[0]],
             "samples_per_s": samples / plain_wall,
             "median_epoch_s": _steady(plain_epochs),
         },

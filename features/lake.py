@@ -95,3 +95,9 @@ def write_quarantine(rows: pd.DataFrame, quarantine_dir: Path, run_id: str) -> P
     atomic_write_table(pa.Table.from_pandas(rows, schema=QUARANTINE_SCHEMA,
                                             preserve_index=False), target)
     return target
+
+
+def count_rows(bars_dir: Path) -> int:
+    """Rows stored in the lake, from Parquet footers (nothing is read); 0 without a lake."""
+    return sum(pq.ParquetFile(p).metadata.num_rows
+               for p in bars_dir.glob("ticker=*/bars.parquet"))

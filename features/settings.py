@@ -31,7 +31,7 @@ class Settings(BaseSettings):
         description="'fused': one replica holds every stage; 'split': one deployment per stage.",
     )
 
-    def resolved(self) -> "Settings":
+    def resolved(self) -> Settings:
         """Return a copy whose ``data_dir`` is absolute (Ray workers run in other cwds)."""
         return self.model_copy(update={"data_dir": self.data_dir.expanduser().resolve()})
 

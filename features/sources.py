@@ -113,7 +113,7 @@ class FileSource:
         if not self.path.exists():
             raise FileNotFoundError(f"{self.path} does not exist")
         suffix = "".join(self.path.suffixes).lower()
-        if suffix.endswith(".parquet") or suffix.endswith(".pq"):
+        if suffix.endswith((".parquet", ".pq")):
             frame = pd.read_parquet(self.path)
         elif suffix.endswith((".csv", ".csv.gz", ".txt")):
             # Read everything as text: a malformed cell must reach validation (and the

@@ -10,6 +10,10 @@ Rules (each quarantined row carries the rule name and a reason naming the values
 - ``future_date``: a bar dated after the ingestion time;
 - ``duplicate``: a second row for the same (ticker, date) — the first is kept;
 
+The feature run re-checks the lake against the pandera contract in ``features.contracts``
+(same rules, plus outlier jumps cross-checked against the index, which are flagged, not
+dropped) and quarantines with :func:`quarantine_frame` in the same format.
+
 Rows arriving out of date order are not errors: they are sorted, and the count is reported
 (``unsorted_rows``) so a provider that shuffles data is visible.
 """
@@ -144,15 +148,17 @@ def validate_raw(raw: pd.DataFrame, *, source: str, run_id: str,
     unsorted_rows = int(back.sum())
     bars = bars.sort_values(["ticker", "ts"], kind="stable").reset_index(drop=True)[BAR_COLUMNS]
 
-    quarantine = _quarantine_frame(raw, reasons, source=source, run_id=run_id, now=now)
+    quarantine = quarantine_frame(raw, reasons, source=source, run_id=run_id, now=now)
     by_rule = quarantine["rule"].value_counts().to_dict() if len(quarantine) else {}
     assert len(bars) + len(quarantine) == n, "validation lost rows"
     return ValidationResult(bars=bars, quarantine=quarantine, rows_in=n,
                             unsorted_rows=unsorted_rows, by_rule=by_rule)
 
 
-def _quarantine_frame(raw: pd.DataFrame, reasons, *, source: str, run_id: str,
-                      now: pd.Timestamp) -> pd.DataFrame:
+def quarantine_frame(raw: pd.DataFrame, reasons, *, source: str, run_id: str,
+                     now: pd.Timestamp) -> pd.DataFrame:
+    """Quarantine rows (``QUARANTINE_SCHEMA``) from ``(row, rule, reason)`` triples over ``raw``;
+    shared by ingestion and the feature run's contract (``features.contracts``)."""
     rows = []
     for i, rule, reason in sorted(reasons):
         record = {k: (None if pd.isna(v) else str(v)) for k, v in raw.iloc[i].items()}

@@ -91,20 +91,52 @@ def ingest(
 
 @app.command()
 def features(
-    engine: Annotated[str, typer.Option(help="ray (Ray Data) | local (one process).")] = "ray",
+    engine: Annotated[str, typer.Option(
+        help="auto (by row count) | ray (Ray Data) | local (one process).")] = "auto",
+    online: Annotated[str, typer.Option(help="Feast online store: sqlite | redis.")] = "sqlite",
+    redis_port: Annotated[int, typer.Option(
+        help="With --online redis: port on 127.0.0.1; a redis-server is started there "
+             "(and left running for serving) unless one already answers.")] = 6379,
 ) -> None:
-    """Compute features and labels from the lake, apply Feast, materialize online."""
+    """Check the lake's contract, compute features and labels, apply Feast, materialize
+    online, write the data-quality report (reports/data_quality/)."""
+    from features.lake import count_rows
+    from features.pipeline import choose_engine
+    from features.redis_server import RedisServer, redis_ping
     from ray_apps.build_features import FeaturesConfig, main
     from ray_apps.cluster import local_cluster
 
     settings = _settings().resolved()
-    if engine == "ray":
+    cfg = FeaturesConfig(engine=choose_engine(engine, count_rows(settings.bars_dir)),
+                         online=online, redis_address=f"127.0.0.1:{redis_port}", verbose=True)
+    if online == "redis" and not redis_ping(redis_port):
+        server = RedisServer(redis_port, workdir=settings.feast_dir / "redis", detach=True)
+        server.start()
+        typer.echo(f"redis-server pid {server.pid} on {server.address} (stop: kill {server.pid})")
+    if cfg.engine == "ray":
         with local_cluster(settings, dashboard=False):
-            res = main(FeaturesConfig(engine=engine), settings)
+            res = main(cfg, settings)
     else:
-        res = main(FeaturesConfig(engine=engine), settings)
+        res = main(cfg, settings)
     typer.echo(f"{res.rows} feature rows for {', '.join(res.tickers)} "
-               f"({res.first_ts}..{res.last_ts}); {res.online_tickers} tickers online")
+               f"({res.first_ts}..{res.last_ts}) via {res.engine}; {res.online_tickers} "
+               f"tickers online ({online}); report {res.report_path}")
+
+
+@app.command()
+def catalogue(
+    write_readme: Annotated[bool, typer.Option(
+        help="Rewrite the README's feature-catalogue section instead of printing.")] = False,
+    readme: Annotated[Path, typer.Option(help="README to rewrite.")] = Path("README.md"),
+) -> None:
+    """Print the feature catalogue (markdown generated from the feature specs and kernels)."""
+    from features.catalogue import render_catalogue, write_readme_section
+
+    if write_readme:
+        changed = write_readme_section(readme)
+        typer.echo(f"{readme}: catalogue {'updated' if changed else 'already current'}")
+    else:
+        typer.echo(render_catalogue())
 
 
 @app.command()
@@ -180,6 +212,42 @@ def predict(
         typer.echo(json.dumps(MessageToDict(resp, preserving_proto_field_name=True), indent=2))
     else:
         typer.echo(format_response(resp))
+
+
+@app.command("predict-batch")
+def predict_batch(
+    tickers: Annotated[str, typer.Argument(help="Comma-separated tickers, e.g. AAPL,MSFT.")],
+    horizon: Annotated[Optional[list[int]], typer.Option(
+        help="Horizon in trading days (repeatable); default: all served.")] = None,
+    explain: Annotated[bool, typer.Option(help="Include top SHAP contributions.")] = False,
+    top_k: Annotated[int, typer.Option(help="Contributions per horizon.")] = 5,
+    model_alias: Annotated[str, typer.Option(help="champion | challenger (default: server's "
+                                                  "routing).")] = "",
+    target: Annotated[Optional[str], typer.Option(
+        help="gRPC host:port (default 127.0.0.1:<grpc port>).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait.")] = 30.0,
+) -> None:
+    """Forecast many tickers in one call; a ticker's error is shown on its line (exit 1 if
+    any ticker failed)."""
+    from google.protobuf.json_format import MessageToDict
+
+    from serving.client import PredictionClient, PredictionError, format_batch
+
+    tgt = target or f"127.0.0.1:{_settings().grpc_port}"
+    try:
+        with PredictionClient(tgt) as client:
+            resp = client.predict_batch(_tickers(tickers), list(horizon or []), explain=explain,
+                                        top_k=top_k, model_alias=model_alias, timeout=timeout)
+    except PredictionError as e:
+        typer.echo(f"error: {e.code.name}: {e.details}", err=True)
+        raise typer.Exit(2) from None
+    if as_json:
+        typer.echo(json.dumps(MessageToDict(resp, preserving_proto_field_name=True), indent=2))
+    else:
+        typer.echo(format_batch(resp))
+    if any(r.HasField("error") for r in resp.results):
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -20,7 +20,12 @@ def app_args(settings: Settings, horizons: list[int] | None = None,
     models = ModelSource.from_data_dir(
         settings.data_dir, download_dir=str(settings.data_dir / "serving" / "bundles"),
         **({"horizons": horizons} if horizons else {}))
-    return AppArgs(models=models, reader="features.store:FeastOnlineReader",
+    # The registry's challenger (if any) is loaded too: `model_alias="challenger"`, canary and
+    # shadow routing (AppArgs.routing); every prediction is audited under <data_dir>/audit/.
+    challenger = models.model_copy(update={"alias": "challenger"})
+    return AppArgs(models=models, challenger=challenger,
+                   audit_dir=str(settings.data_dir / "audit"),
+                   reader="features.store:FeastOnlineReader",
                    reader_kwargs={"repo_path": str(settings.feast_dir)},
                    mode=mode or settings.serve_mode, host=settings.host,
                    grpc_port=settings.grpc_port, http_port=settings.http_port)

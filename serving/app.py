@@ -43,6 +43,24 @@ class AppArgs(StageConfig):
     host: str = Field("127.0.0.1", description="HTTP bind address (gRPC binds all; STACK.md).")
     grpc_port: int = Field(9000, description="Public gRPC port.")
     http_port: int = Field(8000, description="Public HTTP port.")
+    # Backpressure: beyond max_ongoing_requests a request waits in the replica's queue; beyond
+    # max_queued_requests more it is refused with RESOURCE_EXHAUSTED (retry with backoff).
+    # 32 in flight keeps 2 cores busy without building a latency queue (bench/serving.py).
+    max_ongoing_requests: int = Field(32, ge=1, description="Concurrent requests per replica.")
+    max_queued_requests: int = Field(
+        256,
+        ge=-1,
+        description="Queued requests per ingress before RESOURCE_EXHAUSTED (-1 = no limit).",
+    )
+    stage_max_ongoing_requests: int = Field(
+        64, ge=1, description="Split mode: concurrent calls per stage replica."
+    )
+    autoscaling: dict[str, float] | None = Field(
+        None,
+        description="Serve autoscaling_config for the stage deployments in split mode "
+        "(min_replicas, max_replicas, target_ongoing_requests, ...); replaces *_replicas. The "
+        "ingress has one replica while direct ingress owns the public port.",
+    )
 
     @model_validator(mode="after")
     def _ports(self) -> AppArgs:
@@ -70,19 +88,40 @@ def build_app(args: AppArgs | dict) -> Application:
 
     a = args if isinstance(args, AppArgs) else AppArgs.model_validate(args)
     cfg = a.stage_config()
+    user_config = a.routing.model_dump()
+    ingress = Ingress.options(
+        num_replicas=a.ingress_replicas,
+        ray_actor_options={
+            "num_cpus": a.fused_num_cpus if a.mode == "fused" else a.ingress_num_cpus
+        },
+        max_ongoing_requests=a.max_ongoing_requests,
+        max_queued_requests=a.max_queued_requests,
+        user_config=user_config,
+    )
     if a.mode == "fused":
-        return Ingress.options(
-            num_replicas=a.ingress_replicas, ray_actor_options={"num_cpus": a.fused_num_cpus}
-        ).bind(config=cfg)
-    lookup = FeatureLookupDeployment.options(
-        num_replicas=a.lookup_replicas, ray_actor_options={"num_cpus": a.lookup_num_cpus}
-    ).bind(cfg)
-    predictor = PredictorDeployment.options(
-        num_replicas=a.predictor_replicas, ray_actor_options={"num_cpus": a.predictor_num_cpus}
-    ).bind(cfg)
-    explainer = ExplainerDeployment.options(
-        num_replicas=a.explainer_replicas, ray_actor_options={"num_cpus": a.explainer_num_cpus}
-    ).bind(cfg)
-    return Ingress.options(
-        num_replicas=a.ingress_replicas, ray_actor_options={"num_cpus": a.ingress_num_cpus}
-    ).bind(lookup=lookup, predictor=predictor, explainer=explainer)
+        return ingress.bind(config=cfg)
+
+    def stage(dep, replicas: int, cpus: float):
+        scale = (
+            {"autoscaling_config": dict(a.autoscaling)}
+            if a.autoscaling
+            else {"num_replicas": replicas}
+        )
+        return dep.options(
+            ray_actor_options={"num_cpus": cpus},
+            max_ongoing_requests=a.stage_max_ongoing_requests,
+            **scale,
+        )
+
+    lookup = stage(FeatureLookupDeployment, a.lookup_replicas, a.lookup_num_cpus).bind(cfg)
+    predictor = (
+        stage(PredictorDeployment, a.predictor_replicas, a.predictor_num_cpus)
+        .options(user_config=user_config)
+        .bind(cfg)
+    )
+    explainer = (
+        stage(ExplainerDeployment, a.explainer_replicas, a.explainer_num_cpus)
+        .options(user_config=user_config)
+        .bind(cfg)
+    )
+    return ingress.bind(lookup=lookup, predictor=predictor, explainer=explainer, split_config=cfg)

@@ -8,6 +8,7 @@ from typing import Self
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from serving.errors import OVERLOAD_HINT
 from serving.protos import stockray_pb2 as pb
 from serving.protos import stockray_pb2_grpc as pb_grpc
 
@@ -36,6 +37,16 @@ class PredictionClient:
         self._health = health_pb2_grpc.HealthStub(self._channel)
         self._metadata = (("application", application),) if application else None
 
+    def _call(self, rpc, req, timeout):
+        try:
+            return rpc(req, timeout=timeout, metadata=self._metadata)
+        except grpc.RpcError as e:
+            details = e.details() or ""
+            if e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "backoff" not in details:
+                # Serve's own direct-ingress rejection says only "dropped due to backpressure".
+                details += f" ({OVERLOAD_HINT})"
+            raise PredictionError(e.code(), details, self.target) from None
+
     def predict(
         self,
         ticker: str,
@@ -43,15 +54,60 @@ class PredictionClient:
         explain: bool = False,
         top_k: int = 0,
         timeout: float | None = 10.0,
+        *,
+        as_of: str = "",
+        model_alias: str = "",
     ) -> pb.PredictResponse:
         """Forecast ``ticker``; raises :class:`PredictionError` with the gRPC status."""
         req = pb.PredictRequest(
-            ticker=ticker, horizons=list(horizons), explain=explain, top_k=top_k
+            ticker=ticker,
+            horizons=list(horizons),
+            explain=explain,
+            top_k=top_k,
+            as_of=as_of,
+            model_alias=model_alias,
         )
-        try:
-            return self._stub.Predict(req, timeout=timeout, metadata=self._metadata)
-        except grpc.RpcError as e:
-            raise PredictionError(e.code(), e.details() or "", self.target) from None
+        return self._call(self._stub.Predict, req, timeout)
+
+    def predict_batch(
+        self,
+        tickers: Sequence[str],
+        horizons: Sequence[int] = (),
+        explain: bool = False,
+        top_k: int = 0,
+        timeout: float | None = 30.0,
+        *,
+        as_of: str = "",
+        model_alias: str = "",
+    ) -> pb.PredictBatchResponse:
+        """Forecast many tickers; per-ticker errors are in ``results[i].error``."""
+        req = pb.PredictBatchRequest(
+            tickers=list(tickers),
+            horizons=list(horizons),
+            explain=explain,
+            top_k=top_k,
+            as_of=as_of,
+            model_alias=model_alias,
+        )
+        return self._call(self._stub.PredictBatch, req, timeout)
+
+    def explain(
+        self,
+        ticker: str,
+        horizons: Sequence[int] = (),
+        timeout: float | None = 10.0,
+        *,
+        as_of: str = "",
+        model_alias: str = "",
+    ) -> pb.ExplainResponse:
+        """Full SHAP attribution (every feature) per horizon."""
+        req = pb.ExplainRequest(
+            ticker=ticker, horizons=list(horizons), as_of=as_of, model_alias=model_alias
+        )
+        return self._call(self._stub.Explain, req, timeout)
+
+    def list_models(self, timeout: float | None = 10.0) -> pb.ListModelsResponse:
+        return self._call(self._stub.ListModels, pb.ListModelsRequest(), timeout)
 
     def health(self, service: str = "", timeout: float | None = 5.0) -> str:
         """The ``grpc.health.v1`` status name, e.g. ``"SERVING"``."""
@@ -75,17 +131,44 @@ class PredictionClient:
         self.close()
 
 
+def _horizon_line(p: pb.HorizonPrediction) -> str:
+    model = f"{p.model_name} v{p.model_version}"
+    pu = f"{p.prob_up:>6.1%}" if p.HasField("prob_up") else f"{'-':>6}"
+    iv = (
+        f"[{p.interval.lower:+.4f}, {p.interval.upper:+.4f}] {p.interval.coverage:.0%}"
+        if p.HasField("interval")
+        else "-"
+    )
+    stale = "  STALE" if p.stale else ""
+    return (
+        f"{p.horizon:>6}d  {p.predicted_return:>+16.6f}  {pu}  {iv:<28} {model:<24} "
+        f"{p.feature_timestamp}{stale}"
+    )
+
+
 def format_response(resp: pb.PredictResponse) -> str:
     """A table: one line per horizon, then its top contributions when present."""
     lines = [f"{resp.ticker}  (request {resp.request_id})"]
-    lines.append(f"{'horizon':>7}  {'pred. log return':>16}  {'model':<24} {'features as of'}")
+    lines.append(
+        f"{'horizon':>7}  {'pred. log return':>16}  {'P(up)':>6}  {'interval':<28} "
+        f"{'model':<24} {'features as of'}"
+    )
     for p in resp.predictions:
-        model = f"{p.model_name} v{p.model_version}"
-        lines.append(
-            f"{p.horizon:>6}d  {p.predicted_return:>+16.6f}  {model:<24} {p.feature_timestamp}"
-        )
+        lines.append(_horizon_line(p))
         if p.contributions:
             lines.append(f"{'':>9}base value {p.base_value:+.6f}; top contributions:")
             for c in p.contributions:
                 lines.append(f"{'':>11}{c.feature:<28} value {c.value:>12.6g}  shap {c.shap:+.6f}")
     return "\n".join(lines)
+
+
+def format_batch(resp: pb.PredictBatchResponse) -> str:
+    """One block per ticker; errors as ``TICKER  CODE: message``."""
+    out = [f"batch request {resp.request_id}: {len(resp.results)} tickers"]
+    for r in resp.results:
+        if r.HasField("error"):
+            out.append(f"{r.ticker}  {r.error.code}: {r.error.message}")
+        else:
+            out.append(f"{r.ticker}")
+            out.extend(_horizon_line(p) for p in r.prediction.predictions)
+    return "\n".join(out)

@@ -1,4 +1,5 @@
-"""StageConfig: how a replica builds its stage objects (crosses the process boundary)."""
+"""StageConfig: how a replica builds its stage objects (crosses the process boundary), and
+RoutingConfig: what Serve's ``user_config`` changes on live replicas (``reconfigure``)."""
 
 from __future__ import annotations
 
@@ -6,18 +7,38 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from serving.explainer import Explainer
+from serving.audit import AuditLog
 from serving.lookup import FeatureLookup
-from serving.models import ModelSource, resolve_bundles
+from serving.models import ModelSource
+from serving.modelset import CHALLENGER, CHAMPION, ServedModels
 from serving.readers import DEFAULT_READER, build_reader
-from serving.scorer import Scorer
-from serving.service import LocalStages
+from serving.service import LocalStages, ServicePolicy
+
+
+class RoutingConfig(BaseModel):
+    """Live-reconfigurable routing (the deployment's ``user_config``)."""
+
+    canary_weight: float = Field(
+        0.0, ge=0, le=1, description="Fraction of alias-less requests the challenger answers."
+    )
+    shadow: bool = Field(
+        False, description="Challenger also scores alias-less requests; both answers logged."
+    )
+    alias_poll_s: float = Field(
+        10.0, ge=0, description="How often replicas re-resolve registry aliases (0 = never)."
+    )
+    reload_token: str = Field(
+        "", description="Change it to force an immediate alias re-resolution (e.g. on promote)."
+    )
 
 
 class StageConfig(BaseModel):
     """Everything needed to build FeatureLookup, Scorer and Explainer inside a replica."""
 
-    models: ModelSource = Field(description="Where the model bundles come from.")
+    models: ModelSource = Field(description="Where the champion model bundles come from.")
+    challenger: ModelSource | None = Field(
+        None, description="Where challenger bundles come from (may cover some horizons)."
+    )
     reader: str = Field(DEFAULT_READER, description="Import path of the feature reader class.")
     reader_kwargs: dict[str, Any] = Field(
         default_factory=dict, description="Keyword arguments of the reader class."
@@ -26,24 +47,72 @@ class StageConfig(BaseModel):
         5.0, ge=0, description="Feature cache TTL; daily features, so seconds cost nothing."
     )
     explain_cache_size: int = Field(
-        1024, ge=0, description="Explanations cached by exact feature vector (0 = off)."
+        4096, ge=0, description="Explanations cached by exact feature vector (0 = off)."
     )
+    warm_tickers: list[str] = Field(
+        default_factory=list,
+        description="Tickers whose explanations are precomputed in one batch at (re)load.",
+    )
+    # A weekend plus a market holiday is 4 days between daily rows: older means materialize
+    # did not run.
+    max_feature_age_s: float = Field(
+        4 * 86400.0, gt=0, description="Features older than this are stale."
+    )
+    reject_stale: bool = Field(
+        False, description="Stale features: FAILED_PRECONDITION (True) or flagged (False)."
+    )
+    interval_coverage: float = Field(0.8, gt=0, lt=1, description="Conformal interval level.")
+    max_batch_tickers: int = Field(256, ge=1, description="PredictBatch ticker limit.")
+    max_horizons: int = Field(16, ge=1, description="Horizons per request limit.")
+    audit_dir: str | None = Field(None, description="Audit JSONL directory (None = off).")
+    audit_fsync_every_s: float = Field(1.0, ge=0, description="fsync period of the audit log.")
+    routing: RoutingConfig = Field(default_factory=RoutingConfig)
 
     def build_lookup(self) -> FeatureLookup:
         return FeatureLookup(
             build_reader(self.reader, self.reader_kwargs), ttl_s=self.feature_cache_ttl_s
         )
 
-    def build_scorer(self) -> Scorer:
-        return Scorer(resolve_bundles(self.models))
+    def sources(self) -> dict[str, ModelSource]:
+        out = {CHAMPION: self.models}
+        if self.challenger is not None:
+            out[CHALLENGER] = self.challenger
+        return out
 
-    def build_explainer(self) -> Explainer:
-        return Explainer(resolve_bundles(self.models), cache_size=self.explain_cache_size)
+    def build_served(
+        self,
+        lookup: FeatureLookup | None = None,
+        *,
+        with_scorer: bool = True,
+        with_explainer: bool = True,
+    ) -> ServedModels:
+        warm = None
+        if lookup is not None and self.warm_tickers:
+            warm = lambda: lookup.rows(self.warm_tickers)
+        return ServedModels(
+            self.sources(),
+            with_scorer=with_scorer,
+            with_explainer=with_explainer,
+            explain_cache_size=self.explain_cache_size,
+            warm_rows=warm,
+        )
+
+    def policy(self) -> ServicePolicy:
+        return ServicePolicy(
+            max_feature_age_s=self.max_feature_age_s,
+            reject_stale=self.reject_stale,
+            interval_coverage=self.interval_coverage,
+            max_batch_tickers=self.max_batch_tickers,
+            max_horizons=self.max_horizons,
+            canary_weight=self.routing.canary_weight,
+            shadow=self.routing.shadow,
+        )
+
+    def build_audit(self) -> AuditLog | None:
+        if not self.audit_dir:
+            return None
+        return AuditLog(self.audit_dir, fsync_every_s=self.audit_fsync_every_s)
 
     def build_local_stages(self) -> LocalStages:
-        bundles = resolve_bundles(self.models)
-        return LocalStages(
-            self.build_lookup(),
-            Scorer(bundles),
-            Explainer(bundles, cache_size=self.explain_cache_size),
-        )
+        lookup = self.build_lookup()
+        return LocalStages(lookup, self.build_served(lookup))

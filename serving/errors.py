@@ -44,6 +44,35 @@ class FeaturesUnavailableError(ServingError):
     http_status = 409
 
 
+class StaleFeaturesError(FeaturesUnavailableError):
+    """Features older than the configured limit while the server refuses stale features."""
+
+
+class OverloadedError(ServingError):
+    """Serve's backpressure (``max_queued_requests``) rejected the request."""
+
+    grpc_code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    http_status = 503
+
+
+OVERLOAD_HINT = (
+    "server overloaded (request queue full): retry with exponential backoff and jitter "
+    "(e.g. 50 ms doubling to 2 s), or add replicas / raise max_queued_requests"
+)
+
+
+def _is_backpressure(exc: BaseException) -> bool:
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if type(cur).__name__ == "BackPressureError":  # ray.serve.exceptions, not imported here
+            return True
+        cause = getattr(cur, "cause", None)
+        cur = cause if isinstance(cause, BaseException) else cur.__cause__
+    return False
+
+
 def unwrap_serving_error(exc: BaseException) -> ServingError | None:
     """Return the :class:`ServingError` behind ``exc`` (Ray wraps remote errors), else None."""
     seen: set[int] = set()
@@ -67,6 +96,8 @@ def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str, int]:
     se = unwrap_serving_error(exc)
     if se is not None:
         return se.grpc_code, se.message, se.http_status
+    if _is_backpressure(exc):
+        return OverloadedError.grpc_code, OVERLOAD_HINT, OverloadedError.http_status
     return (
         grpc.StatusCode.INTERNAL,
         f"internal error ({type(exc).__name__}); see the server log",

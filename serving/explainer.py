@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from serving.errors import ServingError
 from serving.models import ModelBundle
 from serving.scorer import feature_vector
 
@@ -49,24 +50,70 @@ class Explainer:
         # Serve runs sync methods on a thread pool: guard the cache, not the (thread-safe)
         # LightGBM predict.
         self._lock = threading.Lock()
+        self.hits = self.misses = 0  # cache statistics (approximate under threads)
 
     def _contrib(self, h: int, x: np.ndarray) -> tuple[np.ndarray, float]:
         key = (h, x.tobytes())
         with self._lock:
             hit = self._cache.get(key)
             if hit is not None:
+                self.hits += 1
                 self._cache.move_to_end(key)
                 return hit
+        self.misses += 1
         # (1, F + 1) float64; the last column is the expected value (base).
         c = self._boosters[h].predict(x.astype(np.float64), pred_contrib=True, num_threads=1)
         c = np.asarray(c, dtype=np.float64).reshape(-1)
         res = (c[:-1], float(c[-1]))
-        if self._cache_size > 0:
-            with self._lock:
-                self._cache[key] = res
-                while len(self._cache) > self._cache_size:
-                    self._cache.popitem(last=False)
+        self._store([(key, res)])
         return res
+
+    def _store(self, items: list[tuple[tuple[int, bytes], tuple[np.ndarray, float]]]) -> None:
+        if self._cache_size <= 0:
+            return
+        with self._lock:
+            for key, res in items:
+                self._cache[key] = res
+                self._cache.move_to_end(key)
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+
+    def cached(self, h: int, x: np.ndarray) -> tuple[np.ndarray, float] | None:
+        """The cached ``(shap (F,), base)`` of vector ``x`` ``(1, F)``, or None."""
+        with self._lock:
+            return self._cache.get((h, x.tobytes()))
+
+    def warm(
+        self, rows: Sequence[Mapping[str, float]], horizons: Iterable[int] | None = None
+    ) -> int:
+        """Precompute the explanations of ``rows`` in one ``pred_contrib`` call per horizon.
+
+        Daily features change once a day: warming every ticker's current row (on replica start,
+        after a model swap, or for a PredictBatch) costs one batch call (~0.5 ms/row) instead
+        of one call per request. Rows with missing/NaN features and already-cached vectors are
+        skipped. Returns the number of vectors computed.
+        """
+        done = 0
+        for h in self._bundles if horizons is None else horizons:
+            names = self._bundles[h].feature_names
+            xs: dict[bytes, np.ndarray] = {}
+            for values in rows:
+                try:
+                    x = feature_vector(values, names, horizon=h)
+                except ServingError:
+                    continue
+                if self.cached(h, x) is None:
+                    xs.setdefault(x.tobytes(), x)
+            if not xs:
+                continue
+            mat = np.concatenate(list(xs.values())).astype(np.float64)
+            c = np.asarray(
+                self._boosters[h].predict(mat, pred_contrib=True, num_threads=1),
+                dtype=np.float64,
+            ).reshape(len(xs), -1)
+            self._store([((h, k), (c[i, :-1].copy(), float(c[i, -1]))) for i, k in enumerate(xs)])
+            done += len(xs)
+        return done
 
     def explain(
         self,
@@ -76,7 +123,7 @@ class Explainer:
         top_k: int = 5,
         ticker: str = "",
     ) -> dict[int, Explanation]:
-        """Base value and the ``top_k`` largest-|shap| contributions per horizon."""
+        """Base value and the ``top_k`` largest-|shap| contributions per horizon (0 = all)."""
         out = {}
         for h in horizons:
             names = self._bundles[h].feature_names

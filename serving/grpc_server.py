@@ -33,14 +33,26 @@ class PredictionServicer(pb_grpc.PredictionServiceServicer):
     def __init__(self, service: PredictionService) -> None:
         self._service = service
 
-    async def Predict(self, request, context):
+    async def _call(self, fn, request, context):
         try:
-            return await self._service.predict(request)
+            return await fn(request)
         except Exception as e:
             code, message, _ = status_of(e)
             if code == grpc.StatusCode.INTERNAL:
-                log.exception("Predict failed")
+                log.exception("%s failed", fn.__name__)
             await context.abort(code, message)
+
+    async def Predict(self, request, context):
+        return await self._call(self._service.predict, request, context)
+
+    async def PredictBatch(self, request, context):
+        return await self._call(self._service.predict_batch, request, context)
+
+    async def Explain(self, request, context):
+        return await self._call(self._service.explain, request, context)
+
+    async def ListModels(self, request, context):
+        return await self._call(self._service.list_models, request, context)
 
 
 async def start_server(
@@ -129,7 +141,10 @@ def main(argv: list[str] | None = None) -> None:
     cfg, host, port = parse_args(argv)
 
     async def run() -> None:
-        server, bound = await start_server(PredictionService(cfg.build_local_stages()), port, host)
+        service = PredictionService(
+            cfg.build_local_stages(), cfg.policy(), audit=cfg.build_audit()
+        )
+        server, bound = await start_server(service, port, host)
         print(f"serving stockray.v1.PredictionService on {host}:{bound}", flush=True)
         await server.wait_for_termination()
 

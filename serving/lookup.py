@@ -9,7 +9,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from serving.errors import InvalidRequestError, UnknownTickerError
+from serving.errors import InvalidRequestError, ServingError, UnknownTickerError
 from serving.readers import FEATURE_TS_KEY, FeatureReader
 
 
@@ -78,3 +78,47 @@ class FeatureLookup:
                 while len(self._cache) > self._max_entries:
                     self._cache.popitem(last=False)
         return row
+
+    def get_many(self, tickers: list[str]) -> dict[str, FeatureRow | ServingError]:
+        """Rows of many tickers (one reader call for the uncached ones); errors per ticker."""
+        out: dict[str, FeatureRow | ServingError] = {}
+        now = self._clock()
+        todo = []
+        for t in tickers:
+            key = t.strip().upper()
+            if not key:
+                out[t] = InvalidRequestError("ticker is empty: pass a symbol such as 'AAPL'")
+                continue
+            with self._lock:
+                hit = self._cache.get(key) if self._ttl_s > 0 else None
+            if hit is not None and now - hit[0] < self._ttl_s:
+                out[key] = hit[1]
+            else:
+                todo.append(key)
+        if todo:
+            raw = self._reader.read(todo)
+            for key in todo:
+                r = raw.get(key)
+                if r is None:
+                    out[key] = UnknownTickerError(
+                        f"no features for ticker {key!r}: it is not in the online store; "
+                        "check the symbol, or ingest it and run materialize"
+                    )
+                    continue
+                row = FeatureRow(
+                    ticker=key,
+                    values={k: float(v) for k, v in r.items() if k != FEATURE_TS_KEY},
+                    feature_ts=float(r.get(FEATURE_TS_KEY, math.nan)),
+                )
+                out[key] = row
+                if self._ttl_s > 0:
+                    with self._lock:
+                        self._cache[key] = (now, row)
+                        while len(self._cache) > self._max_entries:
+                            self._cache.popitem(last=False)
+        return out
+
+    def rows(self, tickers: list[str]) -> list[dict[str, float]]:
+        """Feature values of the known ``tickers`` (for explanation warm-up)."""
+        got = self.get_many(tickers)
+        return [r.values for r in got.values() if isinstance(r, FeatureRow)]

@@ -128,11 +128,50 @@ def download_champion(
     return bundle
 
 
-def resolve_bundles(source: ModelSource) -> dict[int, ModelBundle]:
-    """Load every bundle ``source`` names, keyed by horizon (sorted)."""
+def alias_versions(source: ModelSource, *, missing_ok: bool = False) -> dict[int, str]:
+    """What ``source`` points at right now, cheaply: horizon -> version (no download).
+
+    Registry: the version carrying ``source.alias`` per horizon (one query each). Directories:
+    ``model_version`` + ``created_at`` of each ``bundle.json`` (a re-export changes it). A hot
+    swap compares this with what a replica loaded (see ``serving.modelset``).
+    """
     if source.bundle_dirs is not None:
         out = {}
         for h, d in source.bundle_dirs.items():
+            try:
+                m = read_bundle_meta(d)
+            except FileNotFoundError:
+                if missing_ok:
+                    continue
+                raise
+            out[int(h)] = f"{m.get('model_version')}@{m.get('created_at')}"
+        return dict(sorted(out.items()))
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=source.tracking_uri)
+    out = {}
+    for h in sorted(source.horizons):
+        try:
+            mv = client.get_model_version_by_alias(source.registered_name.format(h=h), source.alias)
+        except mlflow.exceptions.MlflowException:
+            if missing_ok:
+                continue
+            raise
+        out[h] = str(mv.version)
+    return out
+
+
+def resolve_bundles(source: ModelSource, *, missing_ok: bool = False) -> dict[int, ModelBundle]:
+    """Load every bundle ``source`` names, keyed by horizon (sorted).
+
+    ``missing_ok``: skip horizons without a bundle/alias (a challenger exists for some horizons
+    only) instead of raising.
+    """
+    if source.bundle_dirs is not None:
+        out = {}
+        for h, d in source.bundle_dirs.items():
+            if missing_ok and not (Path(d) / "bundle.json").is_file():
+                continue
             b = load_bundle(d)
             if b.horizon != int(h):
                 raise ValueError(f"bundle {d} is for horizon {b.horizon}, configured as {h}")
@@ -140,13 +179,17 @@ def resolve_bundles(source: ModelSource) -> dict[int, ModelBundle]:
         return dict(sorted(out.items()))
     assert source.tracking_uri is not None
     dst = source.download_dir or tempfile.mkdtemp(prefix="stockray-bundles-")
-    return {
-        h: download_champion(
-            source.tracking_uri,
-            h,
-            dst,
-            registered_name=source.registered_name,
-            alias=source.alias,
-        )
-        for h in sorted(source.horizons)
-    }
+    got = {}
+    for h in sorted(source.horizons):
+        try:
+            got[h] = download_champion(
+                source.tracking_uri,
+                h,
+                dst,
+                registered_name=source.registered_name,
+                alias=source.alias,
+            )
+        except LookupError:
+            if not missing_ok:
+                raise
+    return got

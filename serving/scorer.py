@@ -8,8 +8,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from serving.calibration import Calibration
 from serving.errors import FeaturesUnavailableError
-from serving.models import ModelBundle
+from serving.models import DEFAULT_ALIAS, ModelBundle
 from training.export import ONNX_INPUT_NAME, onnx_session
 
 
@@ -22,6 +23,8 @@ class ModelInfo:
     model_version: str
     feature_names: tuple[str, ...]
     provider: str = ""
+    alias: str = DEFAULT_ALIAS
+    calibration: Calibration | None = None  # None: no prob_up / interval for this model
 
 
 def feature_vector(
@@ -52,7 +55,7 @@ def feature_vector(
 class Scorer:
     """Point forecasts from ONNX Runtime, one session per horizon (1 intra-op thread)."""
 
-    def __init__(self, bundles: Mapping[int, ModelBundle]) -> None:
+    def __init__(self, bundles: Mapping[int, ModelBundle], *, alias: str = DEFAULT_ALIAS) -> None:
         self._bundles = dict(sorted(bundles.items()))
         self._sessions = {h: onnx_session(b.onnx_path) for h, b in self._bundles.items()}
         self._output = {h: s.get_outputs()[0].name for h, s in self._sessions.items()}
@@ -64,6 +67,8 @@ class Scorer:
                 feature_names=b.feature_names,
                 # The provider actually used, not the one asked for (ORT falls back silently).
                 provider=self._sessions[h].get_providers()[0],
+                alias=alias,
+                calibration=Calibration.from_meta(b.meta),
             )
             for h, b in self._bundles.items()
         }
@@ -82,3 +87,8 @@ class Scorer:
             y = self._sessions[h].run([self._output[h]], {ONNX_INPUT_NAME: x})[0]
             out[h] = float(np.asarray(y).reshape(-1)[0])
         return out
+
+    def predict_matrix(self, x: np.ndarray, horizon: int) -> np.ndarray:
+        """Forecasts of ``x`` ``(N, F)`` float32 (columns in the model's feature order)."""
+        y = self._sessions[horizon].run([self._output[horizon]], {ONNX_INPUT_NAME: x})[0]
+        return np.asarray(y, dtype=np.float64).reshape(-1)

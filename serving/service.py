@@ -3,60 +3,154 @@
 The orchestration is written once against :class:`Stages`. ``LocalStages`` calls stage objects
 in-process (the bare grpcio server and Serve's *fused* mode); ``serving.deployments.ingress``
 supplies handle-backed stages for *split* mode. Every error a caller can cause is a
-:class:`~serving.errors.ServingError`.
+:class:`~serving.errors.ServingError`. Stages work on *lists* of rows, so ``PredictBatch`` costs
+one ONNX run and at most one ``pred_contrib`` call per horizon.
+
+Per horizon a prediction carries P(up) and a conformal interval when the bundle has validation
+residual statistics (``serving.calibration``), the features' age and a staleness flag.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
+import logging
 import math
+import random
+import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
-from serving.errors import InvalidRequestError
-from serving.explainer import Explainer, Explanation
+import numpy as np
+
+from serving.audit import AuditLog
+from serving.errors import (
+    InvalidRequestError,
+    ServingError,
+    StaleFeaturesError,
+    status_of,
+)
+from serving.explainer import Explanation
 from serving.lookup import FeatureLookup, FeatureRow
+from serving.modelset import CHALLENGER, CHAMPION, ServedModels
 from serving.protos import stockray_pb2 as pb
-from serving.scorer import ModelInfo, Scorer
+from serving.scorer import ModelInfo, feature_vector
 
+log = logging.getLogger(__name__)
 DEFAULT_TOP_K = 5
 MAX_TOP_K = 100
 MAX_TICKER_LEN = 32
+FUTURE_SLACK_S = 60.0
+
+# horizon -> (predicted return, the model that produced it)
+Scores = dict[int, tuple[float, ModelInfo]]
+
+
+@dataclass
+class ServicePolicy:
+    """Limits and routing of :class:`PredictionService` (see ``StageConfig`` for meanings)."""
+
+    max_feature_age_s: float = 4 * 86400.0
+    reject_stale: bool = False
+    interval_coverage: float = 0.8
+    max_batch_tickers: int = 256
+    max_horizons: int = 16
+    canary_weight: float = 0.0
+    shadow: bool = False
 
 
 class Stages(Protocol):
-    async def models(self) -> dict[int, ModelInfo]: ...
+    async def models(self) -> dict[str, dict[int, ModelInfo]]: ...
 
-    async def lookup(self, ticker: str) -> FeatureRow: ...
+    async def lookup_many(self, tickers: list[str]) -> dict[str, FeatureRow | ServingError]: ...
 
-    async def score(self, row: FeatureRow, horizons: Sequence[int]) -> dict[int, float]: ...
+    async def score(
+        self, rows: list[FeatureRow], horizons: Sequence[int], alias: str
+    ) -> list[Scores | ServingError]: ...
 
     async def explain(
-        self, row: FeatureRow, horizons: Sequence[int], top_k: int
-    ) -> dict[int, Explanation]: ...
+        self, rows: list[FeatureRow], horizons: Sequence[int], alias: str
+    ) -> list[dict[int, Explanation] | ServingError]: ...
+
+
+def _alias_set(served: ServedModels, alias: str):
+    ms = served.sets.get(alias)
+    if ms is None:
+        raise InvalidRequestError(
+            f"model alias {alias!r} is not served; served aliases are {sorted(served.sets)}"
+        )
+    return ms
+
+
+def score_rows(
+    served: ServedModels, rows: list[FeatureRow], horizons: Sequence[int], alias: str
+) -> list[Scores | ServingError]:
+    """One ONNX run per horizon over every row with complete features."""
+    ms = _alias_set(served, alias)
+    assert ms.scorer is not None
+    out: list[Scores | ServingError] = [{} for _ in rows]
+    for h in horizons:
+        info = ms.info[h]
+        xs, idx = [], []
+        for i, row in enumerate(rows):
+            if isinstance(out[i], ServingError):
+                continue
+            try:
+                xs.append(
+                    feature_vector(row.values, info.feature_names, horizon=h, ticker=row.ticker)
+                )
+                idx.append(i)
+            except ServingError as e:
+                out[i] = e
+        if xs:
+            y = ms.scorer.predict_matrix(np.concatenate(xs), h)
+            for j, i in enumerate(idx):
+                out[i][h] = (float(y[j]), info)  # type: ignore[index]
+    return out
+
+
+def explain_rows(
+    served: ServedModels, rows: list[FeatureRow], horizons: Sequence[int], alias: str
+) -> list[dict[int, Explanation] | ServingError]:
+    """Full attributions (every feature); uncached vectors computed in one batch call."""
+    ms = _alias_set(served, alias)
+    assert ms.explainer is not None
+    if len(rows) > 1:
+        ms.explainer.warm([r.values for r in rows], horizons)
+    out: list[dict[int, Explanation] | ServingError] = []
+    for row in rows:
+        try:
+            out.append(ms.explainer.explain(row.values, horizons, top_k=0, ticker=row.ticker))
+        except ServingError as e:
+            out.append(e)
+    return out
 
 
 class LocalStages:
     """Stage objects in this process (sync calls; each is ~µs–1 ms of CPU)."""
 
-    def __init__(self, lookup: FeatureLookup, scorer: Scorer, explainer: Explainer) -> None:
-        self._lookup, self._scorer, self._explainer = lookup, scorer, explainer
+    def __init__(self, lookup: FeatureLookup, served: ServedModels) -> None:
+        self.lookup_stage, self.served = lookup, served
 
-    async def models(self) -> dict[int, ModelInfo]:
-        return self._scorer.models
+    async def models(self) -> dict[str, dict[int, ModelInfo]]:
+        return self.served.info()
 
-    async def lookup(self, ticker: str) -> FeatureRow:
-        return self._lookup.get(ticker)
+    async def lookup_many(self, tickers: list[str]) -> dict[str, FeatureRow | ServingError]:
+        return self.lookup_stage.get_many(tickers)
 
-    async def score(self, row: FeatureRow, horizons: Sequence[int]) -> dict[int, float]:
-        return self._scorer.predict(row.values, horizons, ticker=row.ticker)
+    async def score(
+        self, rows: list[FeatureRow], horizons: Sequence[int], alias: str
+    ) -> list[Scores | ServingError]:
+        return score_rows(self.served, rows, horizons, alias)
 
     async def explain(
-        self, row: FeatureRow, horizons: Sequence[int], top_k: int
-    ) -> dict[int, Explanation]:
-        return self._explainer.explain(row.values, horizons, top_k=top_k, ticker=row.ticker)
+        self, rows: list[FeatureRow], horizons: Sequence[int], alias: str
+    ) -> list[dict[int, Explanation] | ServingError]:
+        return explain_rows(self.served, rows, horizons, alias)
 
 
 def iso_utc(epoch_s: float) -> str:
@@ -66,63 +160,398 @@ def iso_utc(epoch_s: float) -> str:
     return datetime.fromtimestamp(epoch_s, UTC).isoformat().replace("+00:00", "Z")
 
 
-def validate_request(req: pb.PredictRequest, served: Sequence[int]) -> tuple[str, list[int], int]:
-    """Return ``(ticker, horizons, top_k)`` normalised, or raise InvalidRequestError."""
-    ticker = req.ticker.strip().upper()
+def parse_as_of(text: str) -> float | None:
+    """Epoch seconds of an ISO 8601 time or date (naive = UTC); None for empty."""
+    t = text.strip()
+    if not t:
+        return None
+    try:
+        dt = datetime.fromisoformat(t)
+    except ValueError:
+        raise InvalidRequestError(
+            f"as_of {text[:40]!r} is not an ISO 8601 time: use e.g. '2013-03-01' or "
+            "'2013-03-01T21:00:00Z', or leave it empty for the latest features"
+        ) from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.timestamp()
+
+
+def check_ticker(raw: str) -> str:
+    ticker = raw.strip().upper()
     if not ticker:
         raise InvalidRequestError("ticker is empty: pass a symbol such as 'AAPL'")
     if len(ticker) > MAX_TICKER_LEN or not ticker.replace(".", "").replace("-", "").isalnum():
         raise InvalidRequestError(
-            f"ticker {req.ticker[:40]!r} is not a symbol: use letters, digits, '.' or '-'"
+            f"ticker {raw[:40]!r} is not a symbol: use at most {MAX_TICKER_LEN} letters, "
+            "digits, '.' or '-'"
         )
-    horizons = sorted(set(req.horizons)) or sorted(served)
+    return ticker
+
+
+def check_horizons(raw: Sequence[int], served: Sequence[int], max_n: int, alias: str) -> list[int]:
+    if len(raw) > max_n:
+        raise InvalidRequestError(
+            f"{len(raw)} horizons requested; at most {max_n} per request (leave empty for all)"
+        )
+    horizons = sorted(set(raw)) or sorted(served)
     bad = [h for h in horizons if h not in served]
     if bad:
+        who = "" if alias == CHAMPION else f" by the {alias} model"
         raise InvalidRequestError(
-            f"horizon(s) {bad} not served; served horizons are {sorted(served)} "
+            f"horizon(s) {bad} not served{who}; served horizons are {sorted(served)} "
             "(leave horizons empty for all)"
         )
-    if req.top_k < 0 or req.top_k > MAX_TOP_K:
+    return horizons
+
+
+def validate_request(req: pb.PredictRequest, served: Sequence[int]) -> tuple[str, list[int], int]:
+    """Return ``(ticker, horizons, top_k)`` normalised, or raise InvalidRequestError."""
+    ticker = check_ticker(req.ticker)
+    horizons = check_horizons(req.horizons, served, 10**6, CHAMPION)
+    return ticker, horizons, check_top_k(req.top_k)
+
+
+def check_top_k(top_k: int) -> int:
+    if top_k < 0 or top_k > MAX_TOP_K:
         raise InvalidRequestError(f"top_k must be in 0..{MAX_TOP_K} (0 means {DEFAULT_TOP_K})")
-    return ticker, horizons, req.top_k or DEFAULT_TOP_K
+    return top_k or DEFAULT_TOP_K
+
+
+def features_hash(row: FeatureRow) -> str:
+    return hashlib.sha256(json.dumps(row.values, sort_keys=True).encode()).hexdigest()[:32]
+
+
+@dataclass
+class _Plan:
+    tickers: list[str]
+    horizons: list[int]
+    alias: str
+    routed: bool  # alias chosen by the server (canary), not the caller
+    as_of: float | None
+    explain: bool
+    top_k: int
 
 
 class PredictionService:
-    """The request/response logic shared by every transport."""
+    """The request/response logic shared by every transport.
 
-    def __init__(self, stages: Stages) -> None:
+    Args:
+        stages: where lookup/score/explain run.
+        policy: limits, staleness, interval coverage, canary/shadow routing.
+        audit: append-only audit log (None = off).
+        clock: wall clock (epoch seconds), injectable for tests.
+        rng: uniform [0, 1) source for the canary split.
+    """
+
+    def __init__(
+        self,
+        stages: Stages,
+        policy: ServicePolicy | None = None,
+        *,
+        audit: AuditLog | None = None,
+        clock: Callable[[], float] = time.time,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
         self._stages = stages
-        self._models: dict[int, ModelInfo] | None = None
+        self.policy = policy or ServicePolicy()
+        self.audit = audit
+        self._clock, self._rng = clock, rng
 
-    async def models(self) -> dict[int, ModelInfo]:
-        if self._models is None:
-            self._models = await self._stages.models()
-        return self._models
+    async def models(self) -> dict[str, dict[int, ModelInfo]]:
+        return await self._stages.models()
 
-    async def predict(self, req: pb.PredictRequest) -> pb.PredictResponse:
-        models = await self.models()
-        ticker, horizons, top_k = validate_request(req, list(models))
-        row = await self._stages.lookup(ticker)
-        if req.explain:
-            # Both need only the row: in split mode the two replicas work concurrently.
-            preds, expl = await asyncio.gather(
-                self._stages.score(row, horizons), self._stages.explain(row, horizons, top_k)
+    # ---- request planning ----
+    def _plan(self, models, tickers_raw, horizons_raw, alias_raw, as_of_raw, explain, top_k):
+        pol = self.policy
+        alias = alias_raw.strip().lower()
+        routed = False
+        if alias and alias not in models:
+            raise InvalidRequestError(
+                f"model alias {alias_raw[:40]!r} is not served; served aliases are "
+                f"{sorted(models)} (leave it empty for the champion)"
             )
+        if not alias:
+            alias = CHAMPION
+            if CHALLENGER in models and pol.canary_weight > 0 and self._rng() < pol.canary_weight:
+                routed = True
+        horizons = check_horizons(horizons_raw, list(models[alias]), pol.max_horizons, alias)
+        if routed and set(horizons) <= set(models[CHALLENGER]):
+            alias = CHALLENGER  # canary: only requests the challenger can answer in full
         else:
-            preds, expl = await self._stages.score(row, horizons), {}
-        ts = iso_utc(row.feature_ts)
-        resp = pb.PredictResponse(ticker=row.ticker, request_id=uuid.uuid4().hex)
-        for h in horizons:
-            info = models[h]
-            hp = resp.predictions.add(
-                horizon=h,
-                predicted_return=preds[h],
-                model_name=info.model_name,
-                model_version=info.model_version,
-                feature_timestamp=ts,
+            routed = False
+        as_of = parse_as_of(as_of_raw)
+        if as_of is not None and as_of > self._clock() + FUTURE_SLACK_S:
+            raise InvalidRequestError(
+                f"as_of {as_of_raw!r} is in the future: pass a past time or leave it empty"
             )
-            if h in expl:
-                hp.base_value = expl[h].base_value
-                for c in expl[h].contributions:
-                    hp.contributions.add(feature=c.feature, value=c.value, shap=c.shap)
+        tickers = [check_ticker(t) for t in tickers_raw]
+        return _Plan(tickers, horizons, alias, routed, as_of, explain, check_top_k(top_k))
+
+    def _check_row(self, row: FeatureRow, as_of: float | None) -> tuple[float, bool]:
+        """``(feature age s, stale)`` of a row, or raise for as-of / staleness violations."""
+        ref = self._clock() if as_of is None else as_of
+        if as_of is not None and not math.isnan(row.feature_ts) and as_of < row.feature_ts:
+            raise InvalidRequestError(
+                f"as_of {iso_utc(as_of)} is before the online store's latest features for "
+                f"{row.ticker} ({iso_utc(row.feature_ts)}): the online store keeps only the "
+                "latest row; leave as_of empty, or use the offline store (point-in-time join, "
+                "`stockray evaluate`) for history"
+            )
+        age = ref - row.feature_ts if not math.isnan(row.feature_ts) else math.inf
+        stale = age > self.policy.max_feature_age_s
+        if stale and self.policy.reject_stale:
+            raise StaleFeaturesError(
+                f"features of {row.ticker} are as of {iso_utc(row.feature_ts) or 'unknown'} "
+                f"({age / 86400:.1f} days old, limit {self.policy.max_feature_age_s / 86400:.1f}):"
+                " run materialize (`stockray features`) or raise max_feature_age_s"
+            )
+        return age, stale
+
+    async def _run(self, plan: _Plan) -> tuple[list[pb.PredictResponse | ServingError], dict]:
+        got = await self._stages.lookup_many(plan.tickers)
+        results: list[Any] = []
+        rows: list[FeatureRow] = []
+        ages: list[tuple[float, bool]] = []
+        for t in plan.tickers:
+            r = got[t]
+            if isinstance(r, FeatureRow):
+                try:
+                    ages.append(self._check_row(r, plan.as_of))
+                    rows.append(r)
+                    results.append(len(rows) - 1)
+                    continue
+                except ServingError as e:
+                    r = e
+            results.append(r)
+        scores: list[Any] = []
+        expl: list[Any] = []
+        shadow: list[Any] = []
+        if rows:
+            jobs = [self._stages.score(rows, plan.horizons, plan.alias)]
+            if plan.explain:
+                jobs.append(self._stages.explain(rows, plan.horizons, plan.alias))
+            if self.policy.shadow and plan.alias == CHAMPION and not plan.routed:
+                models = await self._stages.models()
+                if CHALLENGER in models and set(plan.horizons) <= set(models[CHALLENGER]):
+                    jobs.append(self._stages.score(rows, plan.horizons, CHALLENGER))
+            done = await asyncio.gather(*jobs)
+            scores = done[0]
+            expl = done[1] if plan.explain else [None] * len(rows)
+            shadow = done[-1] if len(done) > 1 + plan.explain else []
+        out: list[pb.PredictResponse | ServingError] = []
+        audit_rows = []
+        cov = self.policy.interval_coverage
+        for slot in results:
+            if not isinstance(slot, int):
+                out.append(slot)
+                continue
+            row, (age, stale), sc, ex = rows[slot], ages[slot], scores[slot], expl[slot]
+            if isinstance(sc, ServingError) or isinstance(ex, ServingError):
+                out.append(sc if isinstance(sc, ServingError) else ex)
+                continue
+            ts = iso_utc(row.feature_ts)
+            resp = pb.PredictResponse(ticker=row.ticker)
+            summary = {}
+            for h in plan.horizons:
+                value, info = sc[h]
+                hp = resp.predictions.add(
+                    horizon=h,
+                    predicted_return=value,
+                    model_name=info.model_name,
+                    model_version=info.model_version,
+                    feature_timestamp=ts,
+                    stale=stale,
+                    feature_age_s=age if math.isfinite(age) else 0.0,
+                    model_alias=info.alias,
+                )
+                cal = info.calibration
+                if cal is not None:
+                    hp.prob_up = cal.prob_up(value)
+                    iv = cal.interval(value, cov)
+                    if iv is not None:
+                        hp.interval.lower, hp.interval.upper, hp.interval.coverage = iv
+                if ex is not None:
+                    e = ex[h]
+                    hp.base_value = e.base_value
+                    for c in e.contributions[: plan.top_k]:
+                        hp.contributions.add(feature=c.feature, value=c.value, shap=c.shap)
+                summary[h] = {
+                    "pred": value,
+                    "model": f"{info.alias}:{info.model_name}:{info.model_version}",
+                    "stale": stale,
+                }
+            a = {"ticker": row.ticker, "features_sha256": features_hash(row), "h": summary}
+            if shadow and not isinstance(shadow[slot], ServingError):
+                a["shadow"] = {
+                    h: {"pred": v, "model": f"{i.alias}:{i.model_name}:{i.model_version}"}
+                    for h, (v, i) in shadow[slot].items()
+                }
+            audit_rows.append(a)
+            out.append(resp)
+        return out, {"rows": audit_rows}
+
+    def _audit(self, rpc: str, request_id: str, request: dict, t0: float, extra: dict) -> None:
+        if self.audit is None:
+            return
+        rec = {
+            "ts": time.time(),
+            "request_id": request_id,
+            "rpc": rpc,
+            "request": request,
+            **extra,
+            "latency_ms": (time.perf_counter() - t0) * 1e3,
+        }
+        try:
+            self.audit.append(rec)
+        except OSError:
+            log.exception("audit log write failed")  # never fail the request for the log
+        if any("shadow" in r for r in extra.get("rows", [])):
+            log.info("shadow %s %s", request_id, extra["rows"])  # both answers, side by side
+
+    async def _guard(self, rpc: str, request: dict, fn) -> Any:
+        t0 = time.perf_counter()
+        rid = uuid.uuid4().hex
+        extra: dict = {}
+        try:
+            resp, extra = await fn(rid)
+            return resp
+        except Exception as e:
+            code, message, _ = status_of(e)
+            extra = {**extra, "error": {"code": code.name, "message": message}}
+            raise
+        finally:
+            self._audit(rpc, rid, request, t0, extra)
+
+    # ---- RPCs ----
+    async def predict(self, req: pb.PredictRequest) -> pb.PredictResponse:
+        async def go(rid):
+            models = await self._stages.models()
+            plan = self._plan(
+                models,
+                [req.ticker],
+                req.horizons,
+                req.model_alias,
+                req.as_of,
+                req.explain,
+                req.top_k,
+            )
+            (res,), extra = await self._run(plan)
+            if isinstance(res, ServingError):
+                raise res
+            res.request_id = rid
+            return res, extra
+
+        return await self._guard("Predict", _req_dict(req), go)
+
+    async def predict_batch(self, req: pb.PredictBatchRequest) -> pb.PredictBatchResponse:
+        async def go(rid):
+            pol = self.policy
+            if not req.tickers:
+                raise InvalidRequestError("tickers is empty: pass one or more symbols")
+            if len(req.tickers) > pol.max_batch_tickers:
+                raise InvalidRequestError(
+                    f"{len(req.tickers)} tickers in one batch; the limit is "
+                    f"{pol.max_batch_tickers}: split the request"
+                )
+            models = await self._stages.models()
+            plan = self._plan(
+                models, [], req.horizons, req.model_alias, req.as_of, req.explain, req.top_k
+            )
+            resp = pb.PredictBatchResponse(request_id=rid)
+            valid, slots = [], []
+            for raw in req.tickers:
+                try:
+                    valid.append(check_ticker(raw))
+                    slots.append(len(valid) - 1)
+                except ServingError as e:
+                    slots.append(e)
+            plan.tickers = list(dict.fromkeys(valid))
+            results, extra = await self._run(plan) if plan.tickers else ([], {"rows": []})
+            by_ticker = dict(zip(plan.tickers, results, strict=True))
+            for raw, slot in zip(req.tickers, slots, strict=True):
+                r = slot if isinstance(slot, ServingError) else by_ticker[valid[slot]]
+                tr = resp.results.add(ticker=raw.strip().upper()[:MAX_TICKER_LEN])
+                if isinstance(r, ServingError):
+                    tr.error.code, tr.error.message = r.grpc_code.name, r.message
+                else:
+                    tr.prediction.CopyFrom(r)
+                    tr.prediction.request_id = rid
+            return resp, extra
+
+        return await self._guard("PredictBatch", _req_dict(req), go)
+
+    async def explain(self, req: pb.ExplainRequest) -> pb.ExplainResponse:
+        async def go(rid):
+            models = await self._stages.models()
+            plan = self._plan(
+                models, [req.ticker], req.horizons, req.model_alias, req.as_of, True, 0
+            )
+            got = (await self._stages.lookup_many(plan.tickers))[plan.tickers[0]]
+            if isinstance(got, ServingError):
+                raise got
+            self._check_row(got, plan.as_of)
+            sc, ex = await asyncio.gather(
+                self._stages.score([got], plan.horizons, plan.alias),
+                self._stages.explain([got], plan.horizons, plan.alias),
+            )
+            for r in (sc[0], ex[0]):
+                if isinstance(r, ServingError):
+                    raise r
+            resp = pb.ExplainResponse(ticker=got.ticker, request_id=rid)
+            for h in plan.horizons:
+                value, info = sc[0][h]
+                e = ex[0][h]
+                he = resp.explanations.add(
+                    horizon=h,
+                    base_value=e.base_value,
+                    predicted_return=value,
+                    model_name=info.model_name,
+                    model_version=info.model_version,
+                    feature_timestamp=iso_utc(got.feature_ts),
+                )
+                for c in e.contributions:
+                    he.contributions.add(feature=c.feature, value=c.value, shap=c.shap)
+            return resp, {
+                "rows": [
+                    {
+                        "ticker": got.ticker,
+                        "features_sha256": features_hash(got),
+                        "h": {h: sc[0][h][0] for h in plan.horizons},
+                    }
+                ]
+            }
+
+        return await self._guard("Explain", _req_dict(req), go)
+
+    async def list_models(self, req: pb.ListModelsRequest | None = None) -> pb.ListModelsResponse:
+        models = await self._stages.models()
+        pol = self.policy
+        resp = pb.ListModelsResponse(
+            horizons=sorted(models.get(CHAMPION, {})),
+            aliases=sorted(models),
+            canary_weight=pol.canary_weight,
+            shadow=pol.shadow,
+            max_feature_age_s=pol.max_feature_age_s,
+            reject_stale=pol.reject_stale,
+        )
+        for alias in sorted(models):
+            for h, info in sorted(models[alias].items()):
+                cal = info.calibration
+                iv = cal.interval(0.0, pol.interval_coverage) if cal else None
+                resp.models.add(
+                    horizon=h,
+                    model_name=info.model_name,
+                    model_version=info.model_version,
+                    alias=alias,
+                    feature_names=list(info.feature_names),
+                    provider=info.provider,
+                    calibrated=cal is not None,
+                    interval_coverage=iv[2] if iv else 0.0,
+                )
         return resp
+
+
+def _req_dict(req: Any) -> dict:
+    """The request fields that are set (cheap, no json_format)."""
+    return {f.name: (list(v) if f.is_repeated else v) for f, v in req.ListFields()}

@@ -60,19 +60,44 @@ def train_booster(horizon: int, seed: int = 0, n_rows: int = 600, rounds: int = 
     return lgb.train(params, ds, num_boost_round=rounds)
 
 
-def make_bundles(root: Path, horizons: Sequence[int] = (1, 5)) -> dict[int, str]:
-    """Export one tiny bundle per horizon under ``root``; returns {horizon: dir}."""
+def validation_metrics(booster, horizon: int, seed: int = 99, n_rows: int = 400) -> dict:
+    """Residual calibration of ``booster`` on fresh rows of the planted market (held out)."""
+    from training.export import residual_calibration
+
+    rng = np.random.default_rng(seed + horizon)
+    x = rng.standard_normal((n_rows, len(FEATURES)))
+    y = 0.01 * horizon * (0.8 * x[:, 0] - 0.5 * np.tanh(x[:, 2])) + 0.002 * rng.standard_normal(
+        n_rows
+    )
+    return residual_calibration(y - booster.predict(x, num_threads=1))
+
+
+def make_bundles(
+    root: Path,
+    horizons: Sequence[int] = (1, 5),
+    *,
+    version: str = "3",
+    calibrated: bool = True,
+    seed: int = 0,
+) -> dict[int, str]:
+    """Export one tiny bundle per horizon under ``root``; returns {horizon: dir}.
+
+    ``calibrated``: store validation residual statistics (prob_up + intervals) like training.
+    """
     from training.export import export_bundle
 
     out = {}
     for h in horizons:
+        booster = train_booster(h, seed=seed)
+        extra = {"metrics": validation_metrics(booster, h)} if calibrated else {}
         d = export_bundle(
-            train_booster(h),
+            booster,
             FEATURES,
             root / f"h{h}",
             model_name=f"stockray-lgbm-h{h}",
-            model_version="3",
+            model_version=version,
             horizon=h,
+            extra=extra,
         )
         out[h] = str(d)
     return out
@@ -82,3 +107,14 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def served_models(dirs: Mapping[int, str], challenger: Mapping[int, str] | None = None, **kw):
+    """``ServedModels`` over bundle directories (champion, optional challenger)."""
+    from serving.modelset import ServedModels
+    from serving.models import ModelSource
+
+    sources = {"champion": ModelSource(bundle_dirs=dict(dirs))}
+    if challenger:
+        sources["challenger"] = ModelSource(bundle_dirs=dict(challenger))
+    return ServedModels(sources, **kw)

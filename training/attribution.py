@@ -83,33 +83,37 @@ def integrated_gradients(
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     model.eval()
-    xt = torch.as_tensor(np.asarray(x, np.float32) if not torch.is_tensor(x) else x).float()
-    base = (
-        default_baseline(model, xt)
-        if baseline is None
-        else torch.as_tensor(
+    dev = next(model.parameters()).device
+    xt = torch.as_tensor(np.asarray(x, np.float32) if not torch.is_tensor(x) else x)
+    xt = xt.float().to(dev)
+    if baseline is None:
+        base = default_baseline(model, xt)
+    else:
+        base = torch.as_tensor(
             np.asarray(baseline, np.float32) if not torch.is_tensor(baseline) else baseline
-        ).float()
-    )
+        )
+        base = base.float().to(dev)
     if base.shape != xt.shape:
         raise ValueError(f"baseline shape {tuple(base.shape)} != input shape {tuple(xt.shape)}")
     xt = torch.where(torch.isnan(xt), base, xt)
     n = xt.shape[0]
-    alphas = torch.linspace(0.0, 1.0, steps + 1)  # (S+1,)
-    weights = torch.full((steps + 1,), 1.0 / steps)
+    alphas = torch.linspace(0.0, 1.0, steps + 1, device=dev)  # (S+1,)
+    weights = torch.full((steps + 1,), 1.0 / steps, device=dev)
     weights[0] = weights[-1] = 0.5 / steps  # trapezoid rule
     diff = xt - base
     # (S+1, N, ...) path points, flattened to rows
     path = base.unsqueeze(0) + alphas.view(-1, *([1] * xt.dim())) * diff.unsqueeze(0)
     flat = path.reshape(-1, *xt.shape[1:])
     grads = torch.empty_like(flat)
-    outs = torch.empty(flat.shape[0])
-    for i in range(0, flat.shape[0], chunk_rows):
-        part = flat[i : i + chunk_rows].detach().requires_grad_(True)
-        y = model(part)[:, output_index]
-        (g,) = torch.autograd.grad(y.sum(), part)
-        grads[i : i + chunk_rows] = g
-        outs[i : i + chunk_rows] = y.detach()
+    outs = torch.empty(flat.shape[0], device=dev)
+    # cuDNN's RNN backward refuses eval mode; the plain CUDA kernels do not (no-op on CPU)
+    with torch.backends.cudnn.flags(enabled=False):
+        for i in range(0, flat.shape[0], chunk_rows):
+            part = flat[i : i + chunk_rows].detach().requires_grad_(True)
+            y = model(part)[:, output_index]
+            (g,) = torch.autograd.grad(y.sum(), part)
+            grads[i : i + chunk_rows] = g
+            outs[i : i + chunk_rows] = y.detach()
     grads = grads.view(steps + 1, n, *xt.shape[1:])
     avg = (weights.view(-1, *([1] * xt.dim())) * grads).sum(dim=0)
     attr = (diff * avg).detach()
@@ -117,8 +121,8 @@ def integrated_gradients(
     f_x, f_b = outs[-1], outs[0]
     delta = attr.reshape(n, -1).sum(dim=1) - (f_x - f_b)
     return IGResult(
-        attributions=attr.numpy(),
-        output=f_x.numpy(),
-        baseline_output=f_b.numpy(),
-        delta=delta.numpy(),
+        attributions=attr.cpu().numpy(),
+        output=f_x.cpu().numpy(),
+        baseline_output=f_b.cpu().numpy(),
+        delta=delta.cpu().numpy(),
     )

@@ -338,3 +338,33 @@ def export_torch_onnx(
         "input": input_name,
         "output": output_name,
     }
+
+
+# --- validation residual calibration (serving's conformal intervals and P(up)) ---------------
+
+# Coverages of the split-conformal half-widths stored by :func:`residual_calibration`.
+CONFORMAL_COVERAGES = (0.8, 0.9)
+
+
+def residual_calibration(residuals: Any) -> dict[str, float]:
+    """Validation-residual statistics a served model needs for intervals and P(up).
+
+    ``residuals`` are ``y - prediction`` on held-out (validation) rows the booster never saw.
+    Returns ``val_resid_mean``, ``val_resid_std``, ``val_resid_n`` and, per coverage c in
+    :data:`CONFORMAL_COVERAGES`, ``val_conformal_q{100c}``: the split-conformal half-width, the
+    ``ceil((n + 1) c) / n`` empirical quantile of ``|residual|`` (finite-sample corrected), so
+    ``prediction ± q`` covers a new label with probability >= c under exchangeability. Empty
+    when fewer than 20 finite residuals.
+    """
+    r = np.asarray(residuals, dtype=np.float64)
+    r = r[np.isfinite(r)]
+    n = int(r.size)
+    if n < 20:
+        return {}
+    out = {"val_resid_mean": float(r.mean()), "val_resid_std": float(r.std(ddof=1)),
+           "val_resid_n": float(n)}
+    a = np.sort(np.abs(r))
+    for c in CONFORMAL_COVERAGES:
+        k = min(n, int(np.ceil((n + 1) * c)))
+        out[f"val_conformal_q{round(100 * c)}"] = float(a[k - 1])
+    return out

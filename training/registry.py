@@ -3,7 +3,8 @@
 Registered names are ``stockray-{family}-h{h}`` (`FAMILIES`: ``lgbm`` = LightGBM regression,
 the served family; ``lgbmrank`` = LightGBM lambdarank). Each version's run holds the LightGBM
 model (MLflow's ``lightgbm`` flavor), the serving bundle (ONNX + booster + metadata) under
-``bundle/``, ``model_card.md``, the git revision and the data snapshot hash (tags).
+``bundle/`` (served family only; ``lgbmrank`` runs hold the booster text instead),
+``model_card.md``, the git revision and the data snapshot hash (tags).
 
 Lifecycle (aliases):
 
@@ -126,11 +127,18 @@ def register_horizon(result: HorizonResult, *, tracking_uri: str, experiment_id:
         # Explicit requirements: inference would otherwise add torch to a LightGBM model.
         logged = mlflow.lightgbm.log_model(booster, name="model",
                                            pip_requirements=[f"lightgbm=={lgb.__version__}"])
-        with tempfile.TemporaryDirectory() as tmp:
-            staged = export_bundle(booster, result.feature_names, Path(tmp) / "bundle",
-                                   model_name=name, model_version="unregistered", horizon=h,
-                                   extra={"metrics": result.metrics, "run_id": run.info.run_id})
-            mlflow.log_artifacts(str(staged), BUNDLE_ARTIFACT_PATH)
+        if family == SERVED_FAMILY:
+            # Only the served family gets an ONNX bundle: lambdarank scores have leaves ~100x
+            # larger than return forecasts, so a float32 split flip breaks the 1e-3 parity
+            # check of training.export; lgbmrank versions carry the LightGBM model only.
+            with tempfile.TemporaryDirectory() as tmp:
+                staged = export_bundle(booster, result.feature_names, Path(tmp) / "bundle",
+                                       model_name=name, model_version="unregistered",
+                                       horizon=h, extra={"metrics": result.metrics,
+                                                         "run_id": run.info.run_id})
+                mlflow.log_artifacts(str(staged), BUNDLE_ARTIFACT_PATH)
+        else:
+            mlflow.log_text(result.booster_text, "booster/model.txt")
         run_id = run.info.run_id
     mv = mlflow.register_model(logged.model_uri, name)
     version = str(mv.version)

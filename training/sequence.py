@@ -319,8 +319,11 @@ class SequenceNet(nn.Module):
     def forward_std(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.encoder(self.standardize(x)))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_std(x) * self.y_std + self.y_mean
+    def forward(self, x: torch.Tensor, standardized: bool = False) -> torch.Tensor:
+        # ``standardized=True`` is the training path: it goes through ``forward`` so a DDP
+        # wrapper's gradient hooks see it
+        out = self.forward_std(x)
+        return out if standardized else out * self.y_std + self.y_mean
 
 
 def fit_scalers(net: SequenceNet, x: np.ndarray, y: np.ndarray) -> None:
@@ -432,6 +435,7 @@ def train_epochs(
     valid: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
     device: torch.device | str = "cpu",
     on_epoch_end: Callable[[EpochState, dict[str, float]], None] | None = None,
+    module: nn.Module | None = None,
 ) -> EpochState:
     """Epochs ``start_epoch .. cfg.epochs - 1`` of mini-batch AdamW on the masked loss.
 
@@ -443,6 +447,8 @@ def train_epochs(
         x, y: training windows ``(N, L, F)`` and labels ``(N, H)``.
         start_epoch: first epoch to run (resuming from a checkpoint).
         state: the resumed run's state (history is appended to).
+        module: what to call for the forward pass, e.g. the DDP wrapper of ``net``
+            (default ``net``).
         valid: optional ``(x, y, dates)`` scored after every epoch.
         on_epoch_end: called with ``(state, metrics)`` after each epoch (checkpointing,
             reporting); it may raise to stop.
@@ -451,6 +457,7 @@ def train_epochs(
         The final `EpochState`.
     """
     dev = torch.device(device)
+    fwd = module if module is not None else net
     use_amp = dev.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     state = state or EpochState(epoch=start_epoch - 1)
@@ -467,7 +474,7 @@ def train_epochs(
             xb = xt[b].to(dev, non_blocking=True)
             yb = _std_targets(net, yt[b].to(dev, non_blocking=True))
             with torch.autocast(device_type=dev.type, dtype=torch.float16, enabled=use_amp):
-                pred = net.forward_std(xb)
+                pred = fwd(xb, True)
             loss = masked_mse(pred.float(), yb)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
@@ -641,7 +648,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         data = ray.get(data)
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    x, y = data["x"][rank::world], data["y"][rank::world]  # contiguous shard per worker
+    # equal contiguous shards: DDP needs every rank to run the same number of steps
+    per = len(data["x"]) // world
+    x, y = data["x"][rank * per : (rank + 1) * per], data["y"][rank * per : (rank + 1) * per]
     valid = (data["vx"], data["vy"], data["vdates"]) if rank == 0 and "vx" in data else None
     device = ray.train.torch.get_device()
 
@@ -701,6 +710,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         valid=valid,
         device=device,
         on_epoch_end=report,
+        module=net,
     )
 
 
@@ -809,7 +819,7 @@ def sequence_trainable(
     opt = make_optimizer(net, cfg)
 
     def report(_st: EpochState, metrics: dict[str, float]) -> None:
-        tune.report(dict(metrics, training_iteration_epoch=metrics["epoch"]))
+        tune.report(metrics)
 
     train_epochs(
         net,

@@ -155,6 +155,17 @@ def usable_features(frame: pd.DataFrame, feature_names) -> list[str]:
     return keep
 
 
+def _linear_baseline(train, test, features, target, alpha) -> pd.Series:
+    """Ridge on the features that are at least half present in this fold's train rows, gaps
+    filled with the train medians (sparse inputs such as macro series would otherwise leave
+    no complete row)."""
+    present = [f for f in features if np.isfinite(train[f].to_numpy(float)).mean() >= 0.5]
+    med = train[present].median()
+    model = LinearBaseline(present, alpha).fit(train[present].fillna(med).assign(
+        **{target: train[target]}), target)
+    return model.predict(test[present].fillna(med))
+
+
 def _fit_fold(train, valid, test, features, cfg: WalkForwardConfig, seed: int):
     """Members + ensemble of one fold and seed -> (test predictions, importances)."""
     target = f"fwd_ret_{cfg.horizon}d"
@@ -208,7 +219,7 @@ def run_walkforward(frame: pd.DataFrame, feature_names, cfg: WalkForwardConfig |
         splits.append((fold, train, valid, test))
         test_idx.append(test.index)
         fold_of.loc[test.index] = fold.index
-        lin = LinearBaseline(features, cfg.ridge_alpha).fit(train, target).predict(test)
+        lin = _linear_baseline(train, test, features, target, cfg.ridge_alpha)
         b = baseline_predictions(test, h, price_col=None, past_return_cols=PAST_RETURN_COLS)
         b[LINEAR_NAME] = lin
         base_parts.append(b)

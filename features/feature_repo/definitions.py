@@ -1,5 +1,16 @@
 """Feast objects of stockray. Built by functions (not at import) because the offline parquet
-paths depend on the run's data directory."""
+paths depend on the run's data directory.
+
+- Entity ``ticker``: the only join key.
+- One FeatureView per feature family (``features.pipeline.FAMILIES``): ``technical_features``
+  (also carries ``feature_ts``, the as-of time), ``market_features``, ``calendar_features``,
+  ``cross_sectional_features``, ``macro_features``. Every view is keyed by ticker: market and
+  macro values repeat per ticker, so one online read per ticker returns every family and the
+  point-in-time join stays a single (ticker, ts) key.
+- ``labels``: forward returns and directions, offline only (never materialized or served).
+- One FeatureService per feature-set version, ``stockray_lgbm_<version>``
+  (``features.pipeline.FEATURE_SETS``), e.g. ``stockray_lgbm_v2`` for the current models.
+"""
 
 from __future__ import annotations
 
@@ -9,14 +20,40 @@ from pathlib import Path
 from feast import Entity, FeatureService, FeatureView, Field, FileSource
 from feast.types import Float64, String
 
-from features.pipeline import FEATURE_NAMES, LABEL_COLUMNS
+from features.pipeline import (
+    ALL_LABEL_COLUMNS,
+    FAMILIES,
+    FAMILY_FEATURES,
+    FEATURE_FAMILY,
+    FEATURE_SET_VERSION,
+    FEATURE_SETS,
+)
 
-FEATURE_VIEW = "daily_features"
+#: family -> Feast view name
+FEATURE_VIEWS = {fam: f"{fam}_features" for fam in FAMILIES}
+#: the view that carries ``feature_ts`` (kept under this name for older callers)
+FEATURE_VIEW = FEATURE_VIEWS["technical"]
 LABEL_VIEW = "labels"
+TS_FIELD = "feature_ts"
 
 # Daily features stay valid over a weekend or a market holiday; older than this, a point-in-time
-# join returns nothing rather than a stale value.
+# join returns nothing rather than a stale value. The same TTL for every family: they are
+# computed on the same (ticker, ts) rows (macro is already as of its release date).
 FEATURE_TTL = timedelta(days=7)
+VIEW_TTLS = {fam: FEATURE_TTL for fam in FAMILIES}
+
+_DESCRIPTIONS = {
+    "technical": "Kernels over the ticker's own adjusted bars, and feature_ts (as-of time).",
+    "market": "S&P 500 returns, volatility, trend/volatility regimes, as of the session.",
+    "calendar": "Day of week, month, days to month end, trading-calendar gaps.",
+    "cross_sectional": "Ranks in [0, 1] of a ticker's features among all tickers that date.",
+    "macro": "Core CPI and the AAA-BAA default spread as of their release dates.",
+}
+
+
+def service_name(version: str = FEATURE_SET_VERSION, model: str = "lgbm") -> str:
+    """``stockray_<model>_<feature set version>``, e.g. ``stockray_lgbm_v2``."""
+    return f"stockray_{model}_{version}"
 
 
 def ticker_entity() -> Entity:
@@ -24,29 +61,52 @@ def ticker_entity() -> Entity:
     return Entity(name="ticker", join_keys=["ticker"], description="Listed symbol, e.g. AAPL")
 
 
-def definitions(offline_dir: Path, service_name: str = "stockray_lgbm_v1") -> list:
-    """Entity, the served feature view, the offline-only label view, and a FeatureService."""
+def _view_fields(family: str) -> list[str]:
+    names = list(FAMILY_FEATURES[family])
+    return names + [TS_FIELD] if family == "technical" else names
+
+
+def definitions(offline_dir: Path, service_name_: str | None = None) -> list:
+    """Entity, one served view per family, the offline-only label view, a service per
+    feature-set version (``service_name_`` overrides the current version's name)."""
     ticker = ticker_entity()
+    # All families live in one parquet file (one row per ticker and session); each view reads
+    # its own columns of it.
     feature_source = FileSource(
         name="daily_features_source", path=str(offline_dir / "features.parquet"),
         timestamp_field="ts")
     label_source = FileSource(
         name="labels_source", path=str(offline_dir / "labels.parquet"), timestamp_field="ts")
-    # Served online: everything a model reads at prediction time, plus its as-of time.
-    daily = FeatureView(
-        name=FEATURE_VIEW, entities=[ticker], ttl=FEATURE_TTL, online=True,
-        source=feature_source,
-        schema=[Field(name="ticker", dtype=String)]
-        + [Field(name=n, dtype=Float64) for n in [*FEATURE_NAMES, "feature_ts"]],
-        description="Daily technical, market and calendar features as of the session close.")
+    views = {
+        fam: FeatureView(
+            name=FEATURE_VIEWS[fam], entities=[ticker], ttl=VIEW_TTLS[fam], online=True,
+            source=feature_source,
+            schema=[Field(name="ticker", dtype=String)]
+            + [Field(name=n, dtype=Float64) for n in _view_fields(fam)],
+            description=_DESCRIPTIONS[fam])
+        for fam in FAMILIES
+    }
     # Forward returns are known only h days later: offline only, never materialized or served.
     label_view = FeatureView(
         name=LABEL_VIEW, entities=[ticker], ttl=timedelta(days=1), online=False,
         source=label_source,
         schema=[Field(name="ticker", dtype=String)]
-        + [Field(name=n, dtype=Float64) for n in LABEL_COLUMNS],
-        description="Training labels (forward log returns). Offline only.")
-    # What the first LightGBM family reads; a new model version gets its own service.
-    service = FeatureService(name=service_name, features=[daily],
-                             description="Features of the stockray LightGBM models.")
-    return [ticker, daily, label_view, service]
+        + [Field(name=n, dtype=Float64) for n in ALL_LABEL_COLUMNS],
+        description="Training labels (forward log returns and directions). Offline only.")
+    services = []
+    for version, names in FEATURE_SETS.items():
+        # What the models of one feature-set version read, plus feature_ts; one service each.
+        projections = []
+        for fam in FAMILIES:
+            cols = [n for n in names if FEATURE_FAMILY[n] == fam]
+            if fam == "technical":
+                cols.append(TS_FIELD)
+            if cols:
+                projections.append(views[fam][cols])
+        name = service_name(version)
+        if version == FEATURE_SET_VERSION and service_name_:
+            name = service_name_
+        services.append(FeatureService(
+            name=name, features=projections,
+            description=f"Features of the stockray LightGBM models, feature set {version}."))
+    return [ticker, *views.values(), label_view, *services]

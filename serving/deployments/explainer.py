@@ -1,26 +1,41 @@
-"""ExplainerDeployment: a thin Serve wrapper around :class:`serving.explainer.Explainer`."""
+"""ExplainerDeployment: a thin Serve wrapper around the explainers of every served alias."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 from ray import serve
 
-from serving.config import StageConfig
+from serving.config import RoutingConfig, StageConfig
 from serving.errors import ServingError
 from serving.explainer import Explanation
 from serving.lookup import FeatureRow
+from serving.modelset import Watcher
+from serving.service import explain_rows
 
 
 @serve.deployment(name="Explainer")
 class ExplainerDeployment:
     def __init__(self, config: StageConfig) -> None:
-        self._explainer = config.build_explainer()
+        # Warm-up reads the rows through its own lookup (the reader is built in-replica).
+        lookup = config.build_lookup() if config.warm_tickers else None
+        self._served = config.build_served(lookup, with_scorer=False)
+        self._watcher = Watcher(self._served, config.routing.alias_poll_s)
+        self._token = ""
+
+    async def reconfigure(self, user_config: dict) -> None:
+        routing = RoutingConfig.model_validate(user_config or {})
+        self._watcher.interval_s = routing.alias_poll_s
+        self._watcher.start()
+        if routing.reload_token != self._token:
+            await asyncio.to_thread(self._served.refresh)
+        self._token = routing.reload_token
 
     def explain(
-        self, row: FeatureRow, horizons: Sequence[int], top_k: int
-    ) -> dict[int, Explanation] | ServingError:
+        self, rows: list[FeatureRow], horizons: Sequence[int], alias: str
+    ) -> list[dict[int, Explanation] | ServingError] | ServingError:
         try:
-            return self._explainer.explain(row.values, horizons, top_k=top_k, ticker=row.ticker)
+            return explain_rows(self._served, rows, horizons, alias)
         except ServingError as e:
             return e  # returned, not raised: the caller's error, no replica stack trace

@@ -15,8 +15,5 @@ class FeatureLookupDeployment:
         # The reader (Feast store, DB connection) is built here, inside the replica.
         self._lookup = config.build_lookup()
 
-    def lookup(self, ticker: str) -> FeatureRow | ServingError:
-        try:
-            return self._lookup.get(ticker)
-        except ServingError as e:
-            return e  # returned, not raised: the caller's error, no replica stack trace
+    def lookup_many(self, tickers: list[str]) -> dict[str, FeatureRow | ServingError]:
+        return self._lookup.get_many(tickers)

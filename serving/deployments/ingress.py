@@ -1,4 +1,5 @@
-"""Ingress: the public gRPC (``Predict``, ``grpc.health.v1`` ``Check``) and HTTP/JSON front.
+"""Ingress: the public gRPC (``PredictionService`` RPCs, ``grpc.health.v1`` ``Check``) and
+HTTP/JSON front.
 
 gRPC methods are plain methods named like the RPC; Serve passes ``grpc_context``
 (``RayServegRPCContext``) when the signature has it. A typed error is returned to the client by
@@ -9,12 +10,19 @@ serves both (checked on Ray 2.60).
 
 *fused*: ``config`` is given and this replica builds every stage in-process.
 *split*: ``lookup``/``predictor``/``explainer`` are handles to the stage deployments.
+
+Hot model swap: a watcher thread re-resolves the registry aliases every
+``RoutingConfig.alias_poll_s`` and swaps models atomically (``serving.modelset``); changing
+``user_config`` (``reconfigure``) updates canary/shadow routing in place and a new
+``reload_token`` forces an immediate re-resolution.
 """
 
 # No `from __future__ import annotations`: Serve rebuilds the FastAPI endpoints from the real
 # annotation objects, and a string "PredictBody" made FastAPI read the body as a query param.
 
+import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,16 +36,18 @@ from ray import serve
 from ray.serve.grpc_util import RayServegRPCContext
 from ray.serve.handle import DeploymentHandle
 
-from serving.config import StageConfig
+from serving.config import RoutingConfig, StageConfig
 from serving.errors import ServingError, status_of
 from serving.explainer import Explanation
 from serving.lookup import FeatureRow
+from serving.modelset import Watcher
 from serving.protos import stockray_pb2 as pb
 from serving.scorer import ModelInfo
-from serving.service import PredictionService, Stages
+from serving.service import PredictionService, Scores, ServicePolicy, Stages
 
 log = logging.getLogger("ray.serve")
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["PredictionService"].full_name
+MODELS_TTL_S = 1.0  # split mode: how long the ingress trusts its copy of the model table
 
 api = FastAPI(title="stockray prediction API", version="1")
 
@@ -49,6 +59,28 @@ class PredictBody(BaseModel):
     horizons: list[int] = Field(default_factory=list)
     explain: bool = False
     top_k: int = 0
+    as_of: str = ""
+    model_alias: str = ""
+
+
+class PredictBatchBody(BaseModel):
+    """JSON twin of ``PredictBatchRequest``."""
+
+    tickers: list[str]
+    horizons: list[int] = Field(default_factory=list)
+    explain: bool = False
+    top_k: int = 0
+    as_of: str = ""
+    model_alias: str = ""
+
+
+class ExplainBody(BaseModel):
+    """JSON twin of ``ExplainRequest``."""
+
+    ticker: str
+    horizons: list[int] = Field(default_factory=list)
+    as_of: str = ""
+    model_alias: str = ""
 
 
 class HandleStages:
@@ -58,20 +90,26 @@ class HandleStages:
         self, lookup: DeploymentHandle, predictor: DeploymentHandle, explainer: DeploymentHandle
     ) -> None:
         self._lookup, self._predictor, self._explainer = lookup, predictor, explainer
+        self._models: tuple[float, dict[str, dict[int, ModelInfo]]] | None = None
 
-    async def models(self) -> dict[int, ModelInfo]:
-        return await self._predictor.models.remote()
+    async def models(self) -> dict[str, dict[int, ModelInfo]]:
+        now = time.monotonic()
+        if self._models is None or now - self._models[0] > MODELS_TTL_S:
+            self._models = (now, await self._predictor.models.remote())
+        return self._models[1]
 
-    async def lookup(self, ticker: str) -> FeatureRow:
-        return _raise_if_error(await self._lookup.lookup.remote(ticker))
+    async def lookup_many(self, tickers: list[str]) -> dict[str, FeatureRow | ServingError]:
+        return _raise_if_error(await self._lookup.lookup_many.remote(tickers))
 
-    async def score(self, row: FeatureRow, horizons: Sequence[int]) -> dict[int, float]:
-        return _raise_if_error(await self._predictor.score.remote(row, list(horizons)))
+    async def score(
+        self, rows: list[FeatureRow], horizons: Sequence[int], alias: str
+    ) -> list[Scores | ServingError]:
+        return _raise_if_error(await self._predictor.score.remote(rows, list(horizons), alias))
 
     async def explain(
-        self, row: FeatureRow, horizons: Sequence[int], top_k: int
-    ) -> dict[int, Explanation]:
-        return _raise_if_error(await self._explainer.explain.remote(row, list(horizons), top_k))
+        self, rows: list[FeatureRow], horizons: Sequence[int], alias: str
+    ) -> list[dict[int, Explanation] | ServingError]:
+        return _raise_if_error(await self._explainer.explain.remote(rows, list(horizons), alias))
 
 
 def _raise_if_error(result: Any) -> Any:
@@ -79,6 +117,10 @@ def _raise_if_error(result: Any) -> Any:
     if isinstance(result, ServingError):
         raise result
     return result
+
+
+def apply_routing(policy: ServicePolicy, routing: RoutingConfig) -> None:
+    policy.canary_weight, policy.shadow = routing.canary_weight, routing.shadow
 
 
 @serve.deployment(name="Ingress")
@@ -90,29 +132,72 @@ class Ingress:
         lookup: DeploymentHandle | None = None,
         predictor: DeploymentHandle | None = None,
         explainer: DeploymentHandle | None = None,
+        split_config: StageConfig | None = None,
     ) -> None:
         stages: Stages
+        self._served = None
+        self._watcher: Watcher | None = None
+        cfg = config or split_config
         if config is not None:
             stages = config.build_local_stages()
+            self._served = stages.served  # type: ignore[attr-defined]
+            self._watcher = Watcher(self._served, config.routing.alias_poll_s)
         elif lookup is not None and predictor is not None and explainer is not None:
             stages = HandleStages(lookup, predictor, explainer)
         else:
             raise ValueError("Ingress needs a StageConfig (fused) or three handles (split)")
-        self._service = PredictionService(stages)
+        policy = cfg.policy() if cfg is not None else ServicePolicy()
+        audit = cfg.build_audit() if cfg is not None else None
+        self._service = PredictionService(stages, policy, audit=audit)
+        self._reload_token = ""
+
+    async def reconfigure(self, user_config: dict) -> None:
+        """New ``user_config``: routing in place; a new ``reload_token`` re-resolves aliases."""
+        routing = RoutingConfig.model_validate(user_config or {})
+        apply_routing(self._service.policy, routing)
+        if self._watcher is not None:
+            self._watcher.interval_s = routing.alias_poll_s
+            self._watcher.start()
+            if routing.reload_token != self._reload_token and self._served is not None:
+                # Off the event loop: downloading and building sessions takes ~100 ms-1 s.
+                await asyncio.to_thread(self._served.refresh)
+        self._reload_token = routing.reload_token
+
+    async def _grpc(self, fn, request, grpc_context: RayServegRPCContext, empty):
+        try:
+            return await fn(request)
+        except Exception as e:
+            code, message, _ = status_of(e)
+            if code == grpc.StatusCode.INTERNAL:
+                log.exception("%s failed", fn.__name__)
+            grpc_context.set_code(code)
+            grpc_context.set_details(message)
+            return empty
 
     # ---- gRPC: stockray.v1.PredictionService ----
     async def Predict(
         self, request: pb.PredictRequest, grpc_context: RayServegRPCContext
     ) -> pb.PredictResponse:
-        try:
-            return await self._service.predict(request)
-        except Exception as e:
-            code, message, _ = status_of(e)
-            if code == grpc.StatusCode.INTERNAL:
-                log.exception("Predict failed")
-            grpc_context.set_code(code)
-            grpc_context.set_details(message)
-            return pb.PredictResponse()
+        return await self._grpc(self._service.predict, request, grpc_context, pb.PredictResponse())
+
+    async def PredictBatch(
+        self, request: pb.PredictBatchRequest, grpc_context: RayServegRPCContext
+    ) -> pb.PredictBatchResponse:
+        return await self._grpc(
+            self._service.predict_batch, request, grpc_context, pb.PredictBatchResponse()
+        )
+
+    async def Explain(
+        self, request: pb.ExplainRequest, grpc_context: RayServegRPCContext
+    ) -> pb.ExplainResponse:
+        return await self._grpc(self._service.explain, request, grpc_context, pb.ExplainResponse())
+
+    async def ListModels(
+        self, request: pb.ListModelsRequest, grpc_context: RayServegRPCContext
+    ) -> pb.ListModelsResponse:
+        return await self._grpc(
+            self._service.list_models, request, grpc_context, pb.ListModelsResponse()
+        )
 
     # ---- gRPC: grpc.health.v1.Health ----
     async def Check(
@@ -133,17 +218,13 @@ class Ingress:
         return health_pb2.HealthCheckResponse.SERVING
 
     # ---- HTTP/JSON ----
-    @api.post("/v1/predict")
-    async def http_predict(self, body: PredictBody) -> Any:
-        req = pb.PredictRequest(
-            ticker=body.ticker, horizons=body.horizons, explain=body.explain, top_k=body.top_k
-        )
+    async def _http(self, fn, req) -> Any:
         try:
-            resp = await self._service.predict(req)
+            resp = await fn(req)
         except Exception as e:
             code, message, http_status = status_of(e)
             if code == grpc.StatusCode.INTERNAL:
-                log.exception("predict failed")
+                log.exception("%s failed", fn.__name__)
             return JSONResponse(
                 {"error": {"code": code.name, "message": message}}, status_code=http_status
             )
@@ -151,17 +232,37 @@ class Ingress:
             resp, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
         )
 
+    @api.post("/v1/predict")
+    async def http_predict(self, body: PredictBody) -> Any:
+        return await self._http(self._service.predict, pb.PredictRequest(**body.model_dump()))
+
+    @api.post("/v1/predict_batch")
+    async def http_predict_batch(self, body: PredictBatchBody) -> Any:
+        return await self._http(
+            self._service.predict_batch, pb.PredictBatchRequest(**body.model_dump())
+        )
+
+    @api.post("/v1/explain")
+    async def http_explain(self, body: ExplainBody) -> Any:
+        return await self._http(self._service.explain, pb.ExplainRequest(**body.model_dump()))
+
+    @api.get("/v1/models")
+    async def http_models(self) -> Any:
+        return await self._http(self._service.list_models, pb.ListModelsRequest())
+
     @api.get("/healthz")
     async def healthz(self) -> Any:
         ok = await self._health_status() == health_pb2.HealthCheckResponse.SERVING
         models = await self._service.models() if ok else {}
+        champion = models.get("champion", {})
         return JSONResponse(
             {
                 "status": "SERVING" if ok else "NOT_SERVING",
                 "models": {
                     str(h): {"name": m.model_name, "version": m.model_version}
-                    for h, m in models.items()
+                    for h, m in champion.items()
                 },
+                "aliases": sorted(models),
             },
             status_code=200 if ok else 503,
         )

@@ -1,27 +1,42 @@
-"""PredictorDeployment: a thin Serve wrapper around :class:`serving.scorer.Scorer`."""
+"""PredictorDeployment: a thin Serve wrapper around the scorers of every served alias."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 from ray import serve
 
-from serving.config import StageConfig
+from serving.config import RoutingConfig, StageConfig
 from serving.errors import ServingError
 from serving.lookup import FeatureRow
+from serving.modelset import Watcher
 from serving.scorer import ModelInfo
+from serving.service import Scores, score_rows
 
 
 @serve.deployment(name="Predictor")
 class PredictorDeployment:
     def __init__(self, config: StageConfig) -> None:
-        self._scorer = config.build_scorer()
+        self._served = config.build_served(with_explainer=False)
+        self._watcher = Watcher(self._served, config.routing.alias_poll_s)
+        self._token = ""
 
-    def models(self) -> dict[int, ModelInfo]:
-        return self._scorer.models
+    async def reconfigure(self, user_config: dict) -> None:
+        routing = RoutingConfig.model_validate(user_config or {})
+        self._watcher.interval_s = routing.alias_poll_s
+        self._watcher.start()
+        if routing.reload_token != self._token:
+            await asyncio.to_thread(self._served.refresh)
+        self._token = routing.reload_token
 
-    def score(self, row: FeatureRow, horizons: Sequence[int]) -> dict[int, float] | ServingError:
+    def models(self) -> dict[str, dict[int, ModelInfo]]:
+        return self._served.info()
+
+    def score(
+        self, rows: list[FeatureRow], horizons: Sequence[int], alias: str
+    ) -> list[Scores | ServingError] | ServingError:
         try:
-            return self._scorer.predict(row.values, horizons, ticker=row.ticker)
+            return score_rows(self._served, rows, horizons, alias)
         except ServingError as e:
             return e  # returned, not raised: the caller's error, no replica stack trace

@@ -198,3 +198,31 @@ def test_mlflow_champion_alias_resolves_and_overrides_version(bundle_dirs, tmp_p
 
     with pytest.raises(LookupError, match="stockray-lgbm-h20@champion"):
         resolve_bundles(ModelSource(tracking_uri=uri, horizons=[20]))
+
+
+def test_contract_v1_rpcs_through_serve(app):
+    """PredictBatch, Explain, ListModels, as_of and intervals via the public port and HTTP."""
+    with PredictionClient(app.grpc_target) as c:
+        b = c.predict_batch(["AAPL", "ZZZZ", "msft"], [5], explain=True, top_k=2)
+        assert [r.WhichOneof("result") for r in b.results] == ["prediction", "error", "prediction"]
+        assert b.results[1].error.code == "NOT_FOUND"
+        p = b.results[0].prediction.predictions[0]
+        assert p.HasField("interval") and p.interval.lower < p.predicted_return < p.interval.upper
+        assert 0 < p.prob_up < 1 and p.stale and p.feature_age_s > 0  # 2024 fixture rows
+        e = c.explain("NVDA", [1])
+        assert len(e.explanations[0].contributions) == len(FEATURES)
+        total = e.explanations[0].base_value + sum(x.shap for x in e.explanations[0].contributions)
+        assert total == pytest.approx(e.explanations[0].predicted_return, abs=1e-5)
+        m = c.list_models()
+        assert list(m.horizons) == [1, 5] and list(m.aliases) == ["champion"]
+        assert list(m.models[0].feature_names) == list(FEATURES)
+        with pytest.raises(PredictionError) as ei:
+            c.predict("AAPL", as_of="2024-04-01")
+        assert ei.value.code == grpc.StatusCode.INVALID_ARGUMENT and "offline" in ei.value.details
+        with pytest.raises(PredictionError) as ei:
+            c.predict("AAPL", model_alias="challenger")
+        assert ei.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    with urllib.request.urlopen(f"{app.http_url}/v1/models", timeout=10) as r:
+        assert json.loads(r.read())["aliases"] == ["champion"]
+    status, body = _post(f"{app.http_url}/v1/predict_batch", {"tickers": ["AAPL", "ZZZZ"]})
+    assert status == 200 and body["results"][1]["error"]["code"] == "NOT_FOUND"

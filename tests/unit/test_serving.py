@@ -33,14 +33,24 @@ from tests.serving_fixtures import (
     BrokenReader,
     FakeReader,
     make_bundles,
+    served_models,
     synthetic_rows,
 )
 
 
 @pytest.fixture(scope="module")
-def bundles(tmp_path_factory):
-    dirs = make_bundles(tmp_path_factory.mktemp("bundles"), horizons=(1, 5))
+def dirs(tmp_path_factory):
+    return make_bundles(tmp_path_factory.mktemp("bundles"), horizons=(1, 5))
+
+
+@pytest.fixture(scope="module")
+def bundles(dirs):
     return resolve_bundles(ModelSource(bundle_dirs=dirs))
+
+
+@pytest.fixture(scope="module")
+def served(dirs):
+    return served_models(dirs)
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +59,8 @@ def rows():
 
 
 @pytest.fixture(scope="module")
-def service(bundles, rows):
-    stages = LocalStages(FeatureLookup(FakeReader(rows)), Scorer(bundles), Explainer(bundles))
+def service(served, rows):
+    stages = LocalStages(FeatureLookup(FakeReader(rows)), served)
     return PredictionService(stages)
 
 
@@ -236,10 +246,10 @@ def test_grpc_error_codes_reach_client(server, ticker, horizons, code, needle):
     assert code.name in str(ei.value)
 
 
-def test_grpc_failed_precondition_for_nan_features(bundles, rows):
+def test_grpc_failed_precondition_for_nan_features(served, rows):
     bad = {"GAPPY": {**rows["AAPL"], "vol_20d": math.nan}}
     svc = PredictionService(
-        LocalStages(FeatureLookup(FakeReader(bad)), Scorer(bundles), Explainer(bundles))
+        LocalStages(FeatureLookup(FakeReader(bad)), served)
     )
     with (
         BackgroundServer(svc) as s,
@@ -251,9 +261,9 @@ def test_grpc_failed_precondition_for_nan_features(bundles, rows):
     assert "vol_20d" in ei.value.details and "materialize" in ei.value.details
 
 
-def test_grpc_internal_error_hides_details(bundles):
+def test_grpc_internal_error_hides_details(served):
     svc = PredictionService(
-        LocalStages(FeatureLookup(BrokenReader()), Scorer(bundles), Explainer(bundles))
+        LocalStages(FeatureLookup(BrokenReader()), served)
     )
     with (
         BackgroundServer(svc) as s,
