@@ -4,8 +4,10 @@ explainer), Ray Serve deployments (one per module), the typed app builder, and c
 May import: ``features`` (online store reader) and model artifacts that ``training`` exported
 (plus ``training.export``'s small bundle-format helpers); never training code.
 
-Map: ``lookup``/``scorer``/``explainer`` (stages, no Ray) -> ``service`` (validation and
-orchestration) -> ``deployments/`` (thin Serve wrappers) -> ``app`` (``build_app(AppArgs)``)
--> ``launch`` (``serve_env``, ``start_serve``). ``grpc_server`` runs the same service on bare
-grpcio; ``client`` calls either. ``models`` finds bundles (directories or MLflow champion).
+Map: ``lookup``/``scorer``/``explainer`` (stages, no Ray) -> ``modelset`` (models by alias,
+hot swap) -> ``service`` (validation, routing, calibration, audit) -> ``deployments/`` (thin
+Serve wrappers) -> ``app`` (``build_app(AppArgs)``) -> ``launch`` (``serve_env``,
+``start_serve``). ``grpc_server`` runs the same service on bare grpcio; ``client`` calls either.
+``models`` finds bundles (directories or MLflow aliases); ``calibration`` turns a bundle's
+validation residuals into P(up) and conformal intervals; ``audit`` is the append-only log.
 """

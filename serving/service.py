@@ -42,7 +42,7 @@ from serving.scorer import ModelInfo, feature_vector
 
 log = logging.getLogger(__name__)
 DEFAULT_TOP_K = 5
-MAX_TOP_K = 100
+MAX_TOP_K = 1024  # >= any feature count (the catalogue grows; Explain returns all anyway)
 MAX_TICKER_LEN = 32
 FUTURE_SLACK_S = 60.0
 

@@ -134,7 +134,17 @@ def _parity_sample(booster: Any, n_features: int, rows: int, seed: int = 0) -> n
         lo, hi = min(ts), max(ts)
         span = max(hi - lo, 1e-6)
         x[:, j] = rng.uniform(lo - 0.1 * span, hi + 0.1 * span, rows)
-    return x.astype(np.float32)
+    x = x.astype(np.float32)
+    # A float32 input equal to float32(t) where float32(t) > t goes left in ONNX (float32
+    # thresholds) and right in LightGBM (float64): a rounding artefact, not a conversion error.
+    # With one threshold (span 1e-6) a quarter of the samples land there; move them off it.
+    for j, ts in thresholds.items():
+        for t in set(ts):
+            t32 = np.float32(t)
+            if float(t32) > t:
+                col = x[:, j]
+                col[col == t32] = np.nextafter(t32, np.float32(np.inf))
+    return x
 
 
 def export_bundle(

@@ -63,6 +63,17 @@ class LgbmParams:
 OBJECTIVES = ("regression", "lambdarank")
 
 
+def model_matrix(frame: pd.DataFrame, feature_names) -> np.ndarray:
+    """Model inputs as float64 holding float32-representable values.
+
+    The served model is ONNX with float32 inputs. Trained on raw float64 values, LightGBM puts
+    split thresholds on values that float32 rounds across (measured on the default universe:
+    1,504 of 11,909 real rows scored differently by ONNX and LightGBM, max 0.009); trained
+    on float32-rounded values, the same rows agree to 5e-8.
+    """
+    return frame[list(feature_names)].to_numpy(np.float32).astype(np.float64)
+
+
 def quantile_buckets(values, dates, n_buckets: int) -> np.ndarray:
     """Per-date quantile bucket (0 = lowest) of ``values``: the lambdarank relevance label.
 
@@ -119,7 +130,7 @@ class LgbmModel:
             _, group = np.unique(dates, return_counts=True)  # sizes in ascending-date order
         else:
             label, group = data[self.target].to_numpy(float), None
-        ds = lgb.Dataset(data[self.feature_names].to_numpy(float), label, group=group,
+        ds = lgb.Dataset(model_matrix(data, self.feature_names), label, group=group,
                          feature_name=self.feature_names, free_raw_data=True)
         self.booster = lgb.train(self.params.lgb_params(), ds,
                                  num_boost_round=self.params.num_boost_round)
@@ -129,7 +140,7 @@ class LgbmModel:
         """Scores aligned to ``frame.index`` (a return for regression, a rank score else)."""
         if self.booster is None:
             raise RuntimeError("LgbmModel.predict called before fit")
-        p = self.booster.predict(frame[self.feature_names].to_numpy(float),
+        p = self.booster.predict(model_matrix(frame, self.feature_names),
                                  num_threads=self.params.num_threads)
         return pd.Series(p, index=frame.index, name=f"lgbm_{self.params.objective}")
 
@@ -184,7 +195,7 @@ def fit_horizon(frame: pd.DataFrame, feature_names: list[str], horizon: int,
         raise ValueError(f"horizon {horizon}: too little data ({len(train)} train, "
                          f"{len(valid)} valid rows); ingest a longer history")
     booster = LgbmModel(feature_names, horizon, params).fit(train).booster
-    pred = booster.predict(valid[feature_names].to_numpy(float), num_threads=params.num_threads)
+    pred = booster.predict(model_matrix(valid, feature_names), num_threads=params.num_threads)
     y, d = valid[target].to_numpy(float), valid["ts"].to_numpy()
     metrics = {"val_ic": ic(pred, y, d), "val_rank_ic": rank_ic(pred, y, d),
                "val_rmse": rmse(pred, y), "n_train": float(len(train)),

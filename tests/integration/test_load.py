@@ -18,6 +18,7 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Self
 
 import grpc
 import numpy as np
@@ -144,7 +145,7 @@ class Load:
                             self.errors.append(str(e))
                     time.sleep(0.02)  # back off a little, as the message says
 
-    def __enter__(self) -> Load:
+    def __enter__(self) -> Self:
         for t in self._threads:
             t.start()
         return self

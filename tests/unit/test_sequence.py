@@ -12,14 +12,19 @@ import pytest
 import torch
 
 from training.sequence import (
+    EpochState,
     SequenceConfig,
     SequenceNet,
     build_windows,
     fit_scalers,
     load_sequence_yaml,
+    load_state,
+    make_optimizer,
     masked_mse,
     purge_labels,
+    save_state,
     segment_masks,
+    train_epochs,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -153,3 +158,42 @@ def test_shipped_yaml_preset_loads():
     assert seg["train"][1] < seg["valid"][0] <= seg["valid"][1] < seg["test"][0]
     assert {"model", "hidden", "lr", "window"} <= set(spec["search_space"])
     assert spec["tune"]["num_samples"] >= 1
+
+
+def test_resume_from_a_checkpoint_equals_an_uninterrupted_run(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((300, 4, 3)).astype(np.float32)
+    y = (0.01 * rng.standard_normal((300, 2))).astype(np.float32)
+    y[::3, 1] = np.nan
+    cfg = SequenceConfig(window=4, hidden=6, epochs=4, batch_size=64, horizons=(1, 5), dropout=0.0)
+
+    def fresh():
+        torch.manual_seed(0)
+        net = SequenceNet(3, cfg)
+        fit_scalers(net, x, y)
+        return net, make_optimizer(net, cfg)
+
+    net, opt = fresh()
+    straight = train_epochs(net, opt, x, y, cfg)
+
+    net2, opt2 = fresh()
+    stop = SequenceConfig(**{**cfg.__dict__, "epochs": 2})
+    first = train_epochs(net2, opt2, x, y, stop)
+    save_state(tmp_path / "s.pt", net2, opt2, first, cfg, 3)
+    blob = load_state(tmp_path / "s.pt")
+    net3, opt3 = fresh()
+    net3.load_state_dict(blob["model"])
+    opt3.load_state_dict(blob["optimizer"])
+    resumed = train_epochs(
+        net3,
+        opt3,
+        x,
+        y,
+        cfg,
+        start_epoch=blob["epoch"] + 1,
+        state=EpochState(blob["epoch"], list(blob["history"])),
+    )
+    assert [h["epoch"] for h in resumed.history] == [0, 1, 2, 3]
+    for a, b in zip(net.state_dict().values(), net3.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b)
+    assert resumed.history[-1]["train_loss"] == pytest.approx(straight.history[-1]["train_loss"])

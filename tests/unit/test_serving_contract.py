@@ -5,7 +5,6 @@ No Ray: the service runs in-process and behind the bare grpcio server."""
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import os
 import signal
@@ -36,7 +35,6 @@ from tests.serving_fixtures import (
     make_bundles,
     served_models,
     synthetic_rows,
-    train_booster,
 )
 from training.export import residual_calibration
 
