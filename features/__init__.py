@@ -1,5 +1,9 @@
-"""From raw sources to the feature store: source adapters, validation and quarantine, the
-Parquet lake, the Ray Data feature pipeline, targets, and the Feast repo.
+"""From raw sources to the feature store: source adapters (``sources``), validation and
+quarantine (``validate``), the Parquet lake (``lake``), data contracts and the per-run
+data-quality report (``contracts``), macro series by release date (``macro``), the feature
+pipeline, one process or Ray Data (``pipeline``), its generated catalogue (``catalogue``), the
+Feast repo and readers (``feature_repo``, ``store``) and the optional Redis online store
+(``redis_server``).
 
 May import: ``kernels``. Never trains or serves models.
 """

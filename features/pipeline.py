@@ -15,8 +15,9 @@ off by the cumulative dividend yield (a slow drift of a few % a year, invisible 
 z-scores); a split is a jump in the factor, which this removes.
 
 Engines: ``build_features_local`` (one process) and ``build_features_ray`` (Ray Data
-``groupby("ticker").map_groups``) run the same per-ticker function; ``build_features`` with
-``engine="auto"`` picks by row count (:data:`RAY_MIN_ROWS`, measured in ``bench/features.py``).
+ticker-aligned blocks, or ``groupby("ticker").map_groups``) run the same per-ticker function;
+``build_features`` with ``engine="auto"`` picks by row count (:data:`RAY_MIN_ROWS`, measured
+in ``bench/features.py``).
 """
 
 from __future__ import annotations
@@ -146,12 +147,14 @@ FEATURE_SET_VERSION = "v2"
 CROSS_SECTIONAL_BASES = ("ret_1d", "ret_5d", "ret_20d", "vol_20", "volume_z_20")
 assert FAMILY_FEATURES["macro"] == MACRO_FEATURES
 
-#: ``engine="auto"`` uses Ray Data at or above this many stock bars (see bench/features.py:
-#: on this 2-core machine one process beat Ray Data at every measured size, so only a larger
-#: cluster makes Ray worth it; ``ray_min_rows`` is the knob).
-RAY_MIN_ROWS = 20_000_000
-#: ...and only when the Ray cluster offers at least this many CPUs.
-RAY_MIN_CPUS = 4
+#: ``engine="auto"`` uses Ray Data from this many bars when a Ray cluster is already up.
+#: Measured by ``bench/features.py`` on 2 cores (bench/results/features.json): one process
+#: costs 14.6 us/bar (2.1 s for skfolio's 175k bars, 73.0 s for 5.04M synthetic bars), Ray
+#: Data (ticker-aligned blocks + map_batches) 11.3 s fixed + 12.4 us/bar (13.5 s, 73.9 s):
+#: they break even near 5M bars. More CPUs lower Ray's per-bar cost, never its fixed one.
+RAY_MIN_ROWS = 5_000_000
+#: ...and from this many when the cluster must be started for it (``ray.init`` ~15 s here).
+RAY_MIN_ROWS_COLD = 12_000_000
 
 
 def adjusted(bars: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -404,31 +407,42 @@ def build_features_ray(bars: pd.DataFrame, macro="arch", shuffle: bool = False,
         out = ds.map_batches(_groups_of_batch, batch_format="pandas", batch_size=None,
                              fn_kwargs={"context": context})
     frame = out.to_pandas()
-    frame["ts"] = pd.to_datetime(frame["ts"], utc=True)
+    # Arrow-backed columns -> the local path's numpy dtypes
+    frame["ts"] = frame["ts"].astype("datetime64[ns, UTC]")
+    frame["ticker"] = frame["ticker"].astype(object)
+    frame = frame.astype({c: "float64" for c in frame.columns if c not in ("ticker", "ts")})
     frame = frame.sort_values(["ticker", "ts"]).reset_index(drop=True)
     return add_cross_sectional(frame)
 
 
-def choose_engine(engine: str, n_rows: int, cluster_cpus: float | None = None,
-                  ray_min_rows: int = RAY_MIN_ROWS) -> str:
-    """Resolve ``"auto"`` to ``"ray"`` or ``"local"``: Ray Data only for at least
-    ``ray_min_rows`` bars on a cluster of at least :data:`RAY_MIN_CPUS` CPUs (None: unknown,
-    taken as this machine's count)."""
+def choose_engine(engine: str, n_rows: int, cluster_up: bool = True) -> str:
+    """Resolve ``"auto"`` to ``"ray"`` or ``"local"`` by row count (see :data:`RAY_MIN_ROWS`).
+
+    Args:
+        engine: ``"auto"``, ``"ray"`` or ``"local"`` (the last two are returned as given).
+        n_rows: bars to process.
+        cluster_up: a Ray cluster is already running (else starting one is part of the cost).
+    """
     if engine in ("ray", "local"):
         return engine
     if engine != "auto":
         raise ValueError(f"engine must be 'auto', 'ray' or 'local', not {engine!r}")
-    if cluster_cpus is None:
-        import os
+    return "ray" if n_rows >= (RAY_MIN_ROWS if cluster_up else RAY_MIN_ROWS_COLD) else "local"
 
-        cluster_cpus = os.cpu_count() or 1
-    return "ray" if n_rows >= ray_min_rows and cluster_cpus >= RAY_MIN_CPUS else "local"
+
+def _ray_up() -> bool:
+    try:
+        import ray
+
+        return ray.is_initialized()
+    except ImportError:
+        return False
 
 
 def build_features(bars: pd.DataFrame, engine: str = "auto", macro="arch",
                    progress: bool = False) -> tuple[pd.DataFrame, dict]:
     """Run the chosen engine; returns (frame, timing info for the run report)."""
-    chosen = choose_engine(engine, len(bars))
+    chosen = choose_engine(engine, len(bars), cluster_up=_ray_up())
     t0 = time.perf_counter()
     if chosen == "ray":
         frame = build_features_ray(bars, macro=macro)

@@ -47,15 +47,10 @@ class FeaturesResult:
     quality: dict = field(default_factory=dict)
 
 
-def _cluster_cpus() -> float | None:
-    try:
-        import ray
+def _ray_up() -> bool:
+    import ray
 
-        if ray.is_initialized():
-            return float(ray.cluster_resources().get("CPU", 0))
-    except Exception:  # noqa: BLE001, S110 — no Ray: decide on this machine's CPUs
-        pass
-    return None
+    return ray.is_initialized()
 
 
 def main(cfg: FeaturesConfig, settings: Settings) -> FeaturesResult:
@@ -65,7 +60,7 @@ def main(cfg: FeaturesConfig, settings: Settings) -> FeaturesResult:
     contract = check_bars(raw, run_id=run_id)
     qfile = write_quarantine(contract.quarantine, settings.quarantine_dir, run_id)
     bars = contract.bars
-    engine = choose_engine(cfg.engine, len(bars), _cluster_cpus())
+    engine = choose_engine(cfg.engine, len(bars), cluster_up=_ray_up())
     t0 = pd.Timestamp.now()
     if engine == "ray":
         frame = build_features_ray(bars)

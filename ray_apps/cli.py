@@ -107,7 +107,8 @@ def features(
     from ray_apps.cluster import local_cluster
 
     settings = _settings().resolved()
-    cfg = FeaturesConfig(engine=choose_engine(engine, count_rows(settings.bars_dir)),
+    cfg = FeaturesConfig(engine=choose_engine(engine, count_rows(settings.bars_dir),
+                                              cluster_up=False),
                          online=online, redis_address=f"127.0.0.1:{redis_port}", verbose=True)
     if online == "redis" and not redis_ping(redis_port):
         server = RedisServer(redis_port, workdir=settings.feast_dir / "redis", detach=True)

@@ -89,11 +89,14 @@ def local_cluster(settings: Settings, *, extra_env: dict[str, str] | None = None
 
 
 def _reload_ray_config() -> None:
-    # Ray caches its config (auth mode included) when first imported; the variables above
-    # are set later, so re-read them — what Ray itself does when it turns token auth on.
-    from ray._raylet import Config
+    # Ray caches its config (auth mode included) when first imported, and the token it loaded
+    # from the previous token path; the variables above are set later, so re-read both — what
+    # Ray itself does when it turns token auth on. Without the cache reset a second cluster in
+    # the same process (tests, notebooks) starts with a new token but dials with the old one.
+    from ray._raylet import AuthenticationTokenLoader, Config
 
     Config.initialize("")
+    AuthenticationTokenLoader.instance().reset_cache()
 
 
 def dashboard_url(ctx) -> str | None:

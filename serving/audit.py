@@ -13,9 +13,10 @@ Durability policy:
   never interleave within a file, and old days can be shipped/rotated whole.
 
 Record fields: ``ts`` (epoch s), ``request_id``, ``rpc``, ``request`` (the request as JSON),
-``features_sha256`` (per ticker, over the exact float32 vector bytes the models saw, in name
-order), ``models`` (horizon -> alias:name:version), ``response`` (JSON) or ``error``
-(code + message), ``latency_ms``, and ``shadow`` when a challenger answered in shadow mode.
+``rows`` (per ticker: ``features_sha256`` — SHA-256 of the row's feature values as
+name-sorted JSON, 32 hex digits — and per horizon the prediction, ``alias:name:version`` of the
+model and the staleness flag; ``shadow``: the challenger's answers in shadow mode) or
+``error`` (code + message), and ``latency_ms``.
 """
 
 from __future__ import annotations

@@ -141,9 +141,7 @@ def main(argv: list[str] | None = None) -> None:
     cfg, host, port = parse_args(argv)
 
     async def run() -> None:
-        service = PredictionService(
-            cfg.build_local_stages(), cfg.policy(), audit=cfg.build_audit()
-        )
+        service = PredictionService(cfg.build_local_stages(), cfg.policy(), audit=cfg.build_audit())
         server, bound = await start_server(service, port, host)
         print(f"serving stockray.v1.PredictionService on {host}:{bound}", flush=True)
         await server.wait_for_termination()

@@ -73,7 +73,7 @@ class Stages(Protocol):
     ) -> list[Scores | ServingError]: ...
 
     async def explain(
-        self, rows: list[FeatureRow], horizons: Sequence[int], alias: str
+        self, rows: list[FeatureRow], horizons: Sequence[int], alias: str, top_k: int = 0
     ) -> list[dict[int, Explanation] | ServingError]: ...
 
 
@@ -114,9 +114,13 @@ def score_rows(
 
 
 def explain_rows(
-    served: ServedModels, rows: list[FeatureRow], horizons: Sequence[int], alias: str
+    served: ServedModels,
+    rows: list[FeatureRow],
+    horizons: Sequence[int],
+    alias: str,
+    top_k: int = 0,
 ) -> list[dict[int, Explanation] | ServingError]:
-    """Full attributions (every feature); uncached vectors computed in one batch call."""
+    """Top-``top_k`` attributions (0 = every feature); uncached vectors in one batch call."""
     ms = _alias_set(served, alias)
     assert ms.explainer is not None
     if len(rows) > 1:
@@ -124,7 +128,7 @@ def explain_rows(
     out: list[dict[int, Explanation] | ServingError] = []
     for row in rows:
         try:
-            out.append(ms.explainer.explain(row.values, horizons, top_k=0, ticker=row.ticker))
+            out.append(ms.explainer.explain(row.values, horizons, top_k=top_k, ticker=row.ticker))
         except ServingError as e:
             out.append(e)
     return out
@@ -148,9 +152,9 @@ class LocalStages:
         return score_rows(self.served, rows, horizons, alias)
 
     async def explain(
-        self, rows: list[FeatureRow], horizons: Sequence[int], alias: str
+        self, rows: list[FeatureRow], horizons: Sequence[int], alias: str, top_k: int = 0
     ) -> list[dict[int, Explanation] | ServingError]:
-        return explain_rows(self.served, rows, horizons, alias)
+        return explain_rows(self.served, rows, horizons, alias, top_k)
 
 
 def iso_utc(epoch_s: float) -> str:
@@ -330,7 +334,7 @@ class PredictionService:
         if rows:
             jobs = [self._stages.score(rows, plan.horizons, plan.alias)]
             if plan.explain:
-                jobs.append(self._stages.explain(rows, plan.horizons, plan.alias))
+                jobs.append(self._stages.explain(rows, plan.horizons, plan.alias, plan.top_k))
             if self.policy.shadow and plan.alias == CHAMPION and not plan.routed:
                 models = await self._stages.models()
                 if CHALLENGER in models and set(plan.horizons) <= set(models[CHALLENGER]):
@@ -381,6 +385,9 @@ class PredictionService:
                     "model": f"{info.alias}:{info.model_name}:{info.model_version}",
                     "stale": stale,
                 }
+            if self.audit is None and not shadow:
+                out.append(resp)
+                continue
             a = {"ticker": row.ticker, "features_sha256": features_hash(row), "h": summary}
             if shadow and not isinstance(shadow[slot], ServingError):
                 a["shadow"] = {

@@ -33,9 +33,9 @@ class ExplainerDeployment:
         self._token = routing.reload_token
 
     def explain(
-        self, rows: list[FeatureRow], horizons: Sequence[int], alias: str
+        self, rows: list[FeatureRow], horizons: Sequence[int], alias: str, top_k: int = 0
     ) -> list[dict[int, Explanation] | ServingError] | ServingError:
         try:
-            return explain_rows(self._served, rows, horizons, alias)
+            return explain_rows(self._served, rows, horizons, alias, top_k)
         except ServingError as e:
             return e  # returned, not raised: the caller's error, no replica stack trace

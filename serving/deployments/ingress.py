@@ -107,9 +107,11 @@ class HandleStages:
         return _raise_if_error(await self._predictor.score.remote(rows, list(horizons), alias))
 
     async def explain(
-        self, rows: list[FeatureRow], horizons: Sequence[int], alias: str
+        self, rows: list[FeatureRow], horizons: Sequence[int], alias: str, top_k: int = 0
     ) -> list[dict[int, Explanation] | ServingError]:
-        return _raise_if_error(await self._explainer.explain.remote(rows, list(horizons), alias))
+        return _raise_if_error(
+            await self._explainer.explain.remote(rows, list(horizons), alias, top_k)
+        )
 
 
 def _raise_if_error(result: Any) -> Any:

@@ -85,7 +85,8 @@ def _registry(tmp: Path, versions: int = 2) -> str:
             client.log_artifacts(run.info.run_id, dirs[h], artifact_path="bundle")
             client.set_terminated(run.info.run_id)
             client.create_model_version(
-                f"stockray-lgbm-h{h}", source=f"runs:/{run.info.run_id}/bundle",
+                f"stockray-lgbm-h{h}",
+                source=f"runs:/{run.info.run_id}/bundle",
                 run_id=run.info.run_id,
             )
     for h in (1, 5):
@@ -108,8 +109,12 @@ def app(ray_cluster, tmp_path_factory):
         routing={"alias_poll_s": 0.5},
     )
     ep = start_serve(
-        args, ray_cluster["grpc"], ray_cluster["http"], "127.0.0.1",
-        proxy_grpc_port=ray_cluster["pgrpc"], timeout_s=120,
+        args,
+        ray_cluster["grpc"],
+        ray_cluster["http"],
+        "127.0.0.1",
+        proxy_grpc_port=ray_cluster["pgrpc"],
+        timeout_s=120,
     )
     yield {"ep": ep, "uri": uri, "audit": tmp / "audit", "args": args}
     serve.delete(args.app_name)
@@ -192,8 +197,11 @@ def test_fuzzed_bodies_never_crash_the_replica(app):
     codes: Counter[str] = Counter()
     with grpc.insecure_channel(ep.grpc_target) as ch:
         calls = {
-            n: ch.unary_unary(f"/stockray.v1.PredictionService/{n}",
-                              request_serializer=lambda b: b, response_deserializer=lambda b: b)
+            n: ch.unary_unary(
+                f"/stockray.v1.PredictionService/{n}",
+                request_serializer=lambda b: b,
+                response_deserializer=lambda b: b,
+            )
             for n in ("Predict", "PredictBatch", "Explain", "ListModels")
         }
         for i in range(400):
@@ -201,8 +209,12 @@ def test_fuzzed_bodies_never_crash_the_replica(app):
             if i % 2:
                 body = rng.bytes(int(rng.integers(0, 80)))
             else:
-                msg = {"Predict": pb.PredictRequest, "PredictBatch": pb.PredictBatchRequest,
-                       "Explain": pb.ExplainRequest, "ListModels": pb.ListModelsRequest}[name]()
+                msg = {
+                    "Predict": pb.PredictRequest,
+                    "PredictBatch": pb.PredictBatchRequest,
+                    "Explain": pb.ExplainRequest,
+                    "ListModels": pb.ListModelsRequest,
+                }[name]()
                 for f in msg.DESCRIPTOR.fields:
                     _fuzz_field(msg, f, rng)
                 body = msg.SerializeToString()
@@ -219,8 +231,11 @@ def test_fuzzed_bodies_never_crash_the_replica(app):
 
 def _fuzz_field(msg, f, rng) -> None:
     def rs():
-        return "".join(chr(int(c)) for c in rng.integers(1, 0x10FFF, int(rng.integers(0, 50)))
-                       if not 0xD800 <= c <= 0xDFFF)
+        return "".join(
+            chr(int(c))
+            for c in rng.integers(1, 0x10FFF, int(rng.integers(0, 50)))
+            if not 0xD800 <= c <= 0xDFFF
+        )
 
     rep = f.is_repeated
     if f.type == f.TYPE_STRING:
@@ -248,7 +263,8 @@ def test_killed_replica_is_recovered_and_failures_counted(app):
         st = serve.status().applications[app["args"].app_name].deployments["Ingress"]
         assert st.status == "HEALTHY"
         replica = next(
-            a for a in ray.util.list_named_actors(all_namespaces=True)
+            a
+            for a in ray.util.list_named_actors(all_namespaces=True)
             if "SERVE_REPLICA" in a["name"] and "Ingress" in a["name"]
         )
         ray.kill(ray.get_actor(replica["name"], namespace=replica["namespace"]), no_restart=True)
@@ -262,8 +278,10 @@ def test_killed_replica_is_recovered_and_failures_counted(app):
                 break
         time.sleep(2)
     failed = load.failed()
-    print(f"\nreplica kill: {dict(load.codes)}; OK before kill {ok_before}; failed requests "
-          f"during recovery {failed}; serving again after {recovered}s")
+    print(
+        f"\nreplica kill: {dict(load.codes)}; OK before kill {ok_before}; failed requests "
+        f"during recovery {failed}; serving again after {recovered}s"
+    )
     assert recovered is not None, load.errors
     with PredictionClient(ep.grpc_target) as c:
         assert c.predict("AAPL").predictions
@@ -274,12 +292,23 @@ def test_backpressure_answers_resource_exhausted_with_retry_advice(app, ray_clus
 
     args = app["args"]
     serve.delete(args.app_name)  # the public port is the tiny-queue app's now
-    tiny = args.model_copy(update={
-        "max_ongoing_requests": 1, "max_queued_requests": 1, "explain_cache_size": 0,
-        "audit_dir": None, "app_name": "tiny",
-    })
-    ep = start_serve(tiny, ray_cluster["grpc"], ray_cluster["http"], "127.0.0.1",
-                     proxy_grpc_port=ray_cluster["pgrpc"], timeout_s=120)
+    tiny = args.model_copy(
+        update={
+            "max_ongoing_requests": 1,
+            "max_queued_requests": 1,
+            "explain_cache_size": 0,
+            "audit_dir": None,
+            "app_name": "tiny",
+        }
+    )
+    ep = start_serve(
+        tiny,
+        ray_cluster["grpc"],
+        ray_cluster["http"],
+        "127.0.0.1",
+        proxy_grpc_port=ray_cluster["pgrpc"],
+        timeout_s=120,
+    )
     try:
         with Load(ep.grpc_target, 32) as load:
             time.sleep(5)

@@ -11,6 +11,8 @@ from features.pipeline import (
     FAMILY_FEATURES,
     FEATURE_NAMES,
     FEATURES,
+    RAY_MIN_ROWS,
+    RAY_MIN_ROWS_COLD,
     adjusted,
     build_features_local,
     choose_engine,
@@ -189,11 +191,13 @@ def test_volume_is_split_adjusted():
     assert f["volume_z_20"].dropna().abs().max() == 0  # no phantom volume shock
 
 
-def test_engine_auto_picks_local_below_threshold_or_on_small_machines():
+def test_engine_auto_picks_by_measured_row_threshold():
     assert choose_engine("local", 10**9) == "local" and choose_engine("ray", 1) == "ray"
-    assert choose_engine("auto", 1000, cluster_cpus=64) == "local"
-    assert choose_engine("auto", 10**9, cluster_cpus=2) == "local"
-    assert choose_engine("auto", 10**9, cluster_cpus=64) == "ray"
+    assert choose_engine("auto", RAY_MIN_ROWS - 1) == "local"
+    assert choose_engine("auto", RAY_MIN_ROWS) == "ray"
+    # starting a cluster for it costs ~15 s more: a higher bar
+    assert choose_engine("auto", RAY_MIN_ROWS, cluster_up=False) == "local"
+    assert choose_engine("auto", RAY_MIN_ROWS_COLD, cluster_up=False) == "ray"
     with pytest.raises(ValueError):
         choose_engine("spark", 1)
 

@@ -5,6 +5,7 @@ No Ray: the service runs in-process and behind the bare grpcio server."""
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import os
 import signal
@@ -172,7 +173,9 @@ def test_predict_batch_reports_errors_per_ticker(dirs, rows):
     resp = run(svc.predict_batch(req))
     kinds = [r.WhichOneof("result") for r in resp.results]
     assert kinds == ["prediction", "error", "prediction", "error", "error", "prediction"]
-    assert resp.results[1].error.code == "NOT_FOUND" and "materialize" in resp.results[1].error.message
+    assert (
+        resp.results[1].error.code == "NOT_FOUND" and "materialize" in resp.results[1].error.message
+    )
     assert resp.results[3].error.code == "INVALID_ARGUMENT"
     single = run(svc.predict(pb.PredictRequest(ticker="MSFT", explain=True, top_k=2)))
     got = resp.results[2].prediction
@@ -420,11 +423,41 @@ def _random_request(name, rng):
     if rng.random() < 0.5:
         hs = [int(h) for h in rng.choice([1, 5, 20, 0, -1], int(rng.integers(0, 4)))]
     if name == "Predict":
-        return pb.PredictRequest(ticker=s(), horizons=hs, explain=bool(rng.random() < 0.5),
-                                 top_k=int(rng.integers(-5, 200)), as_of=s(), model_alias=s())
+        return pb.PredictRequest(
+            ticker=s(),
+            horizons=hs,
+            explain=bool(rng.random() < 0.5),
+            top_k=int(rng.integers(-5, 200)),
+            as_of=s(),
+            model_alias=s(),
+        )
     if name == "PredictBatch":
-        return pb.PredictBatchRequest(tickers=[s() for _ in range(int(rng.integers(0, 5)))],
-                                      horizons=hs, explain=True, as_of=s())
+        return pb.PredictBatchRequest(
+            tickers=[s() for _ in range(int(rng.integers(0, 5)))],
+            horizons=hs,
+            explain=True,
+            as_of=s(),
+        )
     if name == "Explain":
         return pb.ExplainRequest(ticker=s(), horizons=hs, model_alias=s())
     return pb.ListModelsRequest()
+
+
+def test_cli_predict_batch(dirs, rows):
+    from typer.testing import CliRunner
+
+    from ray_apps.cli import app
+
+    svc = make_service(dirs, rows)
+    with BackgroundServer(svc) as s:
+        ok = CliRunner().invoke(
+            app, ["predict-batch", "AAPL,MSFT", "--horizon", "5", "--target", s.target]
+        )
+        bad = CliRunner().invoke(
+            app, ["predict-batch", "AAPL,ZZZZ", "--target", s.target, "--json"]
+        )
+    assert ok.exit_code == 0, ok.output
+    assert "AAPL" in ok.output and "MSFT" in ok.output and "stockray-lgbm-h5 v3" in ok.output
+    assert (
+        bad.exit_code == 1 and json.loads(bad.output)["results"][1]["error"]["code"] == "NOT_FOUND"
+    )
