@@ -55,7 +55,8 @@ def up(
         "AAPL,GOOG,IBM,MSFT,FB",
     start: Annotated[Optional[str], typer.Option(help="First date, YYYY-MM-DD.")] = None,
     end: Annotated[Optional[str], typer.Option(help="Last date, YYYY-MM-DD.")] = None,
-    engine: Annotated[str, typer.Option(help="Feature engine: ray | local.")] = "ray",
+    engine: Annotated[str, typer.Option(
+        help="Feature engine: auto (by row count) | ray (Ray Data) | local.")] = "auto",
     mode: Annotated[str, typer.Option(help="Serve graph: fused | split.")] = "fused",
     auth: Annotated[bool, typer.Option(help="Ray token auth for the cluster.")] = True,
 ) -> None:

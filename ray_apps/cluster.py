@@ -21,8 +21,9 @@ from pathlib import Path
 
 from features.settings import Settings
 
-# Ray puts Unix sockets under its temp dir; their paths must stay under ~107 bytes.
-_MAX_TEMP_DIR_LEN = 48
+# Ray puts Unix sockets under its temp dir, e.g. <tmp>/session_2026-11-24_07-20-45_487927_25409/
+# sockets/dash_MetricsHead (~66 bytes after <tmp>); a socket path must stay under 107 bytes.
+_MAX_TEMP_DIR_LEN = 38
 
 
 def auth_env(settings: Settings, enabled: bool = True) -> dict[str, str]:

@@ -26,7 +26,9 @@ class UpConfig:
     tickers: tuple[str, ...] = DEFAULT_TICKERS
     start: str | None = None  # first date of the embedded data (None = all, from 2000-03)
     end: str | None = None
-    engine: str = "ray"  # feature pipeline: "ray" (Ray Data) or "local"
+    # feature pipeline: "auto" picks Ray Data or one process by row count (measured break-even
+    # ~5M bars on 2 cores, see features.pipeline.choose_engine); "ray" forces Ray Data
+    engine: str = "auto"
     auth: bool = True  # Ray token auth (see ray_apps.cluster)
     sample_ticker: str = "AAPL"
     train: train.TrainConfig = field(default_factory=train.TrainConfig)
@@ -75,7 +77,8 @@ def main(cfg: UpConfig, settings: Settings,
         t["features_s"] = time.perf_counter() - s
         _say(f"[3/6] features: {feats.rows} rows, {len(feats.tickers)} tickers "
              f"{feats.first_ts}..{feats.last_ts}; Feast applied, {feats.online_tickers} "
-             f"tickers materialized online ({t['features_s']:.1f}s)")
+             f"tickers materialized online; engine {feats.engine} "
+             f"({t['features_s']:.1f}s)")
 
         s = time.perf_counter()
         tr = train.main(cfg.train, settings)
