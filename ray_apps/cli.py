@@ -11,7 +11,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -29,18 +29,18 @@ def _settings() -> Settings:
 
 @app.callback()
 def _global(
-    data_dir: Annotated[Optional[Path], typer.Option(
+    data_dir: Annotated[Path | None, typer.Option(
         help="Where everything is written [env STOCKRAY_DATA_DIR; default ./data].")] = None,
-    grpc_port: Annotated[Optional[int], typer.Option(
+    grpc_port: Annotated[int | None, typer.Option(
         help="Public gRPC port [env STOCKRAY_GRPC_PORT; default 9000].")] = None,
-    http_port: Annotated[Optional[int], typer.Option(
+    http_port: Annotated[int | None, typer.Option(
         help="HTTP/JSON port [env STOCKRAY_HTTP_PORT; default 8000].")] = None,
-    dashboard_port: Annotated[Optional[int], typer.Option(
+    dashboard_port: Annotated[int | None, typer.Option(
         help="Ray dashboard port [env STOCKRAY_DASHBOARD_PORT; default 8265].")] = None,
 ) -> None:
-    overrides = {k: v for k, v in dict(data_dir=data_dir, grpc_port=grpc_port,
-                                        http_port=http_port,
-                                        dashboard_port=dashboard_port).items() if v is not None}
+    given = {"data_dir": data_dir, "grpc_port": grpc_port, "http_port": http_port,
+             "dashboard_port": dashboard_port}
+    overrides = {k: v for k, v in given.items() if v is not None}
     _state["settings"] = Settings(**overrides)
 
 
@@ -53,8 +53,8 @@ def up(
     once: Annotated[bool, typer.Option(help="Exit after the sample prediction.")] = False,
     tickers: Annotated[str, typer.Option(help="Comma-separated embedded tickers.")] =
         "AAPL,GOOG,IBM,MSFT,FB",
-    start: Annotated[Optional[str], typer.Option(help="First date, YYYY-MM-DD.")] = None,
-    end: Annotated[Optional[str], typer.Option(help="Last date, YYYY-MM-DD.")] = None,
+    start: Annotated[str | None, typer.Option(help="First date, YYYY-MM-DD.")] = None,
+    end: Annotated[str | None, typer.Option(help="Last date, YYYY-MM-DD.")] = None,
     engine: Annotated[str, typer.Option(
         help="Feature engine: auto (by row count) | ray (Ray Data) | local.")] = "auto",
     mode: Annotated[str, typer.Option(help="Serve graph: fused | split.")] = "fused",
@@ -70,15 +70,15 @@ def up(
 
 @app.command()
 def ingest(
-    file: Annotated[Optional[list[Path]], typer.Option(
+    file: Annotated[list[Path] | None, typer.Option(
         help="OHLCV CSV/Parquet file(s) (columns date, open, high, low, close, volume, "
              "[adj_close], [ticker]). Default: the embedded universe.")] = None,
-    ticker: Annotated[Optional[str], typer.Option(
+    ticker: Annotated[str | None, typer.Option(
         help="Ticker for files without a ticker column.")] = None,
     tickers: Annotated[str, typer.Option(help="Embedded tickers (without --file).")] =
         "AAPL,GOOG,IBM,MSFT,FB",
-    start: Annotated[Optional[str], typer.Option(help="First date, YYYY-MM-DD.")] = None,
-    end: Annotated[Optional[str], typer.Option(help="Last date, YYYY-MM-DD.")] = None,
+    start: Annotated[str | None, typer.Option(help="First date, YYYY-MM-DD.")] = None,
+    end: Annotated[str | None, typer.Option(help="Last date, YYYY-MM-DD.")] = None,
 ) -> None:
     """Validate market data into the lake; bad rows go to the quarantine with reasons."""
     from ray_apps.ingest import IngestConfig, describe, main
@@ -184,11 +184,11 @@ def serve(
 @app.command()
 def predict(
     ticker: Annotated[str, typer.Argument(help="Ticker, e.g. AAPL.")],
-    horizon: Annotated[Optional[list[int]], typer.Option(
+    horizon: Annotated[list[int] | None, typer.Option(
         help="Horizon in trading days (repeatable); default: all served.")] = None,
     explain: Annotated[bool, typer.Option(help="Include top SHAP contributions.")] = True,
     top_k: Annotated[int, typer.Option(help="Contributions to show.")] = 5,
-    target: Annotated[Optional[str], typer.Option(
+    target: Annotated[str | None, typer.Option(
         help="gRPC host:port (default 127.0.0.1:<grpc port>).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait.")] = 10.0,
@@ -219,13 +219,13 @@ def predict(
 @app.command("predict-batch")
 def predict_batch(
     tickers: Annotated[str, typer.Argument(help="Comma-separated tickers, e.g. AAPL,MSFT.")],
-    horizon: Annotated[Optional[list[int]], typer.Option(
+    horizon: Annotated[list[int] | None, typer.Option(
         help="Horizon in trading days (repeatable); default: all served.")] = None,
     explain: Annotated[bool, typer.Option(help="Include top SHAP contributions.")] = False,
     top_k: Annotated[int, typer.Option(help="Contributions per horizon.")] = 5,
     model_alias: Annotated[str, typer.Option(help="champion | challenger (default: server's "
                                                   "routing).")] = "",
-    target: Annotated[Optional[str], typer.Option(
+    target: Annotated[str | None, typer.Option(
         help="gRPC host:port (default 127.0.0.1:<grpc port>).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait.")] = 30.0,
@@ -287,7 +287,7 @@ def submit(ctx: typer.Context) -> None:
     raise typer.Exit(subprocess.call(cmd, env=env))
 
 
-def _families(family: Optional[str], config: Optional[Path]) -> list[str]:
+def _families(family: str | None, config: Path | None) -> list[str]:
     from training.config import DEFAULT_CONFIG, load_experiment
 
     return [family] if family else load_experiment(config or DEFAULT_CONFIG).families
@@ -299,11 +299,11 @@ def evaluate(
         help="default (the data dir's offline store) | skfolio (20 stocks 1990-2022, "
              "close only; needs the skfolio wheel).")] = "default",
     horizon: Annotated[int, typer.Option(help="Horizon in trading days.")] = 5,
-    config: Annotated[Optional[Path], typer.Option(
+    config: Annotated[Path | None, typer.Option(
         help="Experiment config [default configs/lgbm.yaml].")] = None,
-    max_folds: Annotated[Optional[int], typer.Option(
+    max_folds: Annotated[int | None, typer.Option(
         help="Cap the walk-forward folds (default: all that fit).")] = None,
-    seeds: Annotated[Optional[str], typer.Option(
+    seeds: Annotated[str | None, typer.Option(
         help="Comma-separated seeds (default: the config's).")] = None,
     parallel: Annotated[bool, typer.Option(
         help="One Ray task per seed on a local cluster.")] = True,
@@ -332,19 +332,19 @@ def evaluate(
 
 @app.command()
 def retrain(
-    config: Annotated[Optional[Path], typer.Option(
+    config: Annotated[Path | None, typer.Option(
         help="Experiment config [default configs/lgbm.yaml].")] = None,
     tickers: Annotated[str, typer.Option(help="Embedded tickers to ingest.")] =
         "AAPL,GOOG,IBM,MSFT,FB",
-    start: Annotated[Optional[str], typer.Option(help="First date, YYYY-MM-DD.")] = None,
-    end: Annotated[Optional[str], typer.Option(help="Last date, YYYY-MM-DD.")] = None,
+    start: Annotated[str | None, typer.Option(help="First date, YYYY-MM-DD.")] = None,
+    end: Annotated[str | None, typer.Option(help="Last date, YYYY-MM-DD.")] = None,
     engine: Annotated[str, typer.Option(help="Feature engine: local | ray.")] = "local",
     promote: Annotated[bool, typer.Option(help="Apply the promotion rule at the end.")] = True,
     force: Annotated[bool, typer.Option(help="Re-run every step, ignoring the state.")] = False,
-    max_folds: Annotated[Optional[int], typer.Option(
+    max_folds: Annotated[int | None, typer.Option(
         help="Cap the walk-forward folds (quick runs).")] = None,
-    seeds: Annotated[Optional[str], typer.Option(help="Comma-separated seeds.")] = None,
-    num_boost_round: Annotated[Optional[int], typer.Option(
+    seeds: Annotated[str | None, typer.Option(help="Comma-separated seeds.")] = None,
+    num_boost_round: Annotated[int | None, typer.Option(
         help="Override the config's boosting rounds.")] = None,
     auth: Annotated[bool, typer.Option(
         help="Token auth for a cluster this command starts itself.")] = True,
@@ -366,11 +366,11 @@ def retrain(
 @app.command()
 def promote(
     horizon: Annotated[int, typer.Option(help="Horizon in trading days.")] = 5,
-    family: Annotated[Optional[str], typer.Option(
+    family: Annotated[str | None, typer.Option(
         help="lgbm | lgbmrank (default: every family in the config).")] = None,
     force: Annotated[bool, typer.Option(
         help="Promote the challenger even if the rule says no (recorded).")] = False,
-    config: Annotated[Optional[Path], typer.Option(
+    config: Annotated[Path | None, typer.Option(
         help="Config with lifecycle.promotion_margin / min_seeds.")] = None,
 ) -> None:
     """Promote challenger -> champion when its walk-forward RankIC (mean over >= min_seeds

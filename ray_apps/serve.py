@@ -7,7 +7,9 @@ public port to be the fast direct-ingress path (``stockray up`` / ``stockray ser
 
 from __future__ import annotations
 
+from features.lake import list_tickers
 from features.settings import Settings
+from features.sources import MARKET_TICKER
 from serving.app import AppArgs
 from serving.launch import ServeEndpoints, start_serve
 from serving.models import ModelSource
@@ -23,7 +25,10 @@ def app_args(settings: Settings, horizons: list[int] | None = None,
     # The registry's challenger (if any) is loaded too: `model_alias="challenger"`, canary and
     # shadow routing (AppArgs.routing); every prediction is audited under <data_dir>/audit/.
     challenger = models.model_copy(update={"alias": "challenger"})
-    return AppArgs(models=models, challenger=challenger,
+    # Explanations of every ticker in the lake are computed in one batch when a replica loads
+    # its models (and again after a swap), so the first request per ticker is a cache hit.
+    warm = [t for t in list_tickers(settings.bars_dir) if t != MARKET_TICKER]
+    return AppArgs(models=models, challenger=challenger, warm_tickers=warm,
                    audit_dir=str(settings.data_dir / "audit"),
                    reader="features.store:FeastOnlineReader",
                    reader_kwargs={"repo_path": str(settings.feast_dir)},

@@ -118,9 +118,9 @@ def usage(settings: Settings, ep: ServeEndpoints) -> str:
     return "\n".join([
         "Call it yourself (from another terminal):",
         f"  stockray predict AAPL --horizon 5 --target {ep.grpc_target}",
-        f"  curl -s -X POST {ep.http_url}/v1/predict -H 'content-type: application/json' "
-        "-d '{\"ticker\": \"AAPL\", \"horizons\": [5], \"explain\": true}'",
-        f"  grpcurl -plaintext -d '{{\"ticker\": \"AAPL\"}}' {ep.grpc_target} "
-        "stockray.v1.PredictionService/Predict",
+        (f"  curl -s -X POST {ep.http_url}/v1/predict -H 'content-type: application/json' "
+         "-d '{\"ticker\": \"AAPL\", \"horizons\": [5], \"explain\": true}'"),
+        (f"  grpcurl -plaintext -d '{{\"ticker\": \"AAPL\"}}' {ep.grpc_target} "
+         "stockray.v1.PredictionService/Predict"),
         f"  MLflow UI: mlflow ui --backend-store-uri {settings.tracking_uri}",
     ])

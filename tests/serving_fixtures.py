@@ -111,8 +111,8 @@ def free_port() -> int:
 
 def served_models(dirs: Mapping[int, str], challenger: Mapping[int, str] | None = None, **kw):
     """``ServedModels`` over bundle directories (champion, optional challenger)."""
-    from serving.modelset import ServedModels
     from serving.models import ModelSource
+    from serving.modelset import ServedModels
 
     sources = {"champion": ModelSource(bundle_dirs=dict(dirs))}
     if challenger:

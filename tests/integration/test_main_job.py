@@ -74,7 +74,7 @@ def test_main_job_serves_true_predictions_with_explanations(settings):
         m = res.train.metrics[h]
         assert np.isfinite(m["val_ic"]) and np.isfinite(m["baseline_momentum_ic"])
         assert m["baseline_zero_rmse"] > 0
-    h5 = [p for p in checks["predict"].predictions if p.horizon == 5][0]
+    h5 = next(p for p in checks["predict"].predictions if p.horizon == 5)
     http_h5 = checks["http"]["predictions"][0]
     assert http_h5["predicted_return"] == pytest.approx(h5.predicted_return, abs=1e-9)
     assert checks["cli"].exit_code == 0, checks["cli"].output

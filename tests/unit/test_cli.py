@@ -14,7 +14,7 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 
 def test_every_subcommand_in_readme_exists_and_has_help():
     text = README.read_text()
-    code = re.findall(r"```.*?```", text, re.S) + re.findall(r"`[^`\n]+`", text)
+    code = re.findall(r"```.*?```", text, re.DOTALL) + re.findall(r"`[^`\n]+`", text)
     named = set(re.findall(r"stockray (?:--[\w-]+ \S+ )*([a-z][\w-]+)", "\n".join(code)))
     runner = CliRunner()
     top = runner.invoke(app, ["--help"])

@@ -66,7 +66,8 @@ def test_failed_write_leaves_previous_partition_intact(tmp_path, monkeypatch):
     before = target.read_bytes()
 
     def boom(table, where, **kw):
-        open(where, "wb").write(b"PAR1 half")  # a partial file, then a crash
+        with open(where, "wb") as f:
+            f.write(b"PAR1 half")  # a partial file, then a crash
         raise OSError("disk full")
 
     monkeypatch.setattr(pq, "write_table", boom)
