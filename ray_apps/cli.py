@@ -105,7 +105,7 @@ def features(
     from features.pipeline import choose_engine
     from features.redis_server import RedisServer, redis_ping
     from ray_apps.build_features import FeaturesConfig, main
-    from ray_apps.cluster import local_cluster
+    from ray_apps.cluster import ray_connection
 
     settings = _settings().resolved()
     cfg = FeaturesConfig(engine=choose_engine(engine, count_rows(settings.bars_dir),
@@ -116,7 +116,7 @@ def features(
         server.start()
         typer.echo(f"redis-server pid {server.pid} on {server.address} (stop: kill {server.pid})")
     if cfg.engine == "ray":
-        with local_cluster(settings, dashboard=False):
+        with ray_connection(settings):
             res = main(cfg, settings)
     else:
         res = main(cfg, settings)
@@ -147,12 +147,12 @@ def train(
 ) -> None:
     """Train LightGBM per horizon (Ray Tune), register in MLflow (the first version becomes
     champion, later ones challenger: see `stockray promote`), export ONNX."""
-    from ray_apps.cluster import local_cluster
+    from ray_apps.cluster import ray_connection
     from ray_apps.train import TrainConfig, describe, main
 
     settings = _settings().resolved()
     hs = [int(h) for h in horizons.split(",") if h.strip()]
-    with local_cluster(settings, dashboard=False):
+    with ray_connection(settings):
         res = main(TrainConfig(horizons=hs), settings)
     typer.echo(describe(res))
 

@@ -108,3 +108,28 @@ def dashboard_url(ctx) -> str | None:
 def ensure_dir(path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+@contextmanager
+def ray_connection(settings: Settings, auth: bool = True):
+    """Use the current Ray connection, the cluster in ``RAY_ADDRESS``, or start a local one.
+
+    Inside ``ray job submit`` the job supervisor sets ``RAY_ADDRESS``: the job joins that
+    cluster (``ray.init(address="auto")``). Without it a private local cluster is started, so a
+    command never attaches to whatever cluster happens to run on the machine.
+    """
+    import ray
+
+    if ray.is_initialized():
+        yield "existing"
+        return
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init(address="auto", log_to_driver=False, configure_logging=True,
+                 logging_level="WARNING")
+        try:
+            yield "address"
+        finally:
+            ray.shutdown()
+        return
+    with local_cluster(settings, dashboard=False, auth=auth):
+        yield "local"

@@ -19,16 +19,15 @@ every step.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 from features.settings import Settings
 from features.sources import DEFAULT_TICKERS, MARKET_TICKER
+from ray_apps.cluster import ray_connection
 
 STEPS = ("ingest", "validate", "features", "train", "evaluate", "promote")
 
@@ -84,26 +83,7 @@ def _save_state(settings: Settings, state: dict) -> None:
 
 # --- Ray ------------------------------------------------------------------------------------------
 
-@contextmanager
-def ray_connection(settings: Settings, auth: bool = True):
-    """Use the current Ray connection, the cluster in ``RAY_ADDRESS``, or start a local one."""
-    import ray
-
-    if ray.is_initialized():
-        yield "existing"
-        return
-    if os.environ.get("RAY_ADDRESS"):
-        ray.init(address="auto", log_to_driver=False, configure_logging=True,
-                 logging_level="WARNING")
-        try:
-            yield "address"
-        finally:
-            ray.shutdown()
-        return
-    from ray_apps.cluster import local_cluster
-
-    with local_cluster(settings, dashboard=False, auth=auth):
-        yield "local"
+# ray_connection lives in ray_apps.cluster (shared with `stockray features` / `train`).
 
 
 # --- steps ----------------------------------------------------------------------------------------
