@@ -163,9 +163,8 @@ def serve(
     auth: Annotated[bool, typer.Option(help="Ray token auth for the cluster.")] = True,
 ) -> None:
     """Serve the registry's champions over gRPC and HTTP until Ctrl-C."""
-    import time
 
-    from ray_apps.cluster import local_cluster
+    from ray_apps.cluster import local_cluster, wait_for_interrupt
     from ray_apps.serve import main
     from serving.launch import serve_env
 
@@ -174,11 +173,8 @@ def serve(
     with local_cluster(settings, extra_env=env, auth=auth):
         ep = main(settings, mode=mode)
         typer.echo(f"gRPC {ep.grpc_target}, HTTP {ep.http_url} — Ctrl-C to stop")
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            typer.echo("stopping the Ray cluster this command started (Serve included)")
+        wait_for_interrupt()
+        typer.echo("stopping the Ray cluster this command started (Serve included)")
 
 
 @app.command()
@@ -281,9 +277,13 @@ def submit(ctx: typer.Context) -> None:
     env = dict(os.environ)
     if token.exists():
         env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token))
-    ray_bin = Path(sys.executable).with_name("ray")
-    cmd = [str(ray_bin), "job", "submit", "--address",
-           f"http://{settings.host}:{settings.dashboard_port}", "--", *ctx.args]
+    bin_dir = Path(sys.executable).parent
+    entry = list(ctx.args)
+    if entry and (bin_dir / entry[0]).exists():
+        # The job's shell has no venv on PATH: name our own `stockray` / `python` absolutely.
+        entry[0] = str(bin_dir / entry[0])
+    cmd = [str(bin_dir / "ray"), "job", "submit", "--address",
+           f"http://{settings.host}:{settings.dashboard_port}", "--", *entry]
     raise typer.Exit(subprocess.call(cmd, env=env))
 
 

@@ -133,3 +133,23 @@ def ray_connection(settings: Settings, auth: bool = True):
         return
     with local_cluster(settings, dashboard=False, auth=auth):
         yield "local"
+
+
+def wait_for_interrupt() -> None:
+    """Block until Ctrl-C (SIGINT) or SIGTERM, then return.
+
+    Ray Tune installs its own SIGINT handler during a fit and leaves it in place, which would
+    swallow Ctrl-C afterwards; both signals get a handler of ours for the wait.
+    """
+    import signal
+    import threading
+
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set())
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while not stop.wait(3600):
+            pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

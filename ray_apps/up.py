@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from features.settings import Settings
 from features.sources import DEFAULT_TICKERS
 from ray_apps import build_features, ingest, serve, train
-from ray_apps.cluster import dashboard_url, local_cluster
+from ray_apps.cluster import dashboard_url, local_cluster, wait_for_interrupt
 from serving.launch import ServeEndpoints, serve_env
 
 
@@ -104,11 +104,8 @@ def main(cfg: UpConfig, settings: Settings,
             on_ready(ep)
         if not cfg.once:
             _say("serving until Ctrl-C ...")
-            try:
-                while True:
-                    time.sleep(3600)
-            except KeyboardInterrupt:
-                _say("\nstopping the Ray cluster this command started (Serve included)")
+            wait_for_interrupt()
+            _say("\nstopping the Ray cluster this command started (Serve included)")
         # No serve.shutdown(): its controller drain takes 30 s here, and leaving the block
         # ends the whole local cluster this command started (ray.shutdown) anyway.
     return UpResult(t, rep.to_dict(), feats, tr, ep, sample)
