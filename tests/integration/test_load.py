@@ -11,9 +11,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -29,43 +26,18 @@ from serving.client import PredictionClient, PredictionError
 from serving.launch import serve_env, start_serve
 from serving.models import ModelSource
 from serving.protos import stockray_pb2 as pb
+from tests.ray_fixtures import private_ray
 from tests.serving_fixtures import free_port, make_bundles, synthetic_rows
 
 pytestmark = pytest.mark.integration
-REPO = Path(__file__).resolve().parents[2]
 TICKERS = list(synthetic_rows(8))
 
 
 @pytest.fixture(scope="module")
 def ray_cluster():
-    import ray
-
     ports = {"grpc": free_port(), "http": free_port(), "pgrpc": free_port()}
-    env = serve_env(ports["grpc"])
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    temp_dir = tempfile.mkdtemp(prefix="/tmp/srl-it-")
-    ray.init(
-        address="local",
-        num_cpus=2,
-        include_dashboard=False,
-        _temp_dir=temp_dir,
-        runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}},
-        log_to_driver=False,
-    )
-    try:
+    with private_ray(serve_env(ports["grpc"]), prefix="srl-it-"):
         yield ports
-    finally:
-        from ray import serve
-
-        serve.shutdown()
-        ray.shutdown()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def _registry(tmp: Path, versions: int = 2) -> str:

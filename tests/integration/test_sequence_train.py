@@ -4,14 +4,13 @@ trainables."""
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from tests.ray_fixtures import private_ray
 from training.sequence import (
     CHECKPOINT_FILE,
     SequenceConfig,
@@ -58,22 +57,8 @@ def tiny_panel(n_tickers=8, n_days=160, seed=0) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def ray_local():
-    import ray
-
-    temp_dir = tempfile.mkdtemp(prefix="/tmp/srq-it-")
-    ray.init(
-        address="local",
-        num_cpus=2,
-        include_dashboard=False,
-        _temp_dir=temp_dir,
-        runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}},
-        log_to_driver=False,
-    )
-    try:
+    with private_ray(prefix="srq-it-"):
         yield
-    finally:
-        ray.shutdown()
-        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 # One 1-CPU worker: the box is shared by parallel jobs, and 2 torch threads on a loaded 2-core

@@ -9,12 +9,8 @@ and free ports chosen at runtime.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import grpc
 import pytest
@@ -24,10 +20,10 @@ from serving.client import PredictionClient, PredictionError
 from serving.launch import serve_env, start_serve
 from serving.models import ModelSource, resolve_bundles
 from serving.scorer import Scorer
+from tests.ray_fixtures import private_ray
 from tests.serving_fixtures import FEATURES, free_port, make_bundles, synthetic_rows
 
 pytestmark = pytest.mark.integration
-REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -38,36 +34,9 @@ def bundle_dirs(tmp_path_factory):
 @pytest.fixture(scope="module")
 def ray_cluster():
     """A private Ray with serve_env() in its environment (set before ray.init)."""
-    import ray
-
     ports = {"grpc": free_port(), "http": free_port(), "pgrpc": free_port()}
-    env = serve_env(ports["grpc"])
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    # Short path: Ray's unix sockets live under the temp dir.
-    temp_dir = tempfile.mkdtemp(prefix="/tmp/srs-it-")
-    ray.init(
-        address="local",
-        num_cpus=2,
-        include_dashboard=False,
-        _temp_dir=temp_dir,
-        # `tests` is not an installed package: workers import the fake reader from the repo.
-        runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}},
-        log_to_driver=False,
-    )
-    try:
+    with private_ray(serve_env(ports["grpc"]), prefix="srs-it-"):
         yield ports
-    finally:
-        from ray import serve
-
-        serve.shutdown()
-        ray.shutdown()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="module", params=["fused", "split"])

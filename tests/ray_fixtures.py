@@ -1,0 +1,46 @@
+"""A private local Ray for integration tests (one place, so every test starts it the same way)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@contextmanager
+def private_ray(env: dict[str, str] | None = None, prefix: str = "srt-", num_cpus: int = 2):
+    """``ray.init(address="local")`` on a short private temp dir; Serve and Ray shut down after.
+
+    Args:
+        env: variables Ray must see when it starts (e.g. ``serving.launch.serve_env``); the
+            caller's environment is restored afterwards.
+        prefix: temp dir prefix under /tmp (short: Ray's Unix socket paths live under it).
+        num_cpus: CPUs Ray may schedule.
+    """
+    import ray
+
+    env = env or {}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    temp_dir = tempfile.mkdtemp(prefix=f"/tmp/{prefix}")
+    ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, _temp_dir=temp_dir,
+             # `tests` is not an installed package: workers import test fakes from the repo.
+             runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}}, log_to_driver=False)
+    try:
+        yield
+    finally:
+        from ray import serve
+
+        if env:  # a Serve test: stop the app and its controller before the cluster
+            serve.shutdown()
+        ray.shutdown()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        shutil.rmtree(temp_dir, ignore_errors=True)
