@@ -35,36 +35,6 @@ import numpy as np
 import pandas as pd
 
 
-def skfolio_csv_dir() -> Path:
-    """``<site-packages>/skfolio/datasets/data`` found without importing skfolio."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("skfolio")
-    if spec is None or not spec.submodule_search_locations:
-        raise SystemExit("skfolio is not installed: .venv/bin/pip install skfolio==1.12.2 "
-                         "--no-deps")
-    return Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data"
-
-
-def skfolio_bars() -> pd.DataFrame:
-    """Canonical bars of the skfolio universe (close-only: OHLC = close, volume = 0)."""
-    from features.sources import MARKET_TICKER
-
-    d = skfolio_csv_dir()
-    stocks = pd.read_csv(d / "sp500_dataset.csv.gz", parse_dates=["Date"])
-    index = pd.read_csv(d / "sp500_index.csv.gz", parse_dates=["Date"])
-    long = stocks.melt(id_vars="Date", var_name="ticker", value_name="close")
-    idx = index.rename(columns={"SP500": "close"}).assign(ticker=MARKET_TICKER)
-    bars = pd.concat([long, idx[["Date", "ticker", "close"]]], ignore_index=True)
-    bars = bars.dropna(subset=["close"]).rename(columns={"Date": "ts"})
-    bars["ts"] = pd.to_datetime(bars["ts"], utc=True)
-    for c in ("open", "high", "low"):
-        bars[c] = bars["close"]
-    bars["volume"] = 0.0
-    bars["adj_factor"] = 1.0
-    return bars.sort_values(["ticker", "ts"]).reset_index(drop=True)
-
-
 def synthetic_bars(n_tickers: int, years: int = 10, seed: int = 0) -> pd.DataFrame:
     """Seeded random-walk OHLCV for ``n_tickers`` stocks plus an index (``^GSPC``)."""
     from features.sources import MARKET_TICKER
@@ -124,7 +94,11 @@ class PeakRss:
 
 
 def _bars_for(universe: str, n_tickers: int) -> pd.DataFrame:
-    return skfolio_bars() if universe == "skfolio" else synthetic_bars(n_tickers)
+    if universe == "skfolio":
+        from training.walkforward import skfolio_bars  # the one reader of the skfolio CSVs
+
+        return skfolio_bars()
+    return synthetic_bars(n_tickers)
 
 
 def worker(universe: str, engine: str, n_tickers: int) -> dict:
