@@ -10,6 +10,7 @@ is answered wholly by the old or wholly by the new models: zero failed requests 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from collections.abc import Mapping, Sequence
@@ -144,6 +145,16 @@ class Watcher:
         self.interval_s = interval_s
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._reload_token = ""
+
+    async def apply(self, poll_s: float, reload_token: str) -> None:
+        """A new routing config: the poll interval, and a refresh now if the token changed."""
+        self.interval_s = poll_s
+        self.start()
+        if reload_token != self._reload_token:
+            # Off the event loop: downloading and building sessions takes ~100 ms-1 s.
+            await asyncio.to_thread(self._served.refresh)
+        self._reload_token = reload_token
 
     def start(self) -> None:
         if self.interval_s > 0 and self._thread is None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 
 from ray import serve
@@ -22,15 +21,10 @@ class ExplainerDeployment:
         lookup = config.build_lookup() if config.warm_tickers else None
         self._served = config.build_served(lookup, with_scorer=False)
         self._watcher = Watcher(self._served, config.routing.alias_poll_s)
-        self._token = ""
 
     async def reconfigure(self, user_config: dict) -> None:
         routing = RoutingConfig.model_validate(user_config or {})
-        self._watcher.interval_s = routing.alias_poll_s
-        self._watcher.start()
-        if routing.reload_token != self._token:
-            await asyncio.to_thread(self._served.refresh)
-        self._token = routing.reload_token
+        await self._watcher.apply(routing.alias_poll_s, routing.reload_token)
 
     def explain(
         self, rows: list[FeatureRow], horizons: Sequence[int], alias: str, top_k: int = 0

@@ -20,7 +20,6 @@ Hot model swap: a watcher thread re-resolves the registry aliases every
 # No `from __future__ import annotations`: Serve rebuilds the FastAPI endpoints from the real
 # annotation objects, and a string "PredictBody" made FastAPI read the body as a query param.
 
-import asyncio
 import logging
 import time
 from collections.abc import Sequence
@@ -151,19 +150,13 @@ class Ingress:
         policy = cfg.policy() if cfg is not None else ServicePolicy()
         audit = cfg.build_audit() if cfg is not None else None
         self._service = PredictionService(stages, policy, audit=audit)
-        self._reload_token = ""
 
     async def reconfigure(self, user_config: dict) -> None:
         """New ``user_config``: routing in place; a new ``reload_token`` re-resolves aliases."""
         routing = RoutingConfig.model_validate(user_config or {})
         apply_routing(self._service.policy, routing)
         if self._watcher is not None:
-            self._watcher.interval_s = routing.alias_poll_s
-            self._watcher.start()
-            if routing.reload_token != self._reload_token and self._served is not None:
-                # Off the event loop: downloading and building sessions takes ~100 ms-1 s.
-                await asyncio.to_thread(self._served.refresh)
-        self._reload_token = routing.reload_token
+            await self._watcher.apply(routing.alias_poll_s, routing.reload_token)
 
     async def _grpc(self, fn, request, grpc_context: RayServegRPCContext, empty):
         try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 
 from ray import serve
@@ -20,15 +19,10 @@ class PredictorDeployment:
     def __init__(self, config: StageConfig) -> None:
         self._served = config.build_served(with_explainer=False)
         self._watcher = Watcher(self._served, config.routing.alias_poll_s)
-        self._token = ""
 
     async def reconfigure(self, user_config: dict) -> None:
         routing = RoutingConfig.model_validate(user_config or {})
-        self._watcher.interval_s = routing.alias_poll_s
-        self._watcher.start()
-        if routing.reload_token != self._token:
-            await asyncio.to_thread(self._served.refresh)
-        self._token = routing.reload_token
+        await self._watcher.apply(routing.alias_poll_s, routing.reload_token)
 
     def models(self) -> dict[str, dict[int, ModelInfo]]:
         return self._served.info()
