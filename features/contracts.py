@@ -83,9 +83,12 @@ class ContractResult:
     by_rule: dict[str, int] = field(default_factory=dict)
     non_monotonic_ts: int = 0
     market_wide_jumps: int = 0
+    #: rows that passed, when ``bars`` is not kept (the chunked run, ``features.stream``)
+    rows_ok: int | None = None
 
     def summary(self) -> dict:
-        return {"rows_in": len(self.bars) + len(self.quarantine), "rows_ok": len(self.bars),
+        ok = len(self.bars) if self.rows_ok is None else self.rows_ok
+        return {"rows_in": ok + len(self.quarantine), "rows_ok": ok,
                 "rows_quarantined": len(self.quarantine), "by_rule": dict(self.by_rule),
                 "non_monotonic_ts": self.non_monotonic_ts,
                 "outlier_jumps_flagged": len(self.jumps),
@@ -209,17 +212,41 @@ def flag_jumps(bars: pd.DataFrame, *, market_ticker: str = MARKET_TICKER, k: flo
     return flagged[cols].reset_index(drop=True), int(market_wide.sum())
 
 
-def data_quality_report(*, run_id: str, contract: ContractResult, frame: pd.DataFrame,
-                        engine: dict, feature_names, label_columns,
-                        quarantine_file: str | None = None,
+def frame_stats(frame: pd.DataFrame, feature_names, label_columns,
+                max_examples: int = 20) -> dict:
+    """Rows, span, gaps and NaN shares of a feature frame (the report's output side);
+    ``features.stream.offline_stats`` computes the same from the written offline tables."""
+    gaps = frame["missed_sessions"] if "missed_sessions" in frame else pd.Series(dtype=float)
+    long_gaps = frame.loc[gaps > 3, "ticker"]
+    n = len(frame)
+    return {
+        "rows": n, "tickers": int(frame["ticker"].nunique()),
+        "first_ts": str(frame["ts"].min()) if n else None,
+        "last_ts": str(frame["ts"].max()) if n else None,
+        "nan_fraction": {c: round(float(frame[c].isna().mean()), 4) for c in feature_names}
+        if n else {},
+        "label_fraction": {c: round(float(frame[c].notna().mean()), 4) for c in label_columns}
+        if n else {},
+        "gap_rows": len(long_gaps),
+        "gaps_by_ticker": long_gaps.value_counts().head(max_examples).to_dict(),
+        "max_missed_sessions": float(gaps.max()) if gaps.notna().any() else None,
+    }
+
+
+def data_quality_report(*, run_id: str, contract: ContractResult, engine: dict, feature_names,
+                        label_columns, frame: pd.DataFrame | None = None,
+                        stats: dict | None = None, quarantine_file: str | None = None,
                         max_examples: int = 20) -> dict:
-    """One JSON-able document describing a feature run's inputs and outputs."""
-    stocks = frame
-    gaps = stocks["missed_sessions"] if "missed_sessions" in stocks else pd.Series(dtype=float)
-    long_gaps = stocks.loc[gaps > 3, ["ticker", "ts", "missed_sessions"]]
+    """One JSON-able document describing a feature run's inputs and outputs.
+
+    The output side comes from ``frame`` (:func:`frame_stats`) or, for a run that never held
+    the whole frame, from precomputed ``stats`` (``features.stream.offline_stats``).
+    """
+    if stats is None:
+        if frame is None:
+            raise ValueError("data_quality_report needs the feature frame or its stats")
+        stats = frame_stats(frame, feature_names, label_columns, max_examples)
     jumps = contract.jumps.head(max_examples).assign(ts=lambda d: d["ts"].astype(str))
-    nan_frac = {n: round(float(stocks[n].isna().mean()), 4) for n in feature_names} \
-        if len(stocks) else {}
     return {
         "run_id": run_id,
         "created_at": pd.Timestamp.now(tz="UTC").isoformat(),
@@ -230,15 +257,14 @@ def data_quality_report(*, run_id: str, contract: ContractResult, frame: pd.Data
                           "flagged": len(contract.jumps),
                           "market_wide_not_flagged": contract.market_wide_jumps,
                           "examples": json.loads(jumps.to_json(orient="records"))},
-        "gaps": {"rows_missing_more_than_3_sessions": len(long_gaps),
-                 "by_ticker": long_gaps["ticker"].value_counts().head(max_examples).to_dict(),
-                 "max_missed_sessions": float(gaps.max()) if gaps.notna().any() else None},
-        "features": {"rows": len(stocks), "tickers": int(stocks["ticker"].nunique()),
-                     "first_ts": str(stocks["ts"].min()) if len(stocks) else None,
-                     "last_ts": str(stocks["ts"].max()) if len(stocks) else None,
-                     "n_features": len(list(feature_names)), "nan_fraction": nan_frac},
-        "labels": {c: round(float(stocks[c].notna().mean()), 4) for c in label_columns}
-        if len(stocks) else {},
+        "gaps": {"rows_missing_more_than_3_sessions": stats["gap_rows"],
+                 "by_ticker": stats["gaps_by_ticker"],
+                 "max_missed_sessions": stats["max_missed_sessions"]},
+        "features": {"rows": stats["rows"], "tickers": stats["tickers"],
+                     "first_ts": stats["first_ts"], "last_ts": stats["last_ts"],
+                     "n_features": len(list(feature_names)),
+                     "nan_fraction": stats["nan_fraction"]},
+        "labels": stats["label_fraction"],
     }
 
 

@@ -15,9 +15,12 @@ off by the cumulative dividend yield (a slow drift of a few % a year, invisible 
 z-scores); a split is a jump in the factor, which this removes.
 
 Engines: ``build_features_local`` (one process) and ``build_features_ray`` (Ray Data
-ticker-aligned blocks, or ``groupby("ticker").map_groups``) run the same per-ticker function;
+ticker-aligned blocks, or ``groupby("ticker").map_groups``) run the same per-ticker function
+and return the whole universe as one frame (tests, notebooks, small data);
 ``build_features`` with ``engine="auto"`` picks by row count (:data:`RAY_MIN_ROWS`, measured
-in ``bench/features.py``).
+in ``bench/features.py``). ``stockray features`` runs ``features.stream`` instead: the same
+per-ticker function over chunks of tickers written to disk, and :func:`add_cross_sectional`'s
+ranks recomputed out of core by DuckDB (tested equal), so memory stays within a budget.
 """
 
 from __future__ import annotations
@@ -147,14 +150,15 @@ FEATURE_SET_VERSION = "v2"
 CROSS_SECTIONAL_BASES = ("ret_1d", "ret_5d", "ret_20d", "vol_20", "volume_z_20")
 assert FAMILY_FEATURES["macro"] == MACRO_FEATURES
 
-#: ``engine="auto"`` uses Ray Data from this many bars when a Ray cluster is already up.
-#: Measured by ``bench/features.py`` on 2 cores (bench/results/features.json): one process
-#: costs 14.6 us/bar (2.1 s for skfolio's 175k bars, 73.0 s for 5.04M synthetic bars), Ray
-#: Data (ticker-aligned blocks + map_batches) 11.3 s fixed + 12.4 us/bar (13.5 s, 73.9 s):
-#: they break even near 5M bars. More CPUs lower Ray's per-bar cost, never its fixed one.
-RAY_MIN_ROWS = 5_000_000
-#: ...and from this many when the cluster must be started for it (``ray.init`` ~15 s here).
-RAY_MIN_ROWS_COLD = 12_000_000
+#: ``engine="auto"`` runs the chunks of ``features.stream`` as Ray Data tasks from this many
+#: bars when a Ray cluster is already up. Measured by ``bench/features.py`` (lake -> offline
+#: tables, bench/results/features.json) on 2 cores under heavy outside load (1-min load
+#: 11-45): one process 13.7 s for skfolio's 175k bars and 349 s for 5.04M synthetic bars
+#: (~70-80 us/bar), Ray Data 66 s and 214 s (~60 s fixed + ~30 us/bar): they break even near
+#: 1.5M bars. More CPUs lower Ray's per-bar cost, never its fixed one.
+RAY_MIN_ROWS = 1_500_000
+#: ...and from this many when the cluster must be started for it (``ray.init`` 16-18 s here).
+RAY_MIN_ROWS_COLD = 2_000_000
 
 
 def adjusted(bars: pd.DataFrame) -> dict[str, np.ndarray]:

@@ -31,6 +31,11 @@ class Settings(BaseSettings):
         description="'fused': one replica holds every stage; 'split': one deployment per stage.",
     )
 
+    features_memory_gb: float = Field(
+        2.0, gt=0,
+        description="Memory budget of a feature run: ticker chunks in flight plus DuckDB's "
+                    "limit for the cross-sectional ranks (features.stream).")
+
     def resolved(self) -> Settings:
         """Return a copy whose ``data_dir`` is absolute (Ray workers run in other cwds)."""
         return self.model_copy(update={"data_dir": self.data_dir.expanduser().resolve()})

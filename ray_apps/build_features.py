@@ -1,9 +1,12 @@
 """Lake -> contract checks -> features -> Feast offline store -> online store, plus a
 data-quality report: ``python -m ray_apps.build_features``.
 
-``engine="auto"`` (the default) picks one process or Ray Data by row count and cluster size
-(``features.pipeline.choose_engine``, measured in ``bench/features.py``); the Ray path needs a
-connected Ray cluster.
+The run is memory-bounded (``features.stream``): tickers are processed in chunks sized by
+``Settings.features_memory_gb`` (``STOCKRAY_FEATURES_MEMORY_GB``, default 2), each chunk's
+features go to a parquet part under ``<data_dir>/tmp/<run_id>``, and DuckDB ranks them across
+tickers out of core. ``engine="auto"`` (the default) runs the chunks in this process or as Ray
+Data tasks by row count and cluster state (``features.pipeline.choose_engine``, measured in
+``bench/features.py``); the Ray path needs a connected Ray cluster.
 """
 
 from __future__ import annotations
@@ -13,17 +16,12 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from features.contracts import check_bars, data_quality_report, describe_report, write_report
-from features.lake import read_bars, write_quarantine
-from features.pipeline import (
-    ALL_LABEL_COLUMNS,
-    FEATURE_NAMES,
-    build_features_local,
-    build_features_ray,
-    choose_engine,
-)
+from features.contracts import data_quality_report, describe_report, write_report
+from features.lake import count_rows, write_quarantine
+from features.pipeline import ALL_LABEL_COLUMNS, FEATURE_NAMES, choose_engine
 from features.settings import Settings
-from features.store import apply_repo, materialize, write_offline
+from features.store import apply_repo, materialize
+from features.stream import build_offline
 
 
 @dataclass
@@ -31,7 +29,7 @@ class FeaturesConfig:
     engine: str = "auto"  # "auto" (by row count), "ray" (Ray Data) or "local" (one process)
     online: str = "sqlite"  # Feast online store: "sqlite" or "redis"
     redis_address: str = "127.0.0.1:6379"  # with online="redis": a running redis-server
-    progress: bool = True  # progress bars (Ray Data's own, or tqdm over tickers)
+    progress: bool = True  # progress bars (Ray Data's own, or tqdm over chunks and parts)
     verbose: bool = True  # print the data-quality summary
 
 
@@ -56,36 +54,38 @@ def _ray_up() -> bool:
 def main(cfg: FeaturesConfig, settings: Settings) -> FeaturesResult:
     settings = settings.resolved()
     run_id = f"features-{pd.Timestamp.now(tz='UTC'):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
-    raw = read_bars(settings.bars_dir)
-    contract = check_bars(raw, run_id=run_id)
-    qfile = write_quarantine(contract.quarantine, settings.quarantine_dir, run_id)
-    bars = contract.bars
-    engine = choose_engine(cfg.engine, len(bars), cluster_up=_ray_up())
+    engine = choose_engine(cfg.engine, count_rows(settings.bars_dir), cluster_up=_ray_up())
     t0 = pd.Timestamp.now()
-    if engine == "ray":
-        frame = build_features_ray(bars)
-    else:
-        frame = build_features_local(bars, progress=cfg.progress)
+    out = build_offline(settings.bars_dir, settings.offline_dir,
+                        settings.data_dir / "tmp" / run_id, engine=engine,
+                        memory_gb=settings.features_memory_gb, run_id=run_id,
+                        progress=cfg.progress)
     secs = (pd.Timestamp.now() - t0).total_seconds()
-    if frame.empty:
-        raise ValueError("no stock bars in the lake (only the market index?): ingest tickers")
-    write_offline(frame, settings.offline_dir)
+    qfile = write_quarantine(out.contract.quarantine, settings.quarantine_dir, run_id)
+    stats = out.stats
     store = apply_repo(settings.data_dir, settings.offline_dir, online=cfg.online,
                        redis_address=cfg.redis_address)
-    online = materialize(store, frame)
+    # materialize reads only the tickers and the ts span of its frame: pass just those.
+    span = pd.DataFrame({"ticker": [*out.tickers, out.tickers[0]],
+                         "ts": [pd.Timestamp(stats["first_ts"])] * len(out.tickers)
+                         + [pd.Timestamp(stats["last_ts"])]})
+    online = materialize(store, span)
     report = data_quality_report(
-        run_id=run_id, contract=contract, frame=frame,
+        run_id=run_id, contract=out.contract, stats=stats,
         engine={"requested": cfg.engine, "engine": engine, "seconds": round(secs, 3),
-                "rows_in": len(bars), "online_store": cfg.online},
+                "rows_in": out.contract.summary()["rows_ok"], "online_store": cfg.online,
+                "chunks": out.chunks, "chunk_rows": out.chunk_rows,
+                "memory_gb": settings.features_memory_gb, "steps_s": out.seconds},
         feature_names=FEATURE_NAMES, label_columns=ALL_LABEL_COLUMNS,
         quarantine_file=str(qfile) if qfile else None)
     path = write_report(report, settings.reports_dir)
     if cfg.verbose:
         print(describe_report(report), flush=True)
-    return FeaturesResult(rows=len(frame), tickers=sorted(frame["ticker"].unique()),
-                          first_ts=str(frame["ts"].min().date()),
-                          last_ts=str(frame["ts"].max().date()), online_tickers=online,
-                          engine=engine, report_path=str(path), quality=report)
+    return FeaturesResult(rows=stats["rows"], tickers=out.tickers,
+                          first_ts=str(pd.Timestamp(stats["first_ts"]).date()),
+                          last_ts=str(pd.Timestamp(stats["last_ts"]).date()),
+                          online_tickers=online, engine=engine, report_path=str(path),
+                          quality=report)
 
 
 if __name__ == "__main__":

@@ -134,3 +134,28 @@ def test_ray_data_path_equals_the_one_process_path(settings):
 def test_ray_data_groupby_path_equals_the_one_process_path(settings):
     """``groupby("ticker").map_groups`` (a full shuffle, ~40 s here): the local frame."""
     _ray_equals_local(settings, shuffle=True)
+
+
+def test_streaming_ray_data_path_writes_the_in_memory_tables(settings):
+    """``features.stream`` with ``engine="ray"`` (a Ray Data task per ticker chunk, parts
+    written by the workers) on a real local Ray cluster: the in-memory path's files."""
+    import pyarrow.parquet as pq
+
+    from features.contracts import check_bars
+    from features.lake import read_bars, write_bars
+    from features.stream import build_offline
+    from ray_apps.cluster import local_cluster
+
+    bars = pd.concat([*(synthetic_bars(t, n=90, seed=i, start="2010-01-01")
+                        for i, t in enumerate(("AAA", "BBB", "CCC", "DDD", "EEE"))),
+                      synthetic_bars(MARKET_TICKER, n=90, seed=9, start="2010-01-01")])
+    data = settings.data_dir
+    write_bars(bars, data / "lake" / "bars")
+    write_offline(build_features_local(check_bars(read_bars(data / "lake" / "bars"),
+                                                  run_id="r").bars), data / "memory")
+    with local_cluster(settings, dashboard=False):
+        res = build_offline(data / "lake" / "bars", data / "offline", data / "tmp" / "run",
+                            engine="ray", max_chunk_rows=200)  # 2-3 tickers per chunk
+    assert res.engine == "ray" and res.chunks == 3
+    for name in ("features.parquet", "labels.parquet"):
+        assert pq.read_table(data / "offline" / name).equals(pq.read_table(data / "memory" / name))
