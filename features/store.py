@@ -6,14 +6,29 @@
 - ``apply_repo``: write ``feature_store.yaml`` under ``<data_dir>/feast`` and register the
   definitions (what ``feast apply`` does, without importing every .py in a folder);
 - ``materialize``: copy the latest features per ticker of every served view online;
+- ``push_online``: write given rows straight into the online store (intraday corrections);
 - ``FeastOnlineReader``: what the serving graph reads.
+
+**Online generation stamp.** Every online write made here (``materialize``, ``push_online``) is
+followed by :func:`bump_online_generation`: ``<data_dir>/feast/online_generation.json`` is
+replaced atomically with a monotonic counter, the time and the tickers touched. Serving replicas
+``os.stat`` it (``serving.lookup.GenerationWatch``) and drop their feature cache when it
+changes, so a re-materialize is visible within milliseconds instead of the cache TTL. Writes to
+the online store that bypass these functions (``feast materialize`` on the command line, another
+program's ``write_to_online_store``) do not bump it: the TTL is the backstop for those. With the
+Redis online store the stamp is still a file next to the repo: replicas on other nodes see it
+only on a shared ``data_dir`` (which they need anyway for ``feature_store.yaml``).
 """
 
 from __future__ import annotations
 
+import fcntl
+import json
 import math
+import os
 import shutil
-from collections.abc import Sequence
+import time
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -26,6 +41,7 @@ from features.pipeline import ALL_LABEL_COLUMNS, FEATURE_FAMILY, FEATURE_NAMES
 
 _TEMPLATE = Path(__file__).parent / "feature_repo" / "feature_store.yaml"
 ONLINE_STORES = ("sqlite", "redis")
+ONLINE_GENERATION_FILE = "online_generation.json"
 
 
 def write_offline(frame: pd.DataFrame, offline_dir: Path, partitioned: bool = True
@@ -122,7 +138,66 @@ def materialize(store, frame: pd.DataFrame) -> int:
     end = pd.Timestamp(frame["ts"].max()).to_pydatetime() + pd.Timedelta(days=1)
     store.materialize(start_date=start, end_date=end,
                       feature_views=list(FEATURE_VIEWS.values()))
-    return int(frame["ticker"].nunique())
+    tickers = sorted(frame["ticker"].unique())
+    bump_online_generation(store.repo_path, tickers, writer="materialize")
+    return len(tickers)
+
+
+def push_online(store, frame: pd.DataFrame) -> int:
+    """Write the latest row per ticker of ``frame`` into every served view's online table.
+
+    For corrections between daily materialize runs (no offline round trip). ``frame`` has
+    ``ticker``, ``ts`` and every served view's columns (the pipeline output's shape). Bumps
+    the online generation. Returns the number of tickers written.
+    """
+    from features.feature_repo.definitions import FEATURE_VIEWS
+
+    cols = {v: [f.name for f in store.get_feature_view(v).features]
+            for v in FEATURE_VIEWS.values()}
+    missing = sorted({c for names in cols.values() for c in names} - set(frame.columns))
+    if missing:
+        raise KeyError(f"push_online: frame lacks column(s) {missing[:8]}: pass pipeline output")
+    latest = frame.sort_values("ts").groupby("ticker", as_index=False).tail(1)
+    for view, names in cols.items():
+        store.write_to_online_store(view, latest[["ticker", "ts", *names]])
+    tickers = sorted(latest["ticker"].unique())
+    bump_online_generation(store.repo_path, tickers, writer="push")
+    return len(tickers)
+
+
+def online_generation_path(repo_path: str | Path) -> Path:
+    """``<data_dir>/feast/online_generation.json`` for the repo ``<data_dir>/feast``."""
+    return Path(repo_path) / ONLINE_GENERATION_FILE
+
+
+def read_online_generation(repo_path: str | Path) -> dict:
+    """The current stamp (``{"generation": 0}`` before the first online write)."""
+    try:
+        return json.loads(online_generation_path(repo_path).read_text())
+    except FileNotFoundError:
+        return {"generation": 0}
+
+
+def bump_online_generation(repo_path: str | Path, tickers: Iterable[str] = (),
+                           writer: str = "materialize") -> dict:
+    """Record that the online store just changed: counter + 1, time, tickers touched.
+
+    Call it *after* the write has committed: a reader that sees the new stamp then reads new
+    rows. The file is replaced atomically (``os.replace``), so a reader sees the old or the new
+    stamp, never half of one; a lock file serialises concurrent writers so the counter is
+    strictly increasing. Returns the new stamp.
+    """
+    path = online_generation_path(repo_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(f".{path.name}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        prev = int(read_online_generation(repo_path).get("generation", 0))
+        stamp = {"generation": prev + 1, "written_at": time.time(), "writer": writer,
+                 "tickers": sorted(set(tickers))}
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(stamp))
+        os.replace(tmp, path)
+    return stamp
 
 
 def feature_refs(feature_names: Sequence[str] | None = None,
@@ -170,6 +245,8 @@ class FeastOnlineReader:
         self.names = [r.split(":", 1)[1] for r in self.refs]
         if "feature_ts" not in self.names:
             raise ValueError(f"{feature_service or self.refs} does not serve feature_ts")
+        # Serving watches this file to drop its feature cache when the online store changes.
+        self.generation_path = str(online_generation_path(repo_path))
 
     def read(self, tickers: Sequence[str]) -> dict[str, dict[str, float] | None]:
         rows = self.store.get_online_features(

