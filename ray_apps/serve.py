@@ -1,6 +1,9 @@
 """Deploy the prediction graph on the connected Ray cluster: ``python -m ray_apps.serve``.
 
-Serves the registry's ``champion`` of every horizon with features from the Feast online store.
+Serves the registry's ``champion`` of every horizon of one model family (``lgbm`` by default;
+``lstm`` / ``transformer`` sequence nets, which also read each ticker's history from the offline
+store) with features from the Feast online store. One app serves one family: run a second
+``stockray serve --family lstm`` on other ports to serve both.
 Ray must have been started with ``serving.launch.serve_env(...)`` in its environment for the
 public port to be the fast direct-ingress path (``stockray up`` / ``stockray serve`` do that).
 """
@@ -12,15 +15,17 @@ from features.settings import Settings
 from features.sources import MARKET_TICKER
 from serving.app import AppArgs
 from serving.launch import ServeEndpoints, start_serve
-from serving.models import ModelSource
+from serving.models import DEFAULT_FAMILY, ModelSource, registered_name_template
 
 
 def app_args(settings: Settings, horizons: list[int] | None = None,
-             mode: str | None = None) -> AppArgs:
-    """The Serve app of a stockray data dir: registry champions + Feast online features."""
+             mode: str | None = None, family: str = DEFAULT_FAMILY) -> AppArgs:
+    """The Serve app of a stockray data dir: registry champions of ``family`` + Feast online
+    features (+ the offline feature table, which sequence families read windows from)."""
     settings = settings.resolved()
     models = ModelSource.from_data_dir(
-        settings.data_dir, download_dir=str(settings.data_dir / "serving" / "bundles"),
+        settings.data_dir, registered_name=registered_name_template(family),
+        download_dir=str(settings.data_dir / "serving" / "bundles" / family),
         **({"horizons": horizons} if horizons else {}))
     # The registry's challenger (if any) is loaded too: `model_alias="challenger"`, canary and
     # shadow routing (AppArgs.routing); every prediction is audited under <data_dir>/audit/.
@@ -32,10 +37,12 @@ def app_args(settings: Settings, horizons: list[int] | None = None,
                    audit_dir=str(settings.data_dir / "audit"),
                    reader="features.store:FeastOnlineReader",
                    reader_kwargs={"repo_path": str(settings.feast_dir)},
+                   offline_features=str(settings.offline_dir / "features.parquet"),
+                   app_name="stockray" if family == DEFAULT_FAMILY else f"stockray-{family}",
                    mode=mode or settings.serve_mode, host=settings.host,
                    grpc_port=settings.grpc_port, http_port=settings.http_port)
 
 
 def main(settings: Settings, horizons: list[int] | None = None,
-         mode: str | None = None) -> ServeEndpoints:
-    return start_serve(app_args(settings, horizons, mode))
+         mode: str | None = None, family: str = DEFAULT_FAMILY) -> ServeEndpoints:
+    return start_serve(app_args(settings, horizons, mode, family))

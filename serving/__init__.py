@@ -2,12 +2,15 @@
 explainer), Ray Serve deployments (one per module), the typed app builder, and clients.
 
 May import: ``features`` (online store reader) and model artifacts that ``training`` exported
-(plus ``training.export``'s small bundle-format helpers); never training code.
+(plus ``training.export``'s small bundle-format helpers); never training code — except, only
+when a sequence (LSTM / Transformer) bundle is loaded, the torch net and integrated gradients
+(``training.sequence.net_from_state``, ``training.attribution``) that explain it.
 
 Map: ``lookup``/``scorer``/``explainer`` (stages, no Ray) -> ``modelset`` (models by alias,
 hot swap) -> ``service`` (validation, routing, calibration, audit) -> ``deployments/`` (thin
 Serve wrappers) -> ``app`` (``build_app(AppArgs)``) -> ``launch`` (``serve_env``,
 ``start_serve``). ``grpc_server`` runs the same service on bare grpcio; ``client`` calls either.
+``history`` reads sequence models' windows from the offline store.
 ``models`` finds bundles (directories or MLflow aliases); ``calibration`` turns a bundle's
 validation residuals into P(up) and conformal intervals; ``audit`` is the append-only log.
 """

@@ -11,6 +11,9 @@
 - **P(up)**: ``Phi((prediction + mean) / std)``: P(label > 0) under a Normal approximation of
   the validation residuals around the prediction.
 
+A sequence bundle (one network, every horizon) stores the same keys per horizon under
+``calibration[str(h)]``; the entry of the bundle's own ``horizon`` is used.
+
 A bundle without these keys (exported before they existed, or a rank objective) serves no
 interval and no P(up): the fields are absent, never invented.
 """
@@ -32,7 +35,11 @@ class Calibration:
     @classmethod
     def from_meta(cls, meta: Mapping[str, Any]) -> Calibration | None:
         """The calibration in a bundle's metadata, or None when it has none."""
-        m = (meta.get("extra") or {}).get("metrics") or {}
+        per_h = meta.get("calibration") or {}
+        if str(meta.get("horizon")) in per_h:
+            m = per_h[str(meta.get("horizon"))] or {}
+        else:
+            m = (meta.get("extra") or {}).get("metrics") or {}
         try:
             mean, std = float(m["val_resid_mean"]), float(m["val_resid_std"])
         except (KeyError, TypeError, ValueError):

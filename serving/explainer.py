@@ -1,4 +1,14 @@
-"""Explainer: exact TreeSHAP per horizon through LightGBM's ``pred_contrib``."""
+"""Explainer: per-feature attributions per horizon, added up to the prediction.
+
+- LightGBM bundles: exact TreeSHAP through LightGBM's ``pred_contrib``.
+- Sequence bundles (LSTM / Transformer): integrated gradients (``training.attribution``) of
+  the torch net rebuilt from the bundle's ``state.pt``, against the training-mean window;
+  the ``(L, F)`` attributions are summed over the window's rows into one value per feature,
+  and ``base_value`` is the net's output at that baseline. Completeness:
+  ``base_value + sum(contributions) == net(x)`` up to the quadrature gap (returned by
+  ``integrated_gradients`` as ``delta``; ~1e-5 of the output at 50 steps here) plus the
+  ONNX-vs-torch parity of the bundle.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +22,11 @@ import numpy as np
 from serving.errors import ServingError
 from serving.models import ModelBundle
 from serving.scorer import feature_vector
+from training.export import KIND_SEQUENCE
+
+# Interpolation steps of integrated gradients: 50 gives a completeness gap ~1e-4 relative
+# (STACK.md: 0.83 ms per LSTM window, batched).
+IG_STEPS = 50
 
 
 @dataclass(frozen=True)
@@ -23,27 +38,66 @@ class Contribution:
 
 @dataclass(frozen=True)
 class Explanation:
-    """``base_value + sum(all shap) == LightGBM's raw prediction`` (float64)."""
+    """``base_value + sum(all shap) == the model's prediction``: exactly (float64) for
+    LightGBM, up to the integrated-gradients quadrature gap for sequence models."""
 
     base_value: float
     contributions: tuple[Contribution, ...]  # top-|shap| first
 
 
+class SequenceAttributor:
+    """Integrated gradients of one sequence bundle's head (torch, imported here only).
+
+    Args:
+        bundle: a ``kind: "sequence"`` bundle (its ``state.pt`` rebuilds the net).
+        steps: IG interpolation steps.
+    """
+
+    def __init__(self, bundle: ModelBundle, *, steps: int = IG_STEPS) -> None:
+        import torch
+
+        from training.attribution import integrated_gradients
+        from training.sequence import load_state, net_from_state
+
+        torch.set_num_threads(1)  # one row per request; the replica's CPU share is < 1 core
+        self._ig = integrated_gradients
+        self.net = net_from_state(load_state(bundle.state_path))
+        self.output_index = bundle.output_index
+        self.steps = steps
+        self._lock = threading.Lock()  # one IG at a time through the shared module
+
+    def attribute(self, x: np.ndarray) -> tuple[np.ndarray, float, float]:
+        """``(contributions (F,), base value, completeness gap)`` of window ``x`` ``(1, L, F)``."""
+        with self._lock:
+            res = self._ig(self.net, x, output_index=self.output_index, steps=self.steps)
+        return (
+            res.by_feature()[0].astype(np.float64),
+            float(res.baseline_output[0]),
+            float(res.delta[0]),
+        )
+
+
 class Explainer:
-    """TreeSHAP via ``booster.predict(x, pred_contrib=True, num_threads=1)``.
+    """TreeSHAP via ``booster.predict(x, pred_contrib=True, num_threads=1)`` for LightGBM
+    bundles; integrated gradients (`SequenceAttributor`) for sequence bundles.
 
     ``pred_contrib`` equals ``shap.TreeExplainer`` exactly and needs no extra dependency; one
     thread because default threading went to 6 ms under load (STACK.md). Daily features change
-    once a day, so explanations are cached by the exact feature vector (``cache_size`` 0 = off).
+    once a day, so explanations are cached by the exact model input — feature vector, or
+    window for sequence models (``cache_size`` 0 = off).
     """
 
     def __init__(self, bundles: Mapping[int, ModelBundle], *, cache_size: int = 1024) -> None:
-        import lightgbm as lgb
-
         self._bundles = dict(sorted(bundles.items()))
-        self._boosters = {
-            h: lgb.Booster(model_file=str(b.booster_path)) for h, b in self._bundles.items()
+        self._seq = {
+            h: SequenceAttributor(b) for h, b in self._bundles.items() if b.kind == KIND_SEQUENCE
         }
+        trees = {h: b for h, b in self._bundles.items() if h not in self._seq}
+        self._boosters = {}
+        if trees:
+            import lightgbm as lgb
+
+            self._boosters = {h: lgb.Booster(model_file=str(b.booster_path)) for h, b in trees.items()}
         self._cache_size = cache_size
         # (horizon, vector bytes) -> (shap row (F,), base value)
         self._cache: OrderedDict[tuple[int, bytes], tuple[np.ndarray, float]] = OrderedDict()
@@ -61,10 +115,14 @@ class Explainer:
                 self._cache.move_to_end(key)
                 return hit
         self.misses += 1
-        # (1, F + 1) float64; the last column is the expected value (base).
-        c = self._boosters[h].predict(x.astype(np.float64), pred_contrib=True, num_threads=1)
-        c = np.asarray(c, dtype=np.float64).reshape(-1)
-        res = (c[:-1], float(c[-1]))
+        if h in self._seq:
+            shap, base, _ = self._seq[h].attribute(x)
+            res = (shap, base)
+        else:
+            # (1, F + 1) float64; the last column is the expected value (base).
+            c = self._boosters[h].predict(x.astype(np.float64), pred_contrib=True, num_threads=1)
+            c = np.asarray(c, dtype=np.float64).reshape(-1)
+            res = (c[:-1], float(c[-1]))
         self._store([(key, res)])
         return res
 
@@ -95,6 +153,8 @@ class Explainer:
         """
         done = 0
         for h in self._bundles if horizons is None else horizons:
+            if h in self._seq:
+                continue  # windows come from the offline store per request; IG is ~1 ms
             names = self._bundles[h].feature_names
             xs: dict[bytes, np.ndarray] = {}
             for values in rows:
@@ -122,12 +182,26 @@ class Explainer:
         *,
         top_k: int = 5,
         ticker: str = "",
+        inputs: Mapping[int, np.ndarray] | None = None,
     ) -> dict[int, Explanation]:
-        """Base value and the ``top_k`` largest-|shap| contributions per horizon (0 = all)."""
+        """Base value and the ``top_k`` largest-|shap| contributions per horizon (0 = all).
+
+        Args:
+            values: the ticker's current feature row.
+            inputs: per sequence horizon, its ``(1, L, F)`` window (``serving.scorer.
+                model_input``); a contribution's ``value`` is then the window's last row.
+        """
         out = {}
         for h in horizons:
             names = self._bundles[h].feature_names
-            x = feature_vector(values, names, horizon=h, ticker=ticker)
+            if h in self._seq:
+                if inputs is None or h not in inputs:
+                    raise ValueError(f"horizon {h} is a sequence model: pass its window")
+                x = inputs[h]
+                current = x[0, -1].astype(np.float64)
+            else:
+                x = feature_vector(values, names, horizon=h, ticker=ticker)
+                current = np.array([values[n] for n in names], dtype=np.float64)
             shap, base = self._contrib(h, x)
             # Stable sort so ties keep feature order; top_k <= 0 means every feature.
             order = np.argsort(-np.abs(shap), kind="stable")
@@ -136,7 +210,7 @@ class Explainer:
             out[h] = Explanation(
                 base_value=base,
                 contributions=tuple(
-                    Contribution(names[i], float(values[names[i]]), float(shap[i])) for i in order
+                    Contribution(names[i], float(current[i]), float(shap[i])) for i in order
                 ),
             )
         return out

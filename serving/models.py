@@ -1,9 +1,14 @@
 """Where serving finds its model bundles: explicit directories or the MLflow registry.
 
-Registry convention: one registered model per horizon, named ``stockray-lgbm-h{h}``; the
-version to serve carries the alias ``champion``; that version's run holds the bundle (see
-``training.export``) under the artifact path ``bundle/``. The registered name and version
-override whatever ``bundle.json`` says, since the registry is the source of truth.
+Registry convention: one registered model per family and horizon, named
+``stockray-{family}-h{h}`` (``lgbm`` by default; ``lstm`` / ``transformer`` for sequence
+networks, `registered_name_template`); the version to serve carries the alias ``champion``;
+that version's run holds the bundle (see ``training.export``) under the artifact path
+``bundle/``. The registered name and version override whatever ``bundle.json`` says, since the
+registry is the source of truth.
+
+A bundle's ``kind`` (``lgbm``, or ``sequence`` for an LSTM / Transformer) says which files it
+has and how it is scored: `ModelBundle.kind`, ``window`` and ``output_index``.
 """
 
 from __future__ import annotations
@@ -15,9 +20,26 @@ from typing import Any
 
 from pydantic import BaseModel, Field, model_validator
 
-from training.export import BOOSTER_FILE, ONNX_FILE, read_bundle_meta
+from training.export import (
+    BOOSTER_FILE,
+    KIND_LGBM,
+    KIND_SEQUENCE,
+    ONNX_FILE,
+    STATE_FILE,
+    read_bundle_meta,
+)
 
+DEFAULT_FAMILY = "lgbm"
 DEFAULT_REGISTERED_NAME = "stockray-lgbm-h{h}"
+# Families a serving app can be built for (one family per app; see serving.app.AppArgs).
+SERVABLE_FAMILIES = ("lgbm", "lstm", "transformer")
+
+
+def registered_name_template(family: str) -> str:
+    """``stockray-{family}-h{h}`` (``{h}`` left for the horizon) of a servable family."""
+    if family not in SERVABLE_FAMILIES:
+        raise ValueError(f"family {family!r} cannot be served; choose one of {SERVABLE_FAMILIES}")
+    return f"stockray-{family}-h{{h}}"
 DEFAULT_ALIAS = "champion"
 BUNDLE_ARTIFACT_PATH = "bundle"
 
@@ -76,12 +98,40 @@ class ModelBundle:
     def booster_path(self) -> Path:
         return self.path / BOOSTER_FILE
 
+    @property
+    def state_path(self) -> Path:
+        """A sequence bundle's torch state (integrated gradients)."""
+        return self.path / STATE_FILE
+
+    @property
+    def kind(self) -> str:
+        """``"lgbm"`` (input ``[N, F]``) or ``"sequence"`` (input ``[N, window, F]``)."""
+        return str(self.meta.get("kind", KIND_LGBM))
+
+    @property
+    def family(self) -> str:
+        """Registry family: ``lgbm``, ``lstm`` or ``transformer``."""
+        return str(self.meta.get("family", KIND_LGBM))
+
+    @property
+    def window(self) -> int:
+        """Rows of history per input (1 for LightGBM)."""
+        return int(self.meta.get("window", 1))
+
+    @property
+    def output_index(self) -> int:
+        """Column of the ONNX output that forecasts ``horizon``."""
+        return int(self.meta.get("output_index", 0))
+
 
 def load_bundle(path: str | Path, **overrides: Any) -> ModelBundle:
     """Read a bundle directory; ``overrides`` replace metadata fields (name, version)."""
     p = Path(path).expanduser().resolve()
     meta = {**read_bundle_meta(p), **overrides}
-    for f in (ONNX_FILE, BOOSTER_FILE):
+    kind = meta.get("kind", KIND_LGBM)
+    if kind not in (KIND_LGBM, KIND_SEQUENCE):
+        raise ValueError(f"bundle {p} has kind {kind!r}; this server knows lgbm and sequence")
+    for f in (ONNX_FILE, BOOSTER_FILE if kind == KIND_LGBM else STATE_FILE):
         if not (p / f).is_file():
             raise FileNotFoundError(f"bundle {p} lacks {f}: re-export it")
     return ModelBundle(

@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from serving.explainer import Explainer
+from serving.history import OfflineHistory
 from serving.models import ModelSource, alias_versions, resolve_bundles
 from serving.scorer import ModelInfo, Scorer
 
@@ -33,6 +34,7 @@ class ModelSet:
     info: dict[int, ModelInfo]
     scorer: Scorer | None
     explainer: Explainer | None
+    history: OfflineHistory | None = None  # sequence models' windows (None: LightGBM only)
 
 
 class ServedModels:
@@ -45,6 +47,8 @@ class ServedModels:
         explain_cache_size: per explainer.
         warm_rows: feature rows whose explanations are precomputed in one batch after each
             (re)load (a callable, so it reads the current rows).
+        history: the offline store's per-ticker history; required when a source holds
+            sequence (LSTM / Transformer) bundles.
     """
 
     def __init__(
@@ -55,6 +59,7 @@ class ServedModels:
         with_explainer: bool = True,
         explain_cache_size: int = 1024,
         warm_rows=None,
+        history: OfflineHistory | None = None,
     ) -> None:
         if CHAMPION not in sources:
             raise ValueError(f"sources need a {CHAMPION!r} entry, got {sorted(sources)}")
@@ -62,6 +67,7 @@ class ServedModels:
         self._with_scorer, self._with_explainer = with_scorer, with_explainer
         self._cache_size = explain_cache_size
         self._warm_rows = warm_rows
+        self.history = history
         self._refresh_lock = threading.Lock()
         self.swaps = 0
         self.sets: dict[str, ModelSet] = {}
@@ -76,6 +82,13 @@ class ServedModels:
         if not bundles:
             return None
         fp = tuple(sorted((h, b.model_version) for h, b in bundles.items()))
+        seq = sorted(h for h, b in bundles.items() if b.kind == "sequence")
+        if seq and self.history is None:
+            raise ValueError(
+                f"{alias} horizons {seq} are sequence models, which read each ticker's history "
+                "from the offline store: set StageConfig.offline_features "
+                "(<data_dir>/offline/features.parquet)"
+            )
         scorer = Scorer(bundles, alias=alias)
         explainer = (
             Explainer(bundles, cache_size=self._cache_size) if self._with_explainer else None
@@ -91,6 +104,7 @@ class ServedModels:
             info=scorer.models,
             scorer=scorer if self._with_scorer else None,
             explainer=explainer,
+            history=self.history,
         )
 
     def _pointer(self, alias: str, source: ModelSource) -> tuple[tuple[int, str], ...]:

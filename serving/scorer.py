@@ -1,4 +1,10 @@
-"""Scorer: one ONNX Runtime session per horizon; turns a feature row into point forecasts."""
+"""Scorer: one ONNX Runtime session per horizon; turns model inputs into point forecasts.
+
+A LightGBM bundle reads one feature row ``[1, F]`` (`feature_vector`); a sequence bundle
+(LSTM / Transformer) reads the ticker's last ``L`` rows ``[1, L, F]`` from the offline store
+(`model_input` with a ``serving.history.OfflineHistory``) and its output column
+``output_index`` is the bundle's horizon.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +17,7 @@ import numpy as np
 from serving.calibration import Calibration
 from serving.errors import FeaturesUnavailableError
 from serving.models import DEFAULT_ALIAS, ModelBundle
-from training.export import ONNX_INPUT_NAME, onnx_session
+from training.export import KIND_SEQUENCE, onnx_session
 
 
 @dataclass(frozen=True)
@@ -25,6 +31,9 @@ class ModelInfo:
     provider: str = ""
     alias: str = DEFAULT_ALIAS
     calibration: Calibration | None = None  # None: no prob_up / interval for this model
+    kind: str = "lgbm"  # "lgbm" (input [1, F]) or "sequence" (input [1, window, F])
+    family: str = "lgbm"  # registry family: lgbm, lstm, transformer
+    window: int = 1  # rows of history per input
 
 
 def feature_vector(
@@ -58,13 +67,59 @@ def feature_vector(
     return np.fromiter((values[n] for n in names), dtype=np.float32, count=len(names))[None, :]
 
 
+def model_input(
+    values: Mapping[str, float],
+    info: ModelInfo,
+    *,
+    ticker: str,
+    feature_ts: float,
+    history=None,
+) -> np.ndarray:
+    """The input of ``info``'s model for one ticker: ``(1, F)`` or, for a sequence model,
+    ``(1, L, F)`` — the ticker's offline rows at or before ``feature_ts`` (the online row's
+    time, so both families score the same as-of features).
+
+    Both kinds need the current online row complete (same FAILED_PRECONDITION as LightGBM);
+    a sequence window may hold NaN in *earlier* rows (a young ticker's padding), which the
+    network reads as its training mean, as in training.
+
+    Raises:
+        FeaturesUnavailableError: missing/NaN current features, no offline history, or the
+            offline store lags the online row (its newest row at or before ``feature_ts`` is
+            older than ``feature_ts``).
+    """
+    x = feature_vector(values, info.feature_names, horizon=info.horizon, ticker=ticker)
+    if info.kind != KIND_SEQUENCE:
+        return x
+    if history is None:
+        raise FeaturesUnavailableError(
+            f"horizon-{info.horizon} model is a sequence model but this server has no offline "
+            "history configured (StageConfig.offline_features)"
+        )
+    if math.isnan(feature_ts):
+        raise FeaturesUnavailableError(
+            f"the online row of {ticker} has no feature_ts: a sequence model needs it to cut "
+            "its history window; re-run materialize"
+        )
+    win, last = history.window(ticker, feature_ts, info.feature_names, info.window)
+    if last < feature_ts:
+        raise FeaturesUnavailableError(
+            f"the offline store's newest row for {ticker} at or before the online row's time "
+            f"is older than it ({last:.0f} < {feature_ts:.0f} epoch s): the offline store lags "
+            "the online store; re-run `stockray features`"
+        )
+    return win[None]
+
+
 class Scorer:
     """Point forecasts from ONNX Runtime, one session per horizon (1 intra-op thread)."""
 
     def __init__(self, bundles: Mapping[int, ModelBundle], *, alias: str = DEFAULT_ALIAS) -> None:
         self._bundles = dict(sorted(bundles.items()))
         self._sessions = {h: onnx_session(b.onnx_path) for h, b in self._bundles.items()}
+        self._input = {h: s.get_inputs()[0].name for h, s in self._sessions.items()}
         self._output = {h: s.get_outputs()[0].name for h, s in self._sessions.items()}
+        self._column = {h: b.output_index for h, b in self._bundles.items()}
         self._info = {
             h: ModelInfo(
                 horizon=h,
@@ -75,6 +130,9 @@ class Scorer:
                 provider=self._sessions[h].get_providers()[0],
                 alias=alias,
                 calibration=Calibration.from_meta(b.meta),
+                kind=b.kind,
+                family=b.family,
+                window=b.window,
             )
             for h, b in self._bundles.items()
         }
@@ -84,17 +142,27 @@ class Scorer:
         return dict(self._info)
 
     def predict(
-        self, values: Mapping[str, float], horizons: Iterable[int], *, ticker: str = ""
+        self,
+        values: Mapping[str, float],
+        horizons: Iterable[int],
+        *,
+        ticker: str = "",
+        feature_ts: float = math.nan,
+        history=None,
     ) -> dict[int, float]:
-        """Predicted forward log return per horizon for one feature row."""
+        """Predicted forward log return per horizon for one feature row (sequence models
+        also need ``feature_ts`` and ``history``, see `model_input`)."""
         out = {}
         for h in horizons:
-            x = feature_vector(values, self._info[h].feature_names, horizon=h, ticker=ticker)
-            y = self._sessions[h].run([self._output[h]], {ONNX_INPUT_NAME: x})[0]
-            out[h] = float(np.asarray(y).reshape(-1)[0])
+            x = model_input(
+                values, self._info[h], ticker=ticker, feature_ts=feature_ts, history=history
+            )
+            out[h] = float(self.predict_matrix(x, h)[0])
         return out
 
     def predict_matrix(self, x: np.ndarray, horizon: int) -> np.ndarray:
-        """Forecasts of ``x`` ``(N, F)`` float32 (columns in the model's feature order)."""
-        y = self._sessions[horizon].run([self._output[horizon]], {ONNX_INPUT_NAME: x})[0]
-        return np.asarray(y, dtype=np.float64).reshape(-1)
+        """Forecasts of ``x`` float32 ``(N, F)`` (LightGBM) or ``(N, L, F)`` (sequence), in
+        the model's feature order; ``(N,)`` float64."""
+        y = self._sessions[horizon].run([self._output[horizon]], {self._input[horizon]: x})[0]
+        y = np.asarray(y, dtype=np.float64).reshape(len(x), -1)
+        return y[:, self._column[horizon]]

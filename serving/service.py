@@ -8,6 +8,11 @@ one ONNX run and at most one ``pred_contrib`` call per horizon.
 
 Per horizon a prediction carries P(up) and a conformal interval when the bundle has validation
 residual statistics (``serving.calibration``), the features' age and a staleness flag.
+
+Sequence models (LSTM / Transformer bundles) answer the same requests: the online row is
+looked up, checked (as_of, staleness, missing features) and reported exactly as for LightGBM;
+the model input is that ticker's offline window ending at the online row's time
+(``serving.scorer.model_input``), and explanations are integrated gradients.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ from serving.explainer import Explanation
 from serving.lookup import FeatureLookup, FeatureRow
 from serving.modelset import CHALLENGER, CHAMPION, ServedModels
 from serving.protos import stockray_pb2 as pb
-from serving.scorer import ModelInfo, feature_vector
+from serving.scorer import ModelInfo, model_input
 
 log = logging.getLogger(__name__)
 DEFAULT_TOP_K = 5
@@ -101,7 +106,13 @@ def score_rows(
                 continue
             try:
                 xs.append(
-                    feature_vector(row.values, info.feature_names, horizon=h, ticker=row.ticker)
+                    model_input(
+                        row.values,
+                        info,
+                        ticker=row.ticker,
+                        feature_ts=row.feature_ts,
+                        history=ms.history,
+                    )
                 )
                 idx.append(i)
             except ServingError as e:
@@ -125,10 +136,25 @@ def explain_rows(
     assert ms.explainer is not None
     if len(rows) > 1:
         ms.explainer.warm([r.values for r in rows], horizons)
+    seq = [h for h in horizons if ms.info[h].kind == "sequence"]
     out: list[dict[int, Explanation] | ServingError] = []
     for row in rows:
         try:
-            out.append(ms.explainer.explain(row.values, horizons, top_k=top_k, ticker=row.ticker))
+            inputs = {
+                h: model_input(
+                    row.values,
+                    ms.info[h],
+                    ticker=row.ticker,
+                    feature_ts=row.feature_ts,
+                    history=ms.history,
+                )
+                for h in seq
+            }
+            out.append(
+                ms.explainer.explain(
+                    row.values, horizons, top_k=top_k, ticker=row.ticker, inputs=inputs
+                )
+            )
         except ServingError as e:
             out.append(e)
     return out
@@ -555,6 +581,9 @@ class PredictionService:
                     provider=info.provider,
                     calibrated=cal is not None,
                     interval_coverage=iv[2] if iv else 0.0,
+                    kind=info.kind,
+                    family=info.family,
+                    window=info.window,
                 )
         return resp
 

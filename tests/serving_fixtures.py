@@ -118,3 +118,81 @@ def served_models(dirs: Mapping[int, str], challenger: Mapping[int, str] | None 
     if challenger:
         sources["challenger"] = ModelSource(bundle_dirs=dict(challenger))
     return ServedModels(sources, **kw)
+
+
+# --- sequence (LSTM / Transformer) bundles and the offline history they read -------------------
+
+
+def sequence_frame(n_tickers: int = 6, n_days: int = 160, seed: int = 5):
+    """A tiny panel in the serving fixtures' feature names, ending on ``FEATURE_TS``'s date.
+
+    ``ret_1d`` of the last two days drives the 1-day label (a planted signal a window model can
+    use); ``ret_5d`` also carries the 5-day label's drift. Columns: ``ticker``, ``ts`` (UTC),
+    `FEATURES`, ``feature_ts`` and ``fwd_ret_{1,5}d``.
+    """
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    dates = pd.bdate_range(end=pd.Timestamp(FEATURE_TS, unit="s", tz="UTC"), periods=n_days)
+    parts = []
+    for t in ["AAPL", "MSFT", "NVDA", "SPY", "GOOG", "AMZN", "META", "TSLA"][:n_tickers]:
+        x = rng.standard_normal((n_days, len(FEATURES))).astype(np.float32)
+        prev = np.r_[0.0, x[:-1, 0]]
+        y1 = 0.01 * (0.7 * x[:, 0] + 0.5 * prev) + 0.005 * rng.standard_normal(n_days)
+        y5 = 0.02 * x[:, 1] + 2 * y1 + 0.01 * rng.standard_normal(n_days)
+        p = pd.DataFrame(x, columns=list(FEATURES))
+        p.insert(0, "ts", dates)
+        p.insert(0, "ticker", t)
+        p["feature_ts"] = dates.asi8 / 1e9
+        p["fwd_ret_1d"], p["fwd_ret_5d"] = y1, y5
+        p.loc[p.index[-1:], "fwd_ret_1d"] = np.nan  # labels not known yet at the end
+        p.loc[p.index[-5:], "fwd_ret_5d"] = np.nan
+        parts.append(p)
+    return pd.concat(parts, ignore_index=True).sort_values(["ts", "ticker"], ignore_index=True)
+
+
+def write_offline_features(frame, path: Path) -> Path:
+    """The offline feature table as ``features.store.write_offline`` lays it out (no labels),
+    rows shuffled so readers must sort by ts themselves."""
+    cols = ["ticker", "ts", *FEATURES, "feature_ts"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame[cols].sample(frac=1.0, random_state=0).to_parquet(path, index=False)
+    return path
+
+
+def latest_rows(frame) -> dict[str, dict[str, float]]:
+    """Each ticker's last row as the online store would hold it (for `FakeReader`)."""
+    last = frame.sort_values("ts").groupby("ticker").tail(1)
+    return {r["ticker"]: {f: float(r[f]) for f in FEATURES} for _, r in last.iterrows()}
+
+
+def train_sequence(frame, model: str = "lstm", window: int = 6, epochs: int = 3, seed: int = 0):
+    """A `training.sequence.SequenceResult` of a small net fitted on ``frame`` (a few s)."""
+    from training.sequence import SequenceConfig, SequenceModel, segment_masks, sequence_result
+
+    d = sorted(frame["ts"].unique())
+    seg = {"train": [str(d[0].date()), str(d[99].date())],
+           "valid": [str(d[106].date()), str(d[-1].date())]}
+    cfg = SequenceConfig(model=model, window=window, hidden=8, heads=2, epochs=epochs,
+                         lr=3e-3, dropout=0.0, horizons=(1, 5), seed=seed, num_threads=1)
+    tr, va, _ = segment_masks(frame, seg)
+    fitted = SequenceModel(cfg, FEATURES).fit(frame, tr, va)
+    return sequence_result(fitted.net, frame, FEATURES, seg, history=fitted.history,
+                           n_train=int(tr.sum()))
+
+
+def make_sequence_bundles(root: Path, result, *, version: str = "2") -> dict[int, str]:
+    """One bundle per head of ``result``'s net (exported once, retargeted per horizon)."""
+    from training.export import export_sequence_bundle, retarget_sequence_bundle
+
+    fam = result.cfg.model
+    hs = list(result.cfg.horizons)
+    staged = export_sequence_bundle(
+        result.net, result.feature_names, root / "staged", model_name=f"stockray-{fam}-h{hs[0]}",
+        model_version=version, horizon=hs[0], calibration=result.calibration(),
+        parity_input=result.parity_windows, history=result.history)
+    return {h: str(retarget_sequence_bundle(staged, root / f"h{h}", horizon=h,
+                                            model_name=f"stockray-{fam}-h{h}",
+                                            model_version=version,
+                                            extra={"metrics": result.metrics[h]}))
+            for h in hs}

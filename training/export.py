@@ -1,12 +1,29 @@
-"""Export a trained LightGBM booster as a *model bundle* that ``serving`` loads.
+"""Export a trained model as a *model bundle* that ``serving`` loads.
 
-A bundle is a directory:
+A bundle is a directory; ``bundle.json``'s ``kind`` says which of two layouts it has.
+
+``kind: "lgbm"`` (`export_bundle`; bundles without ``kind`` are this one):
 
 - ``model.onnx``  — the booster converted with onnxmltools (input ``features``, float32
   ``[N, F]``, dynamic batch; output ``variable`` float32 ``[N, 1]``);
 - ``model.txt``   — the LightGBM booster text, for TreeSHAP (``pred_contrib=True``);
 - ``bundle.json`` — ``model_name``, ``model_version``, ``horizon``, ``feature_names``,
   ``onnx_parity_max_abs``, ``created_at`` (ISO 8601 UTC), ``onnx_opset``, ``extra``.
+
+``kind: "sequence"`` (`export_sequence_bundle`, an LSTM / Transformer ``SequenceNet``):
+
+- ``model.onnx``  — the whole network, standardisation included (input ``window`` float32
+  ``[B, L, F]`` of *raw* features, NaN allowed; output ``returns`` float32 ``[B, H]``, one
+  column per horizon of ``horizons``), dynamic batch;
+- ``state.pt``    — the torch state (``training.sequence.save_state`` format) that serving's
+  explainer rebuilds the net from for integrated gradients;
+- ``bundle.json`` — as above plus ``architecture``, ``window`` (L), ``horizons``,
+  ``output_index`` (the column of ``horizon``), ``calibration`` (per horizon, keyed by
+  ``str(h)``: `residual_calibration` of the validation residuals) and ``config``.
+
+A sequence network forecasts every horizon at once, but the registry holds one version per
+horizon (``stockray-lstm-h5`` ...): each registered version carries the same graph with its own
+``horizon`` / ``output_index`` (`retarget_sequence_bundle`).
 
 This module owns the bundle *format* (file names, metadata read/write, ONNX provider choice);
 ``serving`` imports those small helpers, never the training code. The heavy converters
@@ -32,7 +49,9 @@ import numpy as np
 
 ONNX_FILE = "model.onnx"
 BOOSTER_FILE = "model.txt"
+STATE_FILE = "state.pt"
 META_FILE = "bundle.json"
+KIND_LGBM, KIND_SEQUENCE = "lgbm", "sequence"
 ONNX_INPUT_NAME = "features"
 # onnxmltools 1.16 converts LightGBM up to opset 15 (17 raises; see STACK.md).
 ONNX_TARGET_OPSET = 15
@@ -147,6 +166,14 @@ def _parity_sample(booster: Any, n_features: int, rows: int, seed: int = 0) -> n
     return x
 
 
+def _booster_output(booster: Any) -> dict[str, Any]:
+    """``objective``, ``output`` and ``servable_as_return`` of a LightGBM booster."""
+    objective = str(booster.dump_model(num_iteration=1).get("objective", "")).split()[0]
+    rank = objective.startswith(("lambdarank", "rank_xendcg"))
+    return {"objective": objective, "output": "rank_score" if rank else "log_return",
+            "servable_as_return": not rank}
+
+
 def export_bundle(
     booster: Any,
     feature_names: Sequence[str],
@@ -164,7 +191,9 @@ def export_bundle(
     so a reader never sees a half-written bundle.
 
     Args:
-        booster: a trained ``lightgbm.Booster`` (regression objective).
+        booster: a trained ``lightgbm.Booster``; a regression one forecasts a return, a
+            lambdarank one exports too (ONNX parity holds) but ``bundle.json`` then says
+            ``output: rank_score`` and ``servable_as_return: false``.
         feature_names: names of the model's input columns, in order.
         out_dir: bundle directory to create (its parent is created if missing).
         model_name: registered model name, e.g. ``stockray-lgbm-h5``.
@@ -214,6 +243,8 @@ def export_bundle(
                 "disagrees with LightGBM; check the objective is supported by onnxmltools"
             )
         meta = {
+            "kind": KIND_LGBM,
+            "family": "lgbm",
             "model_name": model_name,
             "model_version": str(model_version),
             "horizon": int(horizon),
@@ -224,22 +255,29 @@ def export_bundle(
             "onnx_input": ONNX_INPUT_NAME,
             "onnx_provider_at_export": sess.get_providers()[0],
             "num_trees": int(booster.num_trees()),
+            # lambdarank's output is a per-date rank score, not a return: it must not be
+            # served as a forecast (no return scale, no intervals, no P(up))
+            **_booster_output(booster),
             "created_at": datetime.now(UTC).isoformat(),
             "extra": dict(extra or {}),
         }
         _write_json_atomic(tmp / META_FILE, meta)
-        if out.exists():
-            # Rename the old bundle away first so the swap is two renames, never a partial dir.
-            old = out.parent / f".{out.name}.old-{os.getpid()}"
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
+        _swap_in(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def _swap_in(tmp: Path, out: Path) -> None:
+    """Replace directory ``out`` by ``tmp``: two renames, so a reader never sees a partial dir."""
+    if out.exists():
+        old = out.parent / f".{out.name}.old-{os.getpid()}"
+        os.replace(out, old)
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, out)
 
 
 # --- torch models (sequence networks) ----------------------------------------------------------
@@ -377,4 +415,161 @@ def residual_calibration(residuals: Any) -> dict[str, float]:
     for c in CONFORMAL_COVERAGES:
         k = min(n, int(np.ceil((n + 1) * c)))
         out[f"val_conformal_q{round(100 * c)}"] = float(a[k - 1])
+    return out
+
+
+# --- sequence bundles (LSTM / Transformer) -----------------------------------------------------
+
+# Random windows for the parity check: values ~N(mean, (3 std)^2) around the train mean (so the
+# input clip at 5 sigma is crossed), with NaN warm-up cells like a young ticker's first windows.
+SEQUENCE_PARITY_ROWS = 64
+
+
+def _sequence_parity_windows(net: Any, window: int, rows: int, seed: int = 0) -> Any:
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    n_f = net.x_mean.shape[0]
+    z = 3.0 * torch.randn(rows, window, n_f, generator=g)
+    x = net.x_mean + z * net.x_std
+    x[: rows // 4, : window // 2] = float("nan")
+    return x.float()
+
+
+def export_sequence_bundle(
+    net: Any,
+    feature_names: Sequence[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    model_name: str,
+    model_version: str,
+    horizon: int,
+    calibration: dict[int, dict[str, float]] | None = None,
+    parity_input: Any | None = None,
+    extra: dict[str, Any] | None = None,
+    history: list[dict[str, float]] | None = None,
+) -> Path:
+    """Write a ``kind: "sequence"`` bundle for a trained ``SequenceNet`` (atomic replace).
+
+    The ONNX graph is the network's own ``forward`` (standardisation, NaN -> train mean and
+    the input clip inside), exported by `export_torch_onnx` with a dynamic batch; its parity
+    against torch eager (max abs over every output column) is checked and stored as
+    ``onnx_parity_max_abs``.
+
+    Args:
+        net: a trained ``training.sequence.SequenceNet`` (put in eval mode).
+        feature_names: the net's input columns, in order (``F`` of ``[B, L, F]``).
+        out_dir: bundle directory to create.
+        model_name: registered name, e.g. ``stockray-lstm-h5``.
+        model_version: registered version (``"unregistered"`` until known).
+        horizon: the horizon this bundle serves; must be one of ``net.cfg.horizons``.
+        calibration: ``{h: residual_calibration(valid residuals of head h)}``.
+        parity_input: ``[N, L, F]`` real windows for the parity check (validation windows
+            are best); `SEQUENCE_PARITY_ROWS` random windows (NaN cells, values beyond the
+            input clip) are checked besides, or instead when None.
+        extra: more JSON-serialisable metadata (``extra.metrics`` = this horizon's metrics).
+        history: per-epoch training history stored in ``state.pt``.
+
+    Returns:
+        The bundle directory.
+
+    Raises:
+        ValueError: feature names don't match the net, the horizon is not one of its heads,
+            or ONNX parity is worse than ``PARITY_MAX_ABS_LIMIT``.
+    """
+    import torch
+
+    from training.sequence import EpochState, save_state
+
+    cfg = net.cfg
+    names = [str(n) for n in feature_names]
+    n_f = int(net.x_mean.shape[0])
+    if len(names) != n_f or len(set(names)) != len(names):
+        raise ValueError(f"{len(names)} feature names (unique: {len(set(names))}) for a "
+                         f"SequenceNet with {n_f} inputs")
+    horizons = [int(h) for h in cfg.horizons]
+    if int(horizon) not in horizons:
+        raise ValueError(f"horizon {horizon} is not a head of this net (horizons {horizons})")
+    net = net.eval()
+    # Real windows rarely hold NaN padding or 5-sigma values: synthetic rows always join them,
+    # so the stated parity covers the NaN -> mean and clip paths of the graph too.
+    x = _sequence_parity_windows(net, cfg.window, SEQUENCE_PARITY_ROWS)
+    if parity_input is not None:
+        given = torch.as_tensor(np.asarray(parity_input, np.float32))
+        if given.dim() != 3 or given.shape[1:] != (cfg.window, n_f):
+            raise ValueError(f"parity_input has shape {tuple(given.shape)}; "
+                             f"want [N, {cfg.window}, {n_f}]")
+        x = torch.cat([given, x[: SEQUENCE_PARITY_ROWS // 4]])
+    out = Path(out_dir).expanduser().resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        # Export from finite rows (NaN in the example is fine for torch.export, but finite
+        # rows keep the trace off data-dependent paths); parity runs on x, NaN included.
+        finite = torch.nan_to_num(x[:2], nan=0.0) if len(x) >= 2 else torch.nan_to_num(x)
+        info = export_torch_onnx(net, finite, tmp / ONNX_FILE, parity_input=x)
+        save_state(tmp / STATE_FILE, net, None, EpochState(epoch=-1, history=list(history or [])),
+                   cfg, n_f)
+        cal = {str(h): dict(v) for h, v in (calibration or {}).items()}
+        meta = {
+            "kind": KIND_SEQUENCE,
+            "family": cfg.model,
+            "architecture": cfg.model,
+            "model_name": model_name,
+            "model_version": str(model_version),
+            "horizon": int(horizon),
+            "horizons": horizons,
+            "output_index": horizons.index(int(horizon)),
+            "window": int(cfg.window),
+            "feature_names": names,
+            "calibration": cal,
+            "config": {k: (list(v) if isinstance(v, tuple) else v)
+                       for k, v in vars(cfg).items()},
+            "onnx_parity_max_abs": info["parity_max_abs"],
+            "onnx_parity_rows": info["parity_rows"],
+            "onnx_opset": info["opset"],
+            "onnx_input": info["input"],
+            "onnx_output": info["output"],
+            "onnx_provider_at_export": info["providers"][0],
+            "created_at": datetime.now(UTC).isoformat(),
+            "extra": dict(extra or {}),
+        }
+        _write_json_atomic(tmp / META_FILE, meta)
+        _swap_in(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def retarget_sequence_bundle(
+    src: str | os.PathLike[str], out_dir: str | os.PathLike[str], *, horizon: int,
+    model_name: str, model_version: str, extra: dict[str, Any] | None = None,
+) -> Path:
+    """Copy a sequence bundle so it serves another of its net's horizons (no re-export).
+
+    Sets ``horizon``, ``output_index``, ``model_name``, ``model_version`` and (when given)
+    ``extra``; the graph and state are the same files.
+    """
+    meta = read_bundle_meta(src)
+    if meta.get("kind") != KIND_SEQUENCE:
+        raise ValueError(f"{src} is a {meta.get('kind', KIND_LGBM)!r} bundle, not a sequence one")
+    horizons = [int(h) for h in meta["horizons"]]
+    if int(horizon) not in horizons:
+        raise ValueError(f"horizon {horizon} is not a head of {src} (horizons {horizons})")
+    out = Path(out_dir).expanduser().resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        shutil.copytree(src, tmp, dirs_exist_ok=True)
+        updates: dict[str, Any] = {"horizon": int(horizon),
+                                   "output_index": horizons.index(int(horizon)),
+                                   "model_name": model_name, "model_version": str(model_version)}
+        if extra is not None:
+            updates["extra"] = dict(extra)
+        write_bundle_meta(tmp, **updates)
+        _swap_in(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return out

@@ -1,10 +1,13 @@
 """MLflow tracking and registry: runs, registered models per family and horizon, the lifecycle.
 
-Registered names are ``stockray-{family}-h{h}`` (`FAMILIES`: ``lgbm`` = LightGBM regression,
-the served family; ``lgbmrank`` = LightGBM lambdarank). Each version's run holds the LightGBM
-model (MLflow's ``lightgbm`` flavor), the serving bundle (ONNX + booster + metadata) under
-``bundle/`` (served family only; ``lgbmrank`` runs hold the booster text instead),
-``model_card.md``, the git revision and the data snapshot hash (tags).
+Registered names are ``stockray-{family}-h{h}``: `FAMILIES` are the LightGBM ones (``lgbm`` =
+regression, the default served family; ``lgbmrank`` = lambdarank), `SEQUENCE_FAMILIES` the
+sequence networks (``lstm``, ``transformer``; one multi-horizon net, registered once per
+horizon). Each version's run holds the model in an MLflow flavor (``lightgbm``; ``pytorch``
+for sequence nets), the serving bundle (``training.export``: ONNX + booster or torch state +
+metadata) under ``bundle/`` (every family in `BUNDLE_FAMILIES`; ``lgbmrank`` runs hold the
+booster text instead), ``model_card.md``, the git revision and the data snapshot hash (tags).
+`register_horizon` (LightGBM) and `register_sequence` share one code path, `_register`.
 
 Lifecycle (aliases):
 
@@ -19,8 +22,9 @@ Lifecycle (aliases):
   previous one and records the rollback as tags (``last_rollback`` on the model,
   ``rolled_back_at`` on the demoted version).
 
-When the served family's champion changes, the local bundle ``models/h{h}`` is refreshed from
-the registry so it always mirrors the champion.
+When a bundle family's champion changes, its local bundle (`local_bundle_dir`: ``models/h{h}``
+for ``lgbm``, ``models/{family}/h{h}`` for the others) is refreshed from the registry so it
+always mirrors the champion.
 """
 
 from __future__ import annotations
@@ -30,19 +34,29 @@ import json
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from training.export import export_bundle, write_bundle_meta
+from training.export import (
+    export_bundle,
+    export_sequence_bundle,
+    retarget_sequence_bundle,
+    write_bundle_meta,
+)
 from training.lgbm import HorizonResult
 
 REGISTERED_NAME = "stockray-lgbm-h{h}"
 BUNDLE_ARTIFACT_PATH = "bundle"
 FAMILIES = {"lgbm": "stockray-lgbm-h{h}", "lgbmrank": "stockray-lgbmrank-h{h}"}
-SERVED_FAMILY = "lgbm"  # what serving loads (serving.models.DEFAULT_REGISTERED_NAME)
+SEQUENCE_FAMILIES = {"lstm": "stockray-lstm-h{h}", "transformer": "stockray-transformer-h{h}"}
+SERVED_FAMILY = "lgbm"  # what serving loads by default (serving.models.DEFAULT_REGISTERED_NAME)
+# Families whose versions carry a serving bundle (lambdarank scores do not pass ONNX parity).
+BUNDLE_FAMILIES = ("lgbm", *SEQUENCE_FAMILIES)
 CHAMPION, CHALLENGER = "champion", "challenger"
 HISTORY_TAG = "champion_history"
 WF_SEEDS_TAG = "wf_rank_ic_seeds"  # JSON list: walk-forward RankIC per seed
@@ -51,9 +65,16 @@ CARD_FILE = "model_card.md"
 
 def registered_name(family: str, horizon: int) -> str:
     """``stockray-{family}-h{horizon}``; raises for an unknown family."""
-    if family not in FAMILIES:
-        raise ValueError(f"unknown model family {family!r}; known: {sorted(FAMILIES)}")
-    return FAMILIES[family].format(h=int(horizon))
+    known = {**FAMILIES, **SEQUENCE_FAMILIES}
+    if family not in known:
+        raise ValueError(f"unknown model family {family!r}; known: {sorted(known)}")
+    return known[family].format(h=int(horizon))
+
+
+def local_bundle_dir(bundle_root: Path, family: str, horizon: int) -> Path:
+    """Where a family's champion bundle is mirrored: ``h{h}`` (lgbm) or ``{family}/h{h}``."""
+    sub = f"h{int(horizon)}" if family == SERVED_FAMILY else f"{family}/h{int(horizon)}"
+    return Path(bundle_root) / sub
 
 
 def config_hash(obj) -> str:
@@ -93,53 +114,50 @@ def ensure_experiment(tracking_uri: str, artifact_uri: str, name: str) -> str:
     return client.create_experiment(name, artifact_location=f"{artifact_uri}/{name}")
 
 
-def register_horizon(result: HorizonResult, *, tracking_uri: str, experiment_id: str,
-                     bundle_root: Path, params: dict, tags: dict | None = None,
-                     alias: str = "auto", family: str = SERVED_FAMILY,
-                     data_hash: str | None = None) -> RegisteredVersion:
-    """Log one horizon's run, register its model, set its alias, log its model card.
+@dataclass
+class _Flavor:
+    """What differs between model families when a version is registered.
 
-    Args:
-        alias: ``"auto"`` (default): ``champion`` for the first version of the name, else
-            ``challenger``; or an explicit alias.
-        family: registry family (`FAMILIES`).
-        data_hash: snapshot hash of the training data (tag ``data_snapshot_sha256``).
-
-    The local copy of the bundle (``bundle_root/h{h}``) mirrors the served family's
-    champion: it is written only when this version becomes champion.
+    Attributes:
+        log_model: logs the model in the active MLflow run; returns its ``ModelInfo``.
+        write_bundle: ``(out_dir, name, version, run_id) -> bundle dir``, or None when the
+            family has no serving bundle.
+        log_extra: logs more artifacts in the active run (e.g. lambdarank's booster text).
     """
-    import lightgbm as lgb
+
+    log_model: Callable[[], Any]
+    write_bundle: Callable[[Path, str, str, str], Path] | None = None
+    log_extra: Callable[[], None] | None = None
+
+
+def _register(flavor: _Flavor, *, family: str, horizon: int, metrics: dict[str, float],
+              split: dict, feature_names: list[str], tracking_uri: str, experiment_id: str,
+              bundle_root: Path, params: dict, tags: dict | None, alias: str,
+              data_hash: str | None, card: dict | None = None) -> RegisteredVersion:
+    """The registration every family shares: run (tags, params, metrics, split, features,
+    model, bundle), registered version, alias, champion history, local mirror, model card."""
     import mlflow
 
-    h = result.horizon
+    h = int(horizon)
     name = registered_name(family, h)
-    booster = lgb.Booster(model_str=result.booster_text)
     mlflow.set_tracking_uri(tracking_uri)
     client = mlflow.MlflowClient(tracking_uri=tracking_uri)
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"{family}-h{h}") as run:
         mlflow.set_tags({"horizon": h, "family": family, "git_revision": git_revision(),
                          **({"data_snapshot_sha256": data_hash} if data_hash else {}),
                          **(tags or {})})
-        mlflow.log_params({**params, "horizon": h, "n_features": len(result.feature_names)})
-        mlflow.log_metrics({k: v for k, v in result.metrics.items() if np.isfinite(v)})
-        mlflow.log_dict(result.split, "split.json")
-        mlflow.log_dict({"feature_names": result.feature_names}, "features.json")
-        # Explicit requirements: inference would otherwise add torch to a LightGBM model.
-        logged = mlflow.lightgbm.log_model(booster, name="model",
-                                           pip_requirements=[f"lightgbm=={lgb.__version__}"])
-        if family == SERVED_FAMILY:
-            # Only the served family gets an ONNX bundle: lambdarank scores have leaves ~100x
-            # larger than return forecasts, so a float32 split flip breaks the 1e-3 parity
-            # check of training.export; lgbmrank versions carry the LightGBM model only.
-            with tempfile.TemporaryDirectory() as tmp:
-                staged = export_bundle(booster, result.feature_names, Path(tmp) / "bundle",
-                                       model_name=name, model_version="unregistered",
-                                       horizon=h, extra={"metrics": result.metrics,
-                                                         "run_id": run.info.run_id})
-                mlflow.log_artifacts(str(staged), BUNDLE_ARTIFACT_PATH)
-        else:
-            mlflow.log_text(result.booster_text, "booster/model.txt")
+        mlflow.log_params({**params, "horizon": h, "n_features": len(feature_names)})
+        mlflow.log_metrics({k: v for k, v in metrics.items() if np.isfinite(v)})
+        mlflow.log_dict(split, "split.json")
+        mlflow.log_dict({"feature_names": list(feature_names)}, "features.json")
+        logged = flavor.log_model()
         run_id = run.info.run_id
+        if flavor.write_bundle is not None:
+            with tempfile.TemporaryDirectory() as tmp:
+                staged = flavor.write_bundle(Path(tmp) / "bundle", name, "unregistered", run_id)
+                mlflow.log_artifacts(str(staged), BUNDLE_ARTIFACT_PATH)
+        if flavor.log_extra is not None:
+            flavor.log_extra()
     mv = mlflow.register_model(logged.model_uri, name)
     version = str(mv.version)
     if alias == "auto":
@@ -147,18 +165,141 @@ def register_horizon(result: HorizonResult, *, tracking_uri: str, experiment_id:
     client.set_registered_model_alias(name, alias, version)
     if alias == CHAMPION:
         _push_history(client, name, version)
-    local = bundle_root / f"h{h}"
-    if alias == CHAMPION and family == SERVED_FAMILY:
-        local = export_bundle(booster, result.feature_names, local,
-                              model_name=name, model_version=version, horizon=h,
-                              extra={"metrics": result.metrics, "run_id": run_id})
+    local = local_bundle_dir(bundle_root, family, h)
+    if alias == CHAMPION and flavor.write_bundle is not None:
+        local = flavor.write_bundle(local, name, version, run_id)
         write_bundle_meta(local, model_version=version)
-    card = model_card(name=name, version=version, family=family, horizon=h,
-                      params=params, data_hash=data_hash, holdout=result.metrics)
-    client.log_text(run_id, card, CARD_FILE)
-    client.update_model_version(name, version, description=card)
+    text = model_card(name=name, version=version, family=family, horizon=h, params=params,
+                      data_hash=data_hash, holdout=metrics, **(card or {}))
+    client.log_text(run_id, text, CARD_FILE)
+    client.update_model_version(name, version, description=text)
     return RegisteredVersion(name=name, version=version, run_id=run_id, horizon=h,
                              bundle_dir=local, alias=alias)
+
+
+def register_horizon(result: HorizonResult, *, tracking_uri: str, experiment_id: str,
+                     bundle_root: Path, params: dict, tags: dict | None = None,
+                     alias: str = "auto", family: str = SERVED_FAMILY,
+                     data_hash: str | None = None) -> RegisteredVersion:
+    """Log one horizon's LightGBM run, register its model, set its alias, log its model card.
+
+    Args:
+        alias: ``"auto"`` (default): ``champion`` for the first version of the name, else
+            ``challenger``; or an explicit alias.
+        family: registry family (`FAMILIES`).
+        data_hash: snapshot hash of the training data (tag ``data_snapshot_sha256``).
+
+    The local copy of the bundle (`local_bundle_dir`) mirrors the family's champion: it is
+    written only when this version becomes champion.
+    """
+    import lightgbm as lgb
+    import mlflow
+
+    if family not in FAMILIES:
+        raise ValueError(f"register_horizon registers LightGBM families {sorted(FAMILIES)}, "
+                         f"not {family!r} (sequence nets: register_sequence)")
+    booster = lgb.Booster(model_str=result.booster_text)
+
+    def write(out: Path, name: str, version: str, run_id: str) -> Path:
+        return export_bundle(booster, result.feature_names, out, model_name=name,
+                             model_version=version, horizon=result.horizon,
+                             extra={"metrics": result.metrics, "run_id": run_id})
+
+    flavor = _Flavor(
+        # Explicit requirements: inference would otherwise add torch to a LightGBM model.
+        log_model=lambda: mlflow.lightgbm.log_model(
+            booster, name="model", pip_requirements=[f"lightgbm=={lgb.__version__}"]),
+        # Only bundle families get an ONNX bundle: lambdarank scores have leaves ~100x larger
+        # than return forecasts, so a float32 split flip breaks the 1e-3 parity check of
+        # training.export; lgbmrank versions carry the LightGBM model only.
+        write_bundle=write if family in BUNDLE_FAMILIES else None,
+        log_extra=(None if family in BUNDLE_FAMILIES
+                   else lambda: mlflow.log_text(result.booster_text, "booster/model.txt")),
+    )
+    return _register(flavor, family=family, horizon=result.horizon, metrics=result.metrics,
+                     split=result.split, feature_names=result.feature_names,
+                     tracking_uri=tracking_uri, experiment_id=experiment_id,
+                     bundle_root=bundle_root, params=params, tags=tags, alias=alias,
+                     data_hash=data_hash)
+
+
+def register_sequence(result, horizons: list[int] | None = None, *, tracking_uri: str,
+                      experiment_id: str, bundle_root: Path, params: dict,
+                      tags: dict | None = None, alias: str = "auto",
+                      data_hash: str | None = None) -> dict[int, RegisteredVersion]:
+    """Register a trained sequence net once per horizon as ``stockray-{lstm|transformer}-h{h}``.
+
+    The ONNX graph is exported (with its parity check) once; each horizon's version gets a
+    copy of that bundle pointing at its own output column (`retarget_sequence_bundle`), the
+    horizon's metrics, the net in MLflow's ``pytorch`` flavor, and a model card. Aliases and
+    the local mirror follow `register_horizon` exactly (shared `_register`).
+
+    Args:
+        result: a ``training.sequence.SequenceResult``.
+        horizons: which heads to register (default: all of the net's).
+        params: hyperparameters to log (``asdict(SequenceConfig)`` is added).
+
+    Returns:
+        ``{horizon: RegisteredVersion}``; ``result.metrics[h]`` gains the bundle's
+        ``onnx_parity_max_abs`` (logged with the other metrics).
+    """
+    import mlflow
+    import torch
+
+    from training.export import read_bundle_meta
+
+    cfg = result.cfg
+    family = cfg.model
+    if family not in SEQUENCE_FAMILIES:
+        raise ValueError(f"unknown sequence family {family!r}; known {sorted(SEQUENCE_FAMILIES)}")
+    hs = [int(h) for h in (horizons or cfg.horizons)]
+    calibration = result.calibration()
+    net_params = {k: (",".join(map(str, v)) if isinstance(v, tuple) else v)
+                  for k, v in vars(cfg).items()}
+    out: dict[int, RegisteredVersion] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        staged = export_sequence_bundle(
+            result.net, result.feature_names, Path(tmp) / "staged", model_name="unregistered",
+            model_version="unregistered", horizon=hs[0], calibration=calibration,
+            parity_input=result.parity_windows, history=result.history)
+        parity = float(read_bundle_meta(staged)["onnx_parity_max_abs"])
+        x_example = (result.parity_windows[:2] if result.parity_windows is not None
+                     and len(result.parity_windows) >= 2 else None)
+        if x_example is None:
+            x_example = np.repeat(result.net.x_mean.numpy()[None, None], cfg.window, axis=1)
+            x_example = np.repeat(x_example, 2, axis=0)
+        x_example = np.nan_to_num(x_example).astype(np.float32)
+        for h in hs:
+            metrics = result.metrics.setdefault(h, {})
+            metrics["onnx_parity_max_abs"] = parity
+
+            def write(dest: Path, name: str, version: str, run_id: str, h=h, metrics=metrics):
+                return retarget_sequence_bundle(staged, dest, horizon=h, model_name=name,
+                                                model_version=version,
+                                                extra={"metrics": metrics, "run_id": run_id})
+
+            flavor = _Flavor(
+                # pt2 (a traced graph) rather than pickle: loading it runs no arbitrary code.
+                log_model=lambda: mlflow.pytorch.log_model(
+                    result.net, name="model", serialization_format="pt2",
+                    input_example=x_example,
+                    pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"]),
+                write_bundle=write,
+            )
+            out[h] = _register(
+                flavor, family=family, horizon=h, metrics=metrics, split=result.split,
+                feature_names=result.feature_names, tracking_uri=tracking_uri,
+                experiment_id=experiment_id, bundle_root=bundle_root,
+                params={**params, **net_params}, tags=tags, alias=alias, data_hash=data_hash,
+                card={"window": cfg.window,
+                      "holdout_note": _segments_note(result.split)})
+    return out
+
+
+def _segments_note(split: dict) -> str:
+    seg = ", ".join(f"{k} {v[0]}..{v[1]}" for k, v in split.items()
+                    if k in ("train", "valid", "test"))
+    return f"Explicit segments ({seg}); training labels reaching the valid segment purged:"
 
 
 # --- model card ---------------------------------------------------------------------------------
@@ -171,23 +312,36 @@ def _fmt(v) -> str:
     return "n/a" if not np.isfinite(f) else f"{f:.4f}"
 
 
+def _model_text(family: str, window: int | None) -> str:
+    if family in SEQUENCE_FAMILIES:
+        arch = "LSTM" if family == "lstm" else "Transformer encoder"
+        return (f"{arch} over the last {window or '?'} daily feature rows of the ticker, one "
+                "head per horizon trained jointly on standardised targets; explained with "
+                "integrated gradients")
+    objective = "lambdarank (per-date ranking)" if family == "lgbmrank" else "L2 regression"
+    return f"LightGBM, {objective}"
+
+
 def model_card(*, name: str, version: str, family: str, horizon: int, params: dict,
                data_hash: str | None, holdout: dict | None = None,
-               walkforward: dict | None = None) -> str:
+               walkforward: dict | None = None, window: int | None = None,
+               holdout_note: str | None = None) -> str:
     """Markdown model card: intended use, data, metrics vs baselines, limits.
 
     Args:
-        holdout: ``fit_horizon`` metrics (last 20% of dates, purged).
+        holdout: ``fit_horizon`` metrics (last 20% of dates, purged), or a sequence net's
+            ``score_sequence`` metrics (``val_*`` and ``test_*``).
         walkforward: ``{"data": str, "table": str (markdown), "verdict": [str],
             "rank_ic_seeds": [float]}`` from the evaluation step, when it ran.
+        window: a sequence net's window length (rows of history).
+        holdout_note: how the hold-out was cut (default: LightGBM's last-20% split).
     """
-    objective = "lambdarank (per-date ranking)" if family == "lgbmrank" else "L2 regression"
     lines = [
         f"# Model card: {name} v{version}", "",
         "## Intended use",
         (f"Cross-sectional forecast of the {horizon}-trading-day forward log return of US "
-         f"stocks from daily bars (LightGBM, {objective}). For research and for ranking a "
-         "universe of names against each other; **not** investment advice, and not "
+         f"stocks from daily bars ({_model_text(family, window)}). For research and for "
+         "ranking a universe of names against each other; **not** investment advice, and not "
          "calibrated as a return level when the objective is ranking."), "",
         "## Data",
         f"- Training data snapshot (SHA-256 of the offline parquet files): `{data_hash or 'n/a'}`",
@@ -197,8 +351,11 @@ def model_card(*, name: str, version: str, family: str, horizon: int, params: di
     ]
     if holdout:
         keys = ["val_ic", "val_rank_ic", "val_rmse", "baseline_momentum_ic",
-                "baseline_reversal_ic", "baseline_zero_rmse"]
-        lines += ["Hold-out (last 20% of dates after a purge of h dates):", "",
+                "baseline_reversal_ic", "baseline_zero_rmse", "test_ic", "test_rank_ic",
+                "test_rmse", "test_baseline_momentum_ic", "test_baseline_reversal_ic",
+                "test_baseline_zero_rmse"]
+        note = holdout_note or "Hold-out (last 20% of dates after a purge of h dates):"
+        lines += [note, "",
                   "| metric | value |", "|---|---|"]
         lines += [f"| {k} | {_fmt(holdout.get(k))} |" for k in keys if k in holdout]
         lines.append("")
@@ -221,6 +378,14 @@ def model_card(*, name: str, version: str, family: str, horizon: int, params: di
         ("- Close-only data (skfolio) has no intraday range or volume: ATR-type features "
          "degenerate and volume features are dropped."),
     ]
+    if family in SEQUENCE_FAMILIES:
+        lines += [
+            (f"- Serving reads the ticker's last {window or 'L'} feature rows from the offline "
+             "store; a ticker with less history is padded with the training mean (as in "
+             "training), so its first forecasts lean on few real rows."),
+            ("- Contributions are integrated gradients against the training-mean window, "
+             "summed over the window's days: they explain the network, not the market."),
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -381,14 +546,16 @@ def rollback(tracking_uri: str, name: str,
 
 
 def _sync_local_bundle(client, name: str, version: str, bundle_root: Path | None) -> None:
-    """Mirror the served family's champion bundle into ``bundle_root/h{h}``."""
-    if bundle_root is None or not name.startswith(FAMILIES[SERVED_FAMILY].split("{")[0]):
+    """Mirror a bundle family's champion bundle into `local_bundle_dir`."""
+    family = name.removeprefix("stockray-").rsplit("-h", 1)[0]
+    if bundle_root is None or family not in BUNDLE_FAMILIES:
         return
     import mlflow
 
     mv = client.get_model_version(name, version)
     h = int(name.rsplit("-h", 1)[1])
-    dest = Path(bundle_root) / f"h{h}"
+    dest = local_bundle_dir(bundle_root, family, h)
+    dest.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         got = mlflow.artifacts.download_artifacts(run_id=mv.run_id,
                                                   artifact_path=BUNDLE_ARTIFACT_PATH,

@@ -503,16 +503,20 @@ def train_epochs(
 def save_state(
     path: str | os.PathLike[str],
     net: nn.Module,
-    opt: torch.optim.Optimizer,
+    opt: torch.optim.Optimizer | None,
     state: EpochState,
     cfg: SequenceConfig,
     n_features: int,
 ) -> None:
-    """One-file checkpoint: weights (incl. scalers), optimizer, epoch, history, config."""
+    """One-file checkpoint: weights (incl. scalers), optimizer, epoch, history, config.
+
+    ``opt`` None (an exported bundle's ``state.pt``: weights for inference and integrated
+    gradients only) stores no optimizer state; such a file cannot resume training.
+    """
     torch.save(
         {
             "model": net.state_dict(),
-            "optimizer": opt.state_dict(),
+            "optimizer": None if opt is None else opt.state_dict(),
             "epoch": state.epoch,
             "history": state.history,
             "config": asdict(cfg),
@@ -787,6 +791,168 @@ def fit_ray_train(
         ),
     )
     return trainer.fit()
+
+
+# --- evaluation against the baselines, and what the registry logs ---------------------------
+
+# Validation windows kept with a result for the bundle's ONNX parity check (real windows, NaN
+# warm-up cells included).
+PARITY_WINDOWS = 64
+
+
+@dataclass
+class SequenceResult:
+    """A trained sequence net and how it did: what ``training.registry.register_sequence`` logs.
+
+    Attributes:
+        net: the trained `SequenceNet` (eval mode).
+        feature_names: its inputs, in order.
+        metrics: per horizon, `score_sequence` output (``val_*``, ``test_*``, baselines,
+            validation residual calibration).
+        split: the explicit segments (``{"train": [start, end], ...}``) and sample counts.
+        history: per-epoch training metrics.
+        parity_windows: ``(N, L, F)`` validation windows for the ONNX parity check.
+    """
+
+    net: SequenceNet
+    feature_names: list[str]
+    metrics: dict[int, dict[str, float]]
+    split: dict[str, Any]
+    history: list[dict[str, float]] = field(default_factory=list)
+    parity_windows: np.ndarray | None = None
+
+    @property
+    def cfg(self) -> SequenceConfig:
+        return self.net.cfg
+
+    def calibration(self) -> dict[int, dict[str, float]]:
+        """Per horizon, the validation residual statistics (``val_resid_*``, conformal)."""
+        keys = ("val_resid_", "val_conformal_")
+        return {h: {k: v for k, v in m.items() if k.startswith(keys)}
+                for h, m in self.metrics.items()}
+
+
+def score_sequence(
+    net: SequenceNet,
+    frame: pd.DataFrame,
+    feature_names: Sequence[str],
+    masks: dict[str, np.ndarray],
+) -> dict[int, dict[str, float]]:
+    """Per-horizon metrics of ``net`` on time-ordered segments, beside the naive baselines.
+
+    For each segment (``"valid"`` -> prefix ``val``, ``"test"`` -> ``test``): ``{p}_ic``,
+    ``{p}_rank_ic``, ``{p}_rmse``, ``n_{segment}``, and the zero / momentum / reversal
+    baselines of ``training.lgbm.baseline_predictions`` on the same rows — named like
+    LightGBM's (``baseline_momentum_ic`` on valid, ``test_baseline_momentum_ic`` on test) so
+    the model card and ``stockray models`` read both families alike. The validation residuals
+    give ``training.export.residual_calibration`` (serving's P(up) and intervals).
+
+    Args:
+        net: trained `SequenceNet`.
+        frame: panel with ``ticker``, ``ts``, features, labels and the past returns the
+            baselines read (``ret_{h}d``).
+        feature_names: the net's inputs, in order.
+        masks: segment name -> boolean row mask of ``frame``.
+
+    Returns:
+        ``{horizon: {metric: value}}``.
+    """
+    from training.evaluate import rank_ic, rmse
+    from training.export import residual_calibration
+    from training.lgbm import baseline_predictions
+
+    cfg = net.cfg
+    out: dict[int, dict[str, float]] = {int(h): {} for h in cfg.horizons}
+    keyed = frame.assign(ts=pd.to_datetime(frame["ts"])).set_index(["ts", "ticker"])
+    for seg, mask in masks.items():
+        if not np.asarray(mask).any():
+            continue
+        pre = "val" if seg == "valid" else seg
+        w = build_windows(frame, feature_names, cfg.window, cfg.label_columns, mask)
+        pred = predict_array(net, w.x).astype(np.float64)
+        rows = keyed.reindex(pd.MultiIndex.from_arrays(
+            [pd.to_datetime(w.index.get_level_values("ts")), w.index.get_level_values("ticker")]))
+        dates = w.index.get_level_values("ts").to_numpy()
+        for j, h in enumerate(cfg.horizons):
+            y = w.y[:, j].astype(np.float64)
+            m = np.isfinite(y)
+            p, yy, d = pred[m, j], y[m], dates[m]
+            met = out[int(h)]
+            met.update({f"{pre}_ic": ic(p, yy, d), f"{pre}_rank_ic": rank_ic(p, yy, d),
+                        f"{pre}_rmse": rmse(p, yy), f"n_{seg}": float(m.sum())})
+            bpre = "baseline" if seg == "valid" else f"{pre}_baseline"
+            # panels without past-return columns (tiny test frames) have no baselines
+            base_rows = rows.iloc[np.flatnonzero(m)] if "ret_1d" in rows else None
+            bases = baseline_predictions(base_rows, h) if base_rows is not None else {}
+            for name, base in bases.items():
+                met[f"{bpre}_{name}_rmse"] = rmse(base, yy)
+                if name != "zero":  # a constant forecast has no correlation with anything
+                    met[f"{bpre}_{name}_ic"] = ic(base, yy, d)
+                    met[f"{bpre}_{name}_rank_ic"] = rank_ic(base, yy, d)
+            if seg == "valid":
+                met.update(residual_calibration(yy - p))
+    return out
+
+
+def sequence_result(
+    net: SequenceNet,
+    frame: pd.DataFrame,
+    feature_names: Sequence[str],
+    segments: dict[str, Sequence[Any]],
+    *,
+    history: list[dict[str, float]] | None = None,
+    n_train: int | None = None,
+) -> SequenceResult:
+    """Score a trained net on the valid/test segments and package it for the registry."""
+    net.eval()
+    _, va, te = segment_masks(frame, segments)
+    metrics = score_sequence(net, frame, feature_names, {"valid": va, "test": te})
+    pw = build_windows(frame, feature_names, net.cfg.window, mask=va).x[:PARITY_WINDOWS]
+    split = {k: [str(v) for v in segments[k]] for k in ("train", "valid", "test") if k in segments}
+    if n_train is not None:
+        split["n_train"] = int(n_train)
+        for m in metrics.values():
+            m["n_train"] = float(n_train)
+    return SequenceResult(net=net, feature_names=list(feature_names), metrics=metrics,
+                          split=split, history=list(history or []), parity_windows=pw)
+
+
+def fit_sequence_ray(
+    frame: pd.DataFrame,
+    feature_names: Sequence[str],
+    cfg: SequenceConfig,
+    segments: dict[str, Sequence[Any]],
+    storage_path: str | Path,
+    *,
+    name: str = "sequence",
+    cpus_per_worker: int = 2,
+) -> SequenceResult:
+    """Train with Ray Train (`fit_ray_train`, a checkpoint per epoch) on the train segment,
+    then score the valid/test segments (`sequence_result`). Needs a connected Ray cluster.
+
+    Training labels whose window reaches the first validation date are purged per horizon.
+
+    Raises:
+        ValueError: fewer than 100 labelled training windows.
+        RuntimeError: the Ray Train run failed.
+    """
+    tr, va, _ = segment_masks(frame, segments)
+    model = SequenceModel(cfg, feature_names)
+    train = model.windows(purge_labels(frame, cfg.horizons, segments["valid"][0], rows=tr), tr)
+    n_lab = int(np.isfinite(train.y).any(axis=1).sum())
+    if n_lab < 100:
+        raise ValueError(f"fit_sequence_ray: only {n_lab} labelled training windows in "
+                         f"segment {segments['train']}; widen it or ingest a longer history")
+    valid = model.windows(frame, va)
+    data = ray_train_data(cfg, train, valid, len(feature_names))
+    result = fit_ray_train(data, cfg, storage_path, name=name, cpus_per_worker=cpus_per_worker)
+    if result.error is not None or result.checkpoint is None:
+        raise RuntimeError(f"Ray Train run {name!r} failed: {result.error}")
+    with result.checkpoint.as_directory() as d:
+        blob = load_state(Path(d, CHECKPOINT_FILE))
+    net = net_from_state(blob)
+    return sequence_result(net, frame, feature_names, segments, history=list(blob["history"]),
+                           n_train=len(train))
 
 
 # --- Ray Tune ----------------------------------------------------------------------------------
