@@ -158,7 +158,7 @@ def format_response(resp: pb.PredictResponse) -> str:
         if p.contributions:
             lines.append(f"{'':>9}base value {p.base_value:+.6f}; top contributions:")
             for c in p.contributions:
-                lines.append(f"{'':>11}{c.feature:<28} value {c.value:>12.6g}  shap {c.shap:+.6f}")
+                lines.append(f"{'':>11}{c.feature:<28} value {c.value:>12.6g}  contrib {c.shap:+.6f}")
     return "\n".join(lines)
 
 
