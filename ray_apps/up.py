@@ -27,7 +27,7 @@ class UpConfig:
     start: str | None = None  # first date of the embedded data (None = all, from 2000-03)
     end: str | None = None
     # feature pipeline: "auto" picks Ray Data or one process by row count (measured break-even
-    # ~5M bars on 2 cores, see features.pipeline.choose_engine); "ray" forces Ray Data
+    # ~1.5M bars on 2 cores, see features.pipeline.choose_engine); "ray" forces Ray Data
     engine: str = "auto"
     auth: bool = True  # Ray token auth (see ray_apps.cluster)
     sample_ticker: str = "AAPL"
