@@ -28,8 +28,8 @@ from tests.serving_fixtures import (
 pytestmark = pytest.mark.integration
 
 
-# ~90 s on this 2-core box (Ray + Serve start-up, a replica importing torch, two ONNX exports).
-@pytest.mark.slow
+# ~40 s on a quiet 2-core box (Ray + Serve start-up, a replica importing torch, two ONNX
+# exports); ~90 s under heavy load. In the default suite: it is the only served IG check.
 def test_lstm_family_served_and_explained_over_grpc(tmp_path):
     from ray import serve
 
