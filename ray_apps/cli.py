@@ -144,14 +144,38 @@ def catalogue(
 @app.command()
 def train(
     horizons: Annotated[str, typer.Option(help="Comma-separated horizons in days.")] = "1,5,20",
+    sequence: Annotated[str | None, typer.Option(
+        help="Train a sequence net instead of LightGBM: lstm | transformer (Ray Train, "
+             "explicit segments of --sequence-config; one registered version per horizon, "
+             "stockray-<arch>-h<h>).")] = None,
+    sequence_config: Annotated[Path | None, typer.Option(
+        help="Sequence experiment [default configs/sequence.yaml]: segments and model.")] = None,
+    epochs: Annotated[int | None, typer.Option(
+        help="With --sequence: override the config's epochs.")] = None,
 ) -> None:
-    """Train LightGBM per horizon (Ray Tune), register in MLflow (the first version becomes
-    champion, later ones challenger: see `stockray promote`), export ONNX."""
+    """Train LightGBM per horizon (Ray Tune) — or, with --sequence, an LSTM / Transformer on
+    every horizon at once (Ray Train) — evaluate against the zero / momentum / reversal
+    baselines, register in MLflow (the first version becomes champion, later ones
+    challenger: see `stockray promote`) with a model card, export the ONNX bundle."""
     from ray_apps.cluster import ray_connection
-    from ray_apps.train import TrainConfig, describe, main
 
     settings = _settings().resolved()
     hs = [int(h) for h in horizons.split(",") if h.strip()]
+    if sequence is not None:
+        from ray_apps.train import SequenceTrainConfig, describe_sequence, main_sequence
+
+        if sequence not in ("lstm", "transformer"):
+            raise typer.BadParameter(f"{sequence!r}: use lstm or transformer",
+                                     param_hint="--sequence")
+        cfg = SequenceTrainConfig(model=sequence, horizons=hs, epochs=epochs,
+                                  **({"config_path": sequence_config} if sequence_config
+                                     else {}))
+        with ray_connection(settings):
+            seq = main_sequence(cfg, settings)
+        typer.echo(describe_sequence(seq))
+        return
+    from ray_apps.train import TrainConfig, describe, main
+
     with ray_connection(settings):
         res = main(TrainConfig(horizons=hs), settings)
     typer.echo(describe(res))
@@ -161,17 +185,31 @@ def train(
 def serve(
     mode: Annotated[str, typer.Option(help="fused | split.")] = "fused",
     auth: Annotated[bool, typer.Option(help="Ray token auth for the cluster.")] = True,
+    ingress: Annotated[str, typer.Option(
+        help="Who owns the public gRPC port: direct (the ingress replica) | proxy (Serve's "
+             "proxy) | haproxy (HAProxy in front of replicas; see serving.launch).")] = "direct",
+    family: Annotated[str, typer.Option(
+        help="Model family this app serves: lgbm | lstm | transformer (registered as "
+             "stockray-<family>-h<h>). Sequence families read each ticker's last window of "
+             "rows from the offline store. One family per app: serve another on other ports "
+             "(global --grpc-port/--http-port/--dashboard-port).")] = "lgbm",
 ) -> None:
-    """Serve the registry's champions over gRPC and HTTP until Ctrl-C."""
+    """Serve the registry's champions of one model family over gRPC and HTTP until Ctrl-C."""
 
     from ray_apps.cluster import local_cluster, wait_for_interrupt
     from ray_apps.serve import main
     from serving.launch import serve_env
+    from serving.models import registered_name_template
 
+    try:
+        registered_name_template(family)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--family") from None
     settings = _settings().resolved()
-    env = serve_env(settings.grpc_port, http_port=settings.http_port)
+    env = serve_env(settings.grpc_port, http_port=settings.http_port,
+                    ingress=ingress)  # type: ignore[arg-type]
     with local_cluster(settings, extra_env=env, auth=auth):
-        ep = main(settings, mode=mode)
+        ep = main(settings, mode=mode, family=family)
         typer.echo(f"gRPC {ep.grpc_target}, HTTP {ep.http_url} — Ctrl-C to stop")
         wait_for_interrupt()
         typer.echo("stopping the Ray cluster this command started (Serve included)")
@@ -310,16 +348,23 @@ def evaluate(
     attach: Annotated[bool, typer.Option(
         help="Record the per-seed RankIC on the newest version of each family "
              "(default data only); `stockray promote` compares these.")] = True,
+    models: Annotated[str | None, typer.Option(
+        help="Comma-separated candidates among lgbm_reg, lgbm_rank, regime_ensemble, lstm, "
+             "transformer, or 'all' (default: the three LightGBM ones; the sequence ones read "
+             "configs/sequence.yaml's walkforward section and add minutes).")] = None,
 ) -> None:
-    """Walk-forward report: LightGBM regression, lambdarank and the regime ensemble vs every
-    baseline, mean ± std over seeds; JSON + HTML, logged to MLflow."""
-    from ray_apps.evaluate import EvaluateConfig, main
+    """Walk-forward report: LightGBM regression, lambdarank and the regime ensemble (with
+    --models all also the LSTM and the Transformer) vs every baseline, mean ± std over seeds;
+    JSON + HTML, logged to MLflow."""
+    from ray_apps.evaluate import ALL_MODELS, DEFAULT_MODELS, EvaluateConfig, main
     from training.walkforward import format_table
 
     sd = tuple(int(s) for s in seeds.split(",")) if seeds else None
+    ms = (ALL_MODELS if models == "all" else
+          tuple(m.strip() for m in models.split(",") if m.strip()) if models else DEFAULT_MODELS)
     res = main(EvaluateConfig(data=data, horizon=horizon, config_path=config,
                               max_folds=max_folds, seeds=sd, parallel=parallel,
-                              attach=attach), _settings(), log=typer.echo)
+                              attach=attach, models=ms), _settings(), log=typer.echo)
     wf = res.result
     typer.echo(f"walk-forward h={horizon} on {data}: {len(wf.folds)} folds, seeds "
                f"{list(wf.config.seeds)}, {wf.seconds:.0f}s")

@@ -1,5 +1,11 @@
 """Walk-forward report of every model against every baseline: ``stockray evaluate``.
 
+Candidates: ``models`` (default `DEFAULT_MODELS`: LightGBM regression and lambdarank and the
+regime ensemble; `ALL_MODELS` adds the LSTM and the Transformer). The sequence candidates'
+settings come from ``configs/sequence.yaml`` (its ``model`` section with ``walkforward``
+overrides); they are fitted in-process per fold and seed with the plain torch loop (see
+`training.walkforward`).
+
 Data: ``default`` = the data dir's offline store (run ``stockray features`` first), or
 ``skfolio`` = 20 S&P 500 stocks 1990-2022 from the skfolio wheel's CSV (close only). Seeds run
 as parallel Ray tasks on a local cluster unless ``parallel=False``. Writes
@@ -16,12 +22,22 @@ from pathlib import Path
 
 from features.settings import Settings
 
+ALL_MODELS = ("lgbm_reg", "lgbm_rank", "regime_ensemble", "lstm", "transformer")
+# Default-universe report (18 folds x 3 seeds) on the shared 2-core box: LightGBM candidates
+# 2.3 min end to end (load 1-2.5); all five 10.1 min (load 4-26), and the two sequence
+# candidates alone take ~76 s per seed in-process (load ~2) against ~72 s for the LightGBM
+# ones, so even quiet the full report is ~5-6 min: over the ~3-4 min a default run may
+# take. `--models all` (or a list) adds them.
+DEFAULT_MODELS = ("lgbm_reg", "lgbm_rank", "regime_ensemble")
+
 
 @dataclass
 class EvaluateConfig:
     data: str = "default"  # "default" (offline store) | "skfolio"
     horizon: int = 5
     config_path: Path | None = None
+    models: tuple[str, ...] = DEFAULT_MODELS  # walk-forward candidates (MODEL_NAMES)
+    sequence_config_path: Path | None = None  # default configs/sequence.yaml
     max_folds: int | None = None
     seeds: tuple[int, ...] | None = None
     parallel: bool = True  # one Ray task per seed on a local cluster
@@ -60,8 +76,10 @@ def main(cfg: EvaluateConfig, settings: Settings, log=print) -> EvaluateResult:
     from ray_apps.retrain import attach_to_versions, evaluate_walkforward, log_evaluation
     from training.config import DEFAULT_CONFIG, load_experiment
     from training.walkforward import (
+        SEQUENCE_MODELS,
         load_offline_frame,
         offline_snapshot_hash,
+        sequence_walkforward_settings,
         skfolio_frame,
         write_walkforward_report,
     )
@@ -79,7 +97,9 @@ def main(cfg: EvaluateConfig, settings: Settings, log=print) -> EvaluateResult:
                 "(open=high=low=close: ATR degenerates to mean |close move|, no volume)")
     else:
         raise ValueError(f"data must be 'default' or 'skfolio', not {cfg.data!r}")
-    over = {}
+    over: dict = {"models": tuple(cfg.models)}
+    if any(m in SEQUENCE_MODELS for m in cfg.models):
+        over.update(sequence_walkforward_settings(cfg.sequence_config_path))
     if cfg.max_folds:
         over["max_folds"] = cfg.max_folds
     if cfg.seeds:

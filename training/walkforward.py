@@ -6,8 +6,23 @@ Per fold (`training.splits.walk_forward`: train | purge | valid | purge | test, 
   on the fold's purged train rows;
 - ``regime_ensemble`` (`training.ensemble.RegimeEnsemble` over those two) fits its regime split
   and weights on the fold's **validation** rows, which the members never saw;
+- ``lstm`` and ``transformer`` (`training.sequence.SequenceModel` networks) are fitted on the
+  same purged train rows, on the evaluated horizon only (the same target as every other
+  candidate), with scalers from those rows only. A sample is the window of a ticker's last
+  ``window`` rows ending at its date, so test windows reach back into train/valid rows but
+  never past their own date. They are fitted **in-process** with the plain torch loop
+  (`training.sequence.train_epochs`), not Ray Train: the report compares models, and Ray
+  Train's fixed start cost (10-12 s per ``fit()`` quiet, ~30 s under load; bench/training.py)
+  would be paid once per fold x seed x model and dominate. Optionally each epoch trains on
+  a fresh random draw of ``sequence_samples_per_epoch`` windows of the fold's train segment,
+  which bounds the cost of late folds on long histories;
 - every member predicts the fold's test rows; test segments tile the data without overlap, so
   the stitched test predictions are one out-of-sample history per model and seed.
+
+Candidates are chosen with ``WalkForwardConfig.models`` (`MODEL_NAMES`; the default is the
+LightGBM ones, which `stockray retrain` needs for promotion; `stockray evaluate --models all`
+adds the sequence models). Selecting ``regime_ensemble`` fits its two members even when they are not
+reported.
 
 Baselines (`training.baselines`) on the same test rows: ``zero``, ``momentum``, ``reversal_1d``,
 ``reversal_5d``, ``always_up`` from past returns, and ``linear`` (ridge on the same features,
@@ -26,7 +41,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +54,12 @@ from training.lgbm import LgbmModel, LgbmParams
 from training.report import RunResult, comparison_table, write_report
 from training.splits import walk_forward
 
-MODEL_NAMES = ("lgbm_reg", "lgbm_rank", "regime_ensemble")
+LGBM_MODELS = ("lgbm_reg", "lgbm_rank", "regime_ensemble")
+SEQUENCE_MODELS = ("lstm", "transformer")
+# every walk-forward candidate, in report order
+MODEL_NAMES = (*LGBM_MODELS, *SEQUENCE_MODELS)
+# SequenceConfig fields the walk-forward sets itself (per candidate, seed and horizon)
+_SEQUENCE_FIXED = ("model", "seed", "horizons")
 LINEAR_NAME = "linear"
 # past-return feature columns the momentum / reversal baselines read (lookback -> column)
 PAST_RETURN_COLS = {1: "ret_1d", 5: "ret_5d", 20: "ret_20d"}
@@ -63,10 +83,48 @@ class WalkForwardConfig:
     cost_bps: float = 10.0
     quantile: float = 0.2  # backtest names per leg = max(1, floor(median names * quantile))
     top_k: int | None = None  # fixed names per leg instead (overrides quantile)
+    models: tuple[str, ...] = LGBM_MODELS  # candidates (`MODEL_NAMES`), reported in that order
+    # SequenceConfig overrides for ``lstm`` / ``transformer`` (all but model, seed, horizons);
+    # `sequence_walkforward_settings` reads them from configs/sequence.yaml
+    sequence: dict = field(default_factory=dict)
+    sequence_samples_per_epoch: int | None = None  # None = every train window every epoch
+
+    def __post_init__(self) -> None:
+        self.seeds = tuple(int(s) for s in self.seeds)
+        self.models = tuple(self.models)
+        unknown = [m for m in self.models if m not in MODEL_NAMES]
+        if unknown or not self.models:
+            raise ValueError(f"WalkForwardConfig.models={list(self.models)}: pick one or more of "
+                             f"{list(MODEL_NAMES)}")
+        if len(set(self.models)) != len(self.models):
+            raise ValueError(f"WalkForwardConfig.models lists a model twice: {list(self.models)}")
+        bad = []
+        if self.sequence:  # importing training.sequence costs a torch import: only when needed
+            from dataclasses import fields as dc_fields
+
+            from training.sequence import SequenceConfig
+
+            known = {f.name for f in dc_fields(SequenceConfig)} - set(_SEQUENCE_FIXED)
+            bad = sorted(set(self.sequence) - known)
+        if bad:
+            raise ValueError(f"WalkForwardConfig.sequence keys {bad} are not settable here: "
+                             f"give SequenceConfig fields other than {list(_SEQUENCE_FIXED)} "
+                             f"(those are set per candidate, seed and horizon)")
+        if self.sequence_samples_per_epoch is not None and self.sequence_samples_per_epoch < 1:
+            raise ValueError("WalkForwardConfig.sequence_samples_per_epoch must be >= 1 or None, "
+                             f"got {self.sequence_samples_per_epoch}")
+
+    def sequence_config(self, model: str, seed: int):
+        """`SequenceConfig` of one sequence candidate and seed, on this walk-forward's horizon."""
+        from training.sequence import SequenceConfig
+
+        return SequenceConfig.from_dict({**self.sequence, "model": model, "seed": int(seed),
+                                         "horizons": (self.horizon,)})
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["seeds"] = list(self.seeds)
+        d["models"] = list(self.models)
         return d
 
 
@@ -81,6 +139,10 @@ class WalkForwardResult:
         feature_names: model inputs.
         config: the `WalkForwardConfig` used.
         seconds: wall time.
+        names_per_leg: names per backtest leg.
+        predictions: the stitched test rows (``ticker, ts`` and the target) with one column
+            per model run (`pred_column`: ``"<model>@<seed>"``) and per baseline
+            (``"<baseline>"``), indexed like the walk-forward's sorted frame.
     """
 
     runs: list[RunResult]
@@ -90,6 +152,7 @@ class WalkForwardResult:
     config: WalkForwardConfig
     seconds: float
     names_per_leg: int = 1
+    predictions: pd.DataFrame | None = None
 
     def table(self) -> pd.DataFrame:
         return comparison_table(self.runs)
@@ -135,12 +198,44 @@ def verdict(table: pd.DataFrame) -> list[str]:
             m, s = float(row[f"{metric}_mean"]), float(row[f"{metric}_std"])
             s_txt = f" ± {s:.4f}" if np.isfinite(s) else ""
             if np.isfinite(m) and m > best:
+                # beating baselines that all lose money is not an edge: say so
+                caveat = (f" (but {label} is not positive: no edge)" if m <= 0 else "")
                 lines.append(f"{name} beats every baseline on {label}: {m:.4f}{s_txt} vs best "
-                             f"baseline {best_name} {best:.4f}.")
+                             f"baseline {best_name} {best:.4f}{caveat}.")
             else:
                 lines.append(f"{name} does NOT beat the baselines on {label}: {m:.4f}{s_txt} "
                              f"vs best baseline {best_name} {best:.4f}.")
     return lines
+
+
+def sequence_walkforward_settings(path: str | Path | None = None) -> dict:
+    """`WalkForwardConfig` fields of the sequence candidates from ``configs/sequence.yaml``.
+
+    The file's ``model`` section (the sequence defaults every trial starts from) overridden
+    by its ``walkforward`` section; ``samples_per_epoch`` there becomes
+    ``sequence_samples_per_epoch``. ``model``, ``seed`` and ``horizons`` are dropped: the
+    walk-forward sets them per candidate, seed and horizon.
+
+    Returns:
+        ``{"sequence": {...}, "sequence_samples_per_epoch": int | None}``.
+    """
+    import yaml
+
+    from training.config import CONFIG_DIR
+
+    path = Path(path) if path else CONFIG_DIR / "sequence.yaml"
+    raw = yaml.safe_load(path.read_text()) or {}
+    wf = dict(raw.get("walkforward") or {})
+    samples = wf.pop("samples_per_epoch", None)
+    seq = {k: v for k, v in {**(raw.get("model") or {}), **wf}.items()
+           if k not in _SEQUENCE_FIXED}
+    try:
+        check = WalkForwardConfig(sequence=seq, sequence_samples_per_epoch=samples)
+        for m in SEQUENCE_MODELS:
+            check.sequence_config(m, 0)
+    except ValueError as e:
+        raise ValueError(f"{path}: walkforward section: {e}") from e
+    return {"sequence": seq, "sequence_samples_per_epoch": samples}
 
 
 def usable_features(frame: pd.DataFrame, feature_names) -> list[str]:
@@ -166,31 +261,123 @@ def _linear_baseline(train, test, features, target, alpha) -> pd.Series:
     return model.predict(test[present].fillna(med))
 
 
+def pred_column(name: str, seed: int | None) -> str:
+    """Column of `WalkForwardResult.predictions` holding one run's test predictions."""
+    return name if seed is None else f"{name}@{seed}"
+
+
 def _fit_fold(train, valid, test, features, cfg: WalkForwardConfig, seed: int):
-    """Members + ensemble of one fold and seed -> (test predictions, importances)."""
+    """The selected LightGBM candidates of one fold and seed -> (test predictions,
+    importances). The ensemble's members are fitted whenever the ensemble is selected."""
     target = f"fwd_ret_{cfg.horizon}d"
+    want = set(cfg.models)
+    need_members = "regime_ensemble" in want
     preds_valid, preds_test, imp = {}, {}, {}
     for name, objective in (("lgbm_reg", "regression"), ("lgbm_rank", "lambdarank")):
+        if name not in want and not need_members:
+            continue
         params = LgbmParams(**{**asdict(cfg.params), "objective": objective, "seed": seed})
         model = LgbmModel(features, cfg.horizon, params).fit(train)
-        preds_valid[name], preds_test[name] = model.predict(valid), model.predict(test)
+        preds_test[name] = model.predict(test)
+        if need_members:
+            preds_valid[name] = model.predict(valid)
         imp[name] = model.feature_importance()
-    ens = RegimeEnsemble(["lgbm_reg", "lgbm_rank"], min_dates=cfg.ensemble_min_dates)
-    ens.fit(valid, preds_valid, target)
-    preds_test["regime_ensemble"] = ens.predict(test, preds_test)
-    return preds_test, imp, ens.weights_
+    if need_members:
+        ens = RegimeEnsemble(["lgbm_reg", "lgbm_rank"], min_dates=cfg.ensemble_min_dates)
+        ens.fit(valid, preds_valid, target)
+        preds_test["regime_ensemble"] = ens.predict(test, preds_test)
+    return ({m: p for m, p in preds_test.items() if m in want},
+            {m: v for m, v in imp.items() if m in want})
+
+
+def fit_sequence(train_windows, seq_cfg, n_features: int,
+                 samples_per_epoch: int | None = None):
+    """Train a `SequenceNet` on one fold's training windows with the plain torch loop.
+
+    The same steps as `SequenceModel.fit` (seeded init, scalers from the training windows
+    only, AdamW on the masked loss); with ``samples_per_epoch`` below the number of windows,
+    each epoch trains on a fresh seeded draw of that many windows instead of all of them.
+
+    Args:
+        train_windows: `training.sequence.Windows` of the purged training rows.
+        seq_cfg: `SequenceConfig` (``seed`` seeds the init, batch order and draws).
+        n_features: input width.
+        samples_per_epoch: windows per epoch; None = all.
+
+    Returns:
+        ``(net in eval mode, epoch history)``.
+
+    Raises:
+        ValueError: fewer than 100 labelled training windows.
+    """
+    import torch
+
+    from training.sequence import SequenceNet, fit_scalers, make_optimizer, train_epochs
+
+    x, y = train_windows.x, train_windows.y
+    n_lab = int(np.isfinite(y).any(axis=1).sum())
+    if n_lab < 100:
+        raise ValueError(f"sequence candidate {seq_cfg.model}: only {n_lab} labelled training "
+                         f"windows in this fold; lengthen WalkForwardConfig.train_days")
+    torch.manual_seed(seq_cfg.seed)
+    net = SequenceNet(n_features, seq_cfg)
+    fit_scalers(net, x, y)
+    opt = make_optimizer(net, seq_cfg)
+    if samples_per_epoch is None or len(x) <= samples_per_epoch:
+        state = train_epochs(net, opt, x, y, seq_cfg)
+    else:
+        rng = np.random.default_rng(seq_cfg.seed)
+        state = None
+        for epoch in range(seq_cfg.epochs):
+            # sorted draw: contiguous-ish memory reads; train_epochs shuffles the batches
+            idx = np.sort(rng.choice(len(x), samples_per_epoch, replace=False))
+            state = train_epochs(net, opt, x[idx], y[idx], replace(seq_cfg, epochs=epoch + 1),
+                                 start_epoch=epoch, state=state)
+    net.eval()
+    return net, (state.history if state is not None else [])
+
+
+def _sequence_fold(data, train_mask, test_mask, features, cfg: WalkForwardConfig, seeds):
+    """Test predictions ``{(model, seed): Series aligned to data's test rows}`` of the
+    selected sequence candidates in one fold. Training windows are cut once per window
+    length and shared by candidates and seeds."""
+    from training.sequence import build_windows, predict_array
+
+    target = f"fwd_ret_{cfg.horizon}d"
+    out = {}
+    windows: dict = {}  # window length -> (train, test) windows of this fold
+    test_index = data.index[test_mask]
+    # build_windows returns (ts, ticker) order; data is sorted the same way, so map by key
+    key = pd.MultiIndex.from_arrays([data.loc[test_index, "ts"].to_numpy(),
+                                     data.loc[test_index, "ticker"].to_numpy()])
+    for name in (m for m in cfg.models if m in SEQUENCE_MODELS):
+        for seed in seeds:
+            seq_cfg = cfg.sequence_config(name, seed)
+            L = seq_cfg.window
+            if L not in windows:
+                windows[L] = (build_windows(data, features, L, [target], train_mask),
+                              build_windows(data, features, L, (), test_mask))
+            train_w, test_w = windows[L]
+            net, _hist = fit_sequence(train_w, seq_cfg, len(features),
+                                      cfg.sequence_samples_per_epoch)
+            pred = pd.Series(predict_array(net, test_w.x)[:, 0].astype(float),
+                             index=test_w.index)
+            out[(name, seed)] = pd.Series(pred.reindex(key).to_numpy(), index=test_index,
+                                          name=name)
+    return out
 
 
 def run_walkforward(frame: pd.DataFrame, feature_names, cfg: WalkForwardConfig | None = None,
                     log=None) -> WalkForwardResult:
-    """Walk-forward of every model and baseline on ``frame`` (see module docstring).
+    """Walk-forward of every selected model and every baseline on ``frame`` (see module
+    docstring).
 
     Args:
         frame: panel with ``ticker, ts``, the features, ``fwd_ret_{h}d`` and the past-return
             columns ``ret_1d, ret_5d`` (and ``ret_{h}d`` for momentum).
         feature_names: model inputs (constant / all-NaN ones are dropped, see
             `usable_features`).
-        cfg: fold layout, seeds, hyperparameters.
+        cfg: fold layout, seeds, candidates, hyperparameters.
         log: optional ``callable(str)`` for progress lines.
 
     Returns:
@@ -229,9 +416,11 @@ def run_walkforward(frame: pd.DataFrame, feature_names, cfg: WalkForwardConfig |
 
     runs: list[RunResult] = []
     fold_rows = []
+    pred_cols: dict[str, pd.Series] = {}
 
     def add_run(name, kind, seed, pred: pd.Series, imp=None):
         f = test_rows[["ticker", "ts", target]].assign(pred=pred.reindex(test_rows.index))
+        pred_cols[pred_column(name, seed)] = f["pred"]
         metrics, bt = evaluate_with_backtest(f, "pred", target, **eval_kw)
         runs.append(RunResult(
             name, kind, seed, metrics, equity=bt.equity,
@@ -242,29 +431,59 @@ def run_walkforward(frame: pd.DataFrame, feature_names, cfg: WalkForwardConfig |
             fold_rows.append({"name": name, "seed": seed, "fold": int(k),
                               "rank_ic": rank_ic(g["pred"], g[target], g["ts"])})
 
-    for seed in cfg.seeds:
-        preds = {m: [] for m in MODEL_NAMES}
-        imps = {m: [] for m in MODEL_NAMES[:2]}
+    preds = {(m, s): [] for m in cfg.models for s in cfg.seeds}
+    imps = {(m, s): [] for m in ("lgbm_reg", "lgbm_rank") if m in cfg.models for s in cfg.seeds}
+    lgbm_wanted = any(m in LGBM_MODELS for m in cfg.models)
+    seq_wanted = any(m in SEQUENCE_MODELS for m in cfg.models)
+    torch_threads = _set_torch_threads(cfg.sequence.get("num_threads")) if seq_wanted else None
+    try:
         for fold, train, valid, test in splits:
-            p, imp, _w = _fit_fold(train, valid, test, features, cfg, seed)
-            for m in MODEL_NAMES:
-                preds[m].append(p[m])
-            for m, acc in imps.items():
-                acc.append(imp[m])
-        for m in MODEL_NAMES:
+            if lgbm_wanted:
+                for seed in cfg.seeds:
+                    p, imp = _fit_fold(train, valid, test, features, cfg, seed)
+                    for m, v in p.items():
+                        preds[(m, seed)].append(v)
+                    for m, v in imp.items():
+                        imps[(m, seed)].append(v)
+            if seq_wanted:
+                train_mask = np.zeros(len(data), bool)
+                train_mask[train.index] = True  # data has a RangeIndex
+                test_mask = np.zeros(len(data), bool)
+                test_mask[test.index] = True
+                for (m, seed), v in _sequence_fold(data, train_mask, test_mask, features, cfg,
+                                                   cfg.seeds).items():
+                    preds[(m, seed)].append(v)
+            if log:
+                log(f"  fold {fold.index + 1}/{len(folds)} done, seeds {list(cfg.seeds)} "
+                    f"({time.perf_counter() - t0:.0f}s)")
+    finally:
+        _set_torch_threads(torch_threads)
+    for seed in cfg.seeds:
+        for m in cfg.models:
             imp = None
-            if m in imps:
-                imp = pd.concat(imps[m], axis=1).mean(axis=1)
+            if (m, seed) in imps:
+                imp = pd.concat(imps[(m, seed)], axis=1).mean(axis=1)
                 imp = imp / imp.sum() if imp.sum() > 0 else imp  # share of total gain
-            add_run(m, "model", seed, pd.concat(preds[m]), imp)
-        if log:
-            log(f"  seed {seed}: {len(folds)} folds done ({time.perf_counter() - t0:.0f}s)")
+            add_run(m, "model", seed, pd.concat(preds[(m, seed)]), imp)
     for name in (*BASELINE_NAMES, LINEAR_NAME):
         add_run(name, "baseline", None, base[name])
+    predictions = pd.concat([test_rows[["ticker", "ts", target]],
+                             pd.DataFrame(pred_cols, index=test_rows.index)], axis=1)
     return WalkForwardResult(runs=runs, fold_rank_ic=pd.DataFrame(fold_rows),
                              folds=[f.to_dict() for f in folds], feature_names=features,
                              config=cfg, seconds=time.perf_counter() - t0,
-                             names_per_leg=n_per_leg)
+                             names_per_leg=n_per_leg, predictions=predictions)
+
+
+def _set_torch_threads(n: int | None) -> int | None:
+    """Set torch's intra-op threads to ``n`` (None/0: leave them); return the previous value."""
+    if not n:
+        return None
+    import torch
+
+    prev = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    return prev
 
 
 def write_walkforward_report(result: WalkForwardResult, out_dir: Path, *, title: str,
@@ -284,6 +503,9 @@ def write_walkforward_report(result: WalkForwardResult, out_dir: Path, *, title:
         "backtest": f"long-short top/bottom {result.names_per_leg} name(s), rebalanced every "
                     f"{cfg.horizon} dates, {cfg.cost_bps} bps per unit turnover",
         "features": ", ".join(result.feature_names),
+        "models": ", ".join(cfg.models),
+        **({"sequence_models": _sequence_desc(cfg)}
+           if any(m in SEQUENCE_MODELS for m in cfg.models) else {}),
         "verdict": " ".join(result.verdict()),
         "wall_time_s": round(result.seconds, 1),
         **(extra_meta or {}),
@@ -293,6 +515,16 @@ def write_walkforward_report(result: WalkForwardResult, out_dir: Path, *, title:
     result.fold_rank_ic.to_csv(fold_csv, index=False)
     paths["folds"] = fold_csv
     return paths
+
+
+def _sequence_desc(cfg: WalkForwardConfig) -> str:
+    c = cfg.sequence_config("lstm", 0)
+    draw = (f"a fresh draw of {cfg.sequence_samples_per_epoch} train windows per epoch"
+            if cfg.sequence_samples_per_epoch else "every train window every epoch")
+    return (f"window {c.window}, hidden {c.hidden}, layers {c.layers}, heads {c.heads} "
+            f"(transformer), {c.epochs} epochs, batch {c.batch_size}, lr {c.lr}, {draw}; "
+            f"trained on the {cfg.horizon}-day label only, in-process (plain torch loop, "
+            f"{c.num_threads or 'default'} thread(s)), per fold and seed")
 
 
 def format_table(result: WalkForwardResult,
@@ -405,9 +637,16 @@ def merge_results(parts: list[WalkForwardResult]) -> WalkForwardResult:
     folds = pd.concat([p.fold_rank_ic[(p is first) | ~p.fold_rank_ic["name"].isin(base_names)]
                        for p in parts], ignore_index=True)
     seeds = tuple(s for p in parts for s in p.config.seeds)
-    cfg = WalkForwardConfig(**{**asdict(first.config), "seeds": seeds,
-                               "params": first.config.params})
+    cfg = replace(first.config, seeds=seeds)
+    predictions = None
+    if all(p.predictions is not None for p in parts):
+        model_cols = [pred_column(r.name, r.seed) for p in parts for r in p.runs
+                      if r.kind == "model"]
+        cols = {c: p.predictions[c] for p in parts for c in p.predictions.columns
+                if c in model_cols}
+        keep = [c for c in first.predictions.columns if c not in cols]  # keys and baselines
+        predictions = pd.concat([first.predictions[keep], pd.DataFrame(cols)], axis=1)
     return WalkForwardResult(runs=models + base, fold_rank_ic=folds, folds=first.folds,
                              feature_names=first.feature_names, config=cfg,
                              seconds=max(p.seconds for p in parts),
-                             names_per_leg=first.names_per_leg)
+                             names_per_leg=first.names_per_leg, predictions=predictions)

@@ -110,7 +110,7 @@ def test_float32_thresholds_keeps_predictions_and_removes_flips():
     pair, upper = _adjacent_float32_pairs(rng, 3000)
     x = np.c_[pair, rng.normal(0, 1, 3000).astype(np.float32)]
     y = upper + 0.1 * rng.normal(0, 1, 3000)
-    booster = lgb.train({"verbosity": -1, "min_data_in_leaf": 5, "num_leaves": 31},
+    booster = lgb.train({"verbosity": -1, "min_data_in_leaf": 5, "num_leaves": 31, "num_threads": 1},
                         lgb.Dataset(x, y), num_boost_round=30)
     assert _float32_flips(booster, x) > 0  # the data does provoke the rounding problem
     fixed = float32_thresholds(booster)

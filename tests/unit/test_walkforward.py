@@ -1,5 +1,6 @@
-"""Walk-forward evaluation on a planted-signal market: every model and baseline is reported,
-the planted reversal is found, the report files are complete; lambdarank pieces."""
+"""Walk-forward evaluation on a planted-signal market: every model (LightGBM and the sequence
+networks) and baseline is reported over seeds, the planted reversal is found, the report files
+are complete, no prediction sees data after its date; lambdarank pieces."""
 
 import json
 from dataclasses import replace
@@ -13,19 +14,27 @@ from tests.training_fixtures import planted_frame
 from training.baselines import BASELINE_NAMES
 from training.lgbm import LgbmModel, LgbmParams, quantile_buckets
 from training.walkforward import (
+    LGBM_MODELS,
     MODEL_NAMES,
+    SEQUENCE_MODELS,
     WalkForwardConfig,
     format_table,
     merge_results,
+    pred_column,
     run_walkforward,
+    sequence_walkforward_settings,
     skfolio_bars,
     usable_features,
     verdict,
     write_walkforward_report,
 )
 
+# tiny sequence nets: a 10-row window, 8 units, a few hundred steps in all
+SEQ = {"window": 10, "hidden": 8, "heads": 2, "epochs": 4, "batch_size": 128, "lr": 3e-3,
+       "num_threads": 1}
 CFG = WalkForwardConfig(horizon=1, train_days=250, valid_days=50, test_days=50, max_folds=2,
-                        seeds=(0, 1, 2), params=LgbmParams(num_boost_round=30))
+                        seeds=(0, 1, 2), params=LgbmParams(num_boost_round=30),
+                        models=MODEL_NAMES, sequence=SEQ)
 
 
 @pytest.fixture(scope="module")
@@ -62,13 +71,104 @@ def test_every_model_and_baseline_is_evaluated_over_seeds(wf):
     assert (t.loc["model", "n_seeds"] == 3).all()
     assert len(wf.seed_metric("lgbm_rank")) == 3
     # the planted 1-day reversal: models and the reversal baseline find it, momentum not
-    for m in MODEL_NAMES:
+    for m in LGBM_MODELS:
         assert t.loc[("model", m), "rank_ic_mean"] > 0.08, format_table(wf)
     assert t.loc[("baseline", "reversal_1d"), "rank_ic_mean"] > 0.1
     assert t.loc[("baseline", "momentum"), "rank_ic_mean"] < 0
     # folds tile the test dates without overlap, and the fold table has every model x seed
     assert len(wf.folds) == 2
-    assert len(wf.fold_rank_ic) == 3 * 3 * 2 + 6 * 2
+    assert len(wf.fold_rank_ic) == 5 * 3 * 2 + 6 * 2
+
+
+def test_sequence_candidates_run_through_the_walkforward_with_seed_spread(wf):
+    t = wf.table()
+    for m in SEQUENCE_MODELS:
+        row = t.loc[("model", m)]
+        # mean ± std over 3 seeds, both finite; different seeds give different nets
+        assert row["n_seeds"] == 3
+        for metric in ("rank_ic", "ic", "bt_sharpe", "rmse"):
+            assert np.isfinite(row[f"{metric}_mean"]) and np.isfinite(row[f"{metric}_std"]), m
+        assert row["rank_ic_std"] > 0
+        # every test row got a forecast, scored by the same metrics and backtest
+        run = next(r for r in wf.runs if r.name == m and r.seed == 0)
+        assert run.metrics["coverage"] == 1.0
+        assert run.equity is not None and run.calibration is not None
+        assert run.feature_importance is None
+        # tiny nets, a few hundred steps: they find part of the planted reversal
+        assert row["rank_ic_mean"] > 0.0, format_table(wf)
+    text = format_table(wf)
+    assert "lstm" in text and "transformer" in text
+    lines = wf.verdict()
+    assert sum(line.startswith(("lstm ", "transformer ")) for line in lines) == 4
+
+
+def _shocked_bars(bars: pd.DataFrame, after, seed: int = 7) -> pd.DataFrame:
+    """Stock bars with every price after ``after`` scaled by a random walk of its own."""
+    rng = np.random.default_rng(seed)
+    out = bars.sort_values(["ticker", "ts"]).reset_index(drop=True).copy()
+    late = out["ts"] > after
+    shock = np.exp(rng.normal(0, 0.05, late.sum()))
+    factor = pd.Series(1.0, index=out.index)
+    factor[late] = shock
+    factor = factor.groupby(out["ticker"]).cumprod()  # a new path, not single-day spikes
+    for c in ("open", "high", "low", "close"):
+        out[c] = out[c] * factor
+    out.loc[late, "volume"] = out.loc[late, "volume"] * 3.0
+    return out
+
+
+def test_predictions_at_the_first_test_date_ignore_everything_after_it():
+    from features.pipeline import build_features_local
+    from tests.training_fixtures import market_bars
+    from training.synthetic import make_market
+
+    stocks = make_market(n_tickers=12, n_days=420, seed=5).bars.drop(columns=["adj_close"])
+
+    def frame(b):
+        bars = pd.concat([b, market_bars(b)], ignore_index=True)
+        bars = bars.assign(adj_factor=1.0, source="synthetic", ingested_at=bars["ts"].max())
+        return build_features_local(bars)
+
+    cfg = replace(CFG, seeds=(0,), max_folds=1)
+    clean = run_walkforward(frame(stocks), FEATURE_NAMES, cfg)
+    first = pd.Timestamp(clean.folds[0]["test"]["start"])
+    shocked = run_walkforward(frame(_shocked_bars(stocks, first)), FEATURE_NAMES, cfg)
+    assert shocked.folds == clean.folds
+    a, b = clean.predictions, shocked.predictions
+    assert (a["ts"] > first).any() and a[["ticker", "ts"]].equals(b[["ticker", "ts"]])
+    at_first = (a["ts"] == first).to_numpy()
+    cols = [pred_column(m, 0) for m in MODEL_NAMES] + [*BASELINE_NAMES, "linear"]
+    for c in cols:
+        np.testing.assert_array_equal(a.loc[at_first, c].to_numpy(),
+                                      b.loc[at_first, c].to_numpy(), err_msg=c)
+    # the shock is real: later labels moved, and the sequence windows that contain shocked
+    # rows moved their forecasts
+    assert not np.allclose(a.loc[~at_first, "fwd_ret_1d"], b.loc[~at_first, "fwd_ret_1d"])
+    for m in SEQUENCE_MODELS:
+        assert not np.allclose(a.loc[~at_first, pred_column(m, 0)],
+                               b.loc[~at_first, pred_column(m, 0)]), m
+
+
+def test_candidate_selection_and_sequence_settings_are_validated():
+    with pytest.raises(ValueError, match="lgbm_regg"):
+        WalkForwardConfig(models=("lgbm_regg",))
+    with pytest.raises(ValueError, match="horizons"):
+        WalkForwardConfig(sequence={"horizons": [1, 5]})
+    with pytest.raises(ValueError, match="hiden"):
+        WalkForwardConfig(sequence={"hiden": 8})
+    seq = sequence_walkforward_settings()  # the shipped configs/sequence.yaml
+    cfg = WalkForwardConfig(horizon=5, models=("lstm", "transformer"), **seq)
+    c = cfg.sequence_config("transformer", 2)
+    assert (c.model, c.seed, c.horizons) == ("transformer", 2, (5,))
+    assert c.num_threads == 1 and c.epochs <= 10  # small on purpose: ~100-300 fits/report
+
+
+def test_only_the_selected_candidates_are_fitted_and_reported():
+    f = planted_frame()
+    cfg = replace(CFG, seeds=(0,), max_folds=1, models=("regime_ensemble", "lstm"))
+    res = run_walkforward(f, FEATURE_NAMES, cfg)
+    assert [n for k, n in res.table().index if k == "model"] == ["regime_ensemble", "lstm"]
+    assert pred_column("lgbm_reg", 0) not in res.predictions
 
 
 def test_verdict_says_plainly_when_a_model_loses():
@@ -81,6 +181,10 @@ def test_verdict_says_plainly_when_a_model_loses():
     assert "m does NOT beat the baselines on RankIC: 0.0100 ± 0.0020 vs best baseline b" \
         in lines[0]
     assert lines[1].startswith("m beats every baseline on long-short Sharpe")
+    assert "no edge" not in lines[1]
+    t.loc[("model", "m"), "bt_sharpe_mean"] = -0.1
+    t.loc[("baseline", "b"), "bt_sharpe_mean"] = -0.3
+    assert verdict(t)[1].endswith("(but long-short Sharpe is not positive: no edge).")
 
 
 def test_report_files_hold_every_model_and_baseline(wf, tmp_path):
@@ -91,6 +195,10 @@ def test_report_files_hold_every_model_and_baseline(wf, tmp_path):
     assert names == {("model", m) for m in MODEL_NAMES} | {
         ("baseline", b) for b in (*BASELINE_NAMES, "linear")}
     assert "verdict" in rep["meta"] and rep["meta"]["data_snapshot_sha256"] == "abc"
+    assert "lstm" in rep["meta"]["verdict"] and "in-process" in rep["meta"]["sequence_models"]
+    # every model x seed carries its equity and IC curves into the plots
+    curves = {(r["name"], r["seed"]) for r in rep["runs"] if r["equity"] and r["daily_ic"]}
+    assert {(m, s) for m in MODEL_NAMES for s in (0, 1, 2)} <= curves
     html = paths["html"].read_text()
     for section in ("fig-equity", "fig-ic", "fig-importance", "fig-calibration",
                     "Models vs baselines"):
@@ -109,11 +217,21 @@ def test_merge_of_per_seed_parts_keeps_models_and_one_set_of_baselines(wf):
         return replace(wf, runs=runs, fold_rank_ic=folds, config=replace(wf.config,
                                                                            seeds=(seed,)))
 
-    merged = merge_results([part(0), part(1)])
+    def part_preds(seed):
+        keep = [c for c in wf.predictions.columns
+                if "@" not in c or c.endswith(f"@{seed}")]
+        return wf.predictions[keep]
+
+    merged = merge_results([replace(part(0), predictions=part_preds(0)),
+                            replace(part(1), predictions=part_preds(1))])
     assert merged.config.seeds == (0, 1)
+    assert merged.config.models == wf.config.models
     assert merged.seed_metric("lgbm_reg") == pytest.approx(wf.seed_metric("lgbm_reg")[:2])
+    assert merged.seed_metric("lstm") == pytest.approx(wf.seed_metric("lstm")[:2])
     assert len([r for r in merged.runs if r.kind == "baseline"]) == 6
-    assert len(merged.fold_rank_ic) == 3 * 2 * 2 + 6 * 2
+    assert len(merged.fold_rank_ic) == 5 * 2 * 2 + 6 * 2
+    assert {pred_column("transformer", 1), "reversal_1d", "ts"} <= set(merged.predictions)
+    assert pred_column("transformer", 2) not in merged.predictions
 
 
 def test_skfolio_close_only_bars_are_degenerate_ohlc():
