@@ -12,7 +12,8 @@ window contains it"; recursive ones (EMA, RSI, ATR, MACD, OBV) restart after the
 
 Modules (one family each): ``changes`` (returns), ``moving`` (SMA/EMA/WMA), ``oscillators``
 (RSI, MACD, stochastic, ROC, momentum), ``dispersion`` (std, z-score, Bollinger, ATR,
-volatility estimators), ``volume`` (OBV), ``alpha158`` (Qlib's rolling families), ``engine``
+volatility estimators), ``volume`` (OBV), ``rolling`` (rolling max/min/argmax/argmin, quantile,
+rank, correlation), ``alpha158`` (Qlib's rolling families, built on ``rolling``), ``engine``
 (vectorised incremental engine), ``catalogue`` (``CATALOGUE``, the machine-readable list). Module
 names avoid the function names (``returns``, ``momentum``, ``volatility``) they would shadow.
 
@@ -55,6 +56,15 @@ from kernels.oscillators import (
     rsi,
     stoch,
 )
+from kernels.rolling import (
+    rolling_argmax,
+    rolling_argmin,
+    rolling_corr,
+    rolling_max,
+    rolling_min,
+    rolling_quantile,
+    rolling_rank,
+)
 from kernels.volume import ObvState, obv
 
 __all__ = [
@@ -91,6 +101,13 @@ __all__ = [
     "parkinson",
     "returns",
     "roc",
+    "rolling_argmax",
+    "rolling_argmin",
+    "rolling_corr",
+    "rolling_max",
+    "rolling_min",
+    "rolling_quantile",
+    "rolling_rank",
     "rolling_std",
     "rsi",
     "sma",

@@ -22,6 +22,8 @@ def warmup() -> None:
     K.stoch(x, x, x, 2, 2, 2), K.atr(x, x, x, 2), K.true_range(x, x, x), K.obv(x, x)
     K.rolling_std(x, 2), K.zscore(x, 2), K.bollinger(x, 2), K.volatility(x, 2)
     K.parkinson(x, x, 2), K.garman_klass(x, x, x, x, 2)
+    K.rolling_max(x, 2), K.rolling_min(x, 2), K.rolling_argmax(x, 2), K.rolling_argmin(x, 2)
+    K.rolling_quantile(x, 2, 0.5), K.rolling_rank(x, 2), K.rolling_corr(x, x, 2)
     for st in (K.ReturnsState(), K.LogReturnsState(), K.RocState(), K.MomentumState(),
                K.SmaState(), K.EmaState(), K.WmaState(), K.RsiState(), K.MacdState(),
                K.RollingStdState(), K.ZscoreState(), K.BollingerState(), K.VolatilityState()):  # fmt: skip

@@ -28,7 +28,10 @@ Differences from Qlib: windows must be full (Qlib uses ``min_periods=1``), so th
 NaN-free run are NaN; degenerate correlations / R^2 are 0 instead of NaN or inf.
 
 Every value is computed from its window by the same compiled function in the batch and the
-incremental :class:`Alpha158State`, so they agree exactly.
+incremental :class:`Alpha158State`, so they agree exactly. MAX/MIN/IMAX/IMIN, QTLU/QTLD and
+RANK use the per-window helpers of :mod:`kernels.rolling`, so ``IMAX<d> ==
+(rolling_argmax(high, d) + 1) / d`` and so on, bit for bit (CORR is ``rolling_corr`` to ~1e-14:
+two-pass per window here, running co-moments there).
 """
 
 from __future__ import annotations
@@ -38,6 +41,14 @@ import math
 import numpy as np
 
 from kernels._jit import as_f64, check_length, njit, same_length
+from kernels.rolling import (
+    _argmax_first,
+    _argmin_first,
+    _corr,
+    _mean,
+    _quantile,
+    _rank_last,
+)
 
 __all__ = ["ALPHA158_FAMILIES", "ALPHA158_WINDOWS", "Alpha158State", "alpha158", "alpha158_ref"]
 
@@ -53,45 +64,12 @@ _EPS = 1e-12  # Qlib's guard against division by zero, kept so values match its 
 
 
 @njit
-def _mean(a):
-    t = 0.0
-    for x in a:
-        t += x
-    return t / a.shape[0]
-
-
-@njit
 def _std1(a, m):
     q = 0.0
     for x in a:
         e = x - m
         q += e * e
     return math.sqrt(q / (a.shape[0] - 1)) if a.shape[0] > 1 else np.nan
-
-
-@njit
-def _corr(a, b):
-    ma = _mean(a)
-    mb = _mean(b)
-    sab = 0.0
-    saa = 0.0
-    sbb = 0.0
-    for i in range(a.shape[0]):
-        da = a[i] - ma
-        db = b[i] - mb
-        sab += da * db
-        saa += da * da
-        sbb += db * db
-    den = math.sqrt(saa * sbb)
-    return sab / den if den > 0.0 else 0.0
-
-
-@njit
-def _quantile(sorted_a, q):
-    pos = q * (sorted_a.shape[0] - 1)
-    lo = math.floor(pos)
-    hi = min(lo + 1, sorted_a.shape[0] - 1)
-    return sorted_a[lo] + (sorted_a[hi] - sorted_a[lo]) * (pos - lo)
 
 
 @njit
@@ -114,23 +92,11 @@ def _window(h, lo, c, v, c_prev, v_prev, has_prev, out):
     slope = sxy / sxx if sxx > 0.0 else 0.0
     resid = ct - (m + slope * (d - xm))
     rsq = sxy * sxy / (sxx * syy) if sxx > 0.0 and syy > 0.0 else 0.0
-    ih = 0
-    il = 0
-    for i in range(1, d):
-        if h[i] > h[ih]:
-            ih = i
-        if lo[i] < lo[il]:
-            il = i
+    ih = _argmax_first(h)
+    il = _argmin_first(lo)
     hh = h[ih]
     ll = lo[il]
     srt = np.sort(c)
-    less = 0
-    eq = 0
-    for x in c:
-        if x < ct:
-            less += 1
-        elif x == ct:
-            eq += 1
     lv = np.empty(d)
     for i in range(d):
         lv[i] = math.log(v[i] + 1.0)
@@ -144,7 +110,7 @@ def _window(h, lo, c, v, c_prev, v_prev, has_prev, out):
     out[6] = ll / ct
     out[7] = _quantile(srt, 0.8) / ct
     out[8] = _quantile(srt, 0.2) / ct
-    out[9] = (less + (eq + 1) / 2.0) / d
+    out[9] = _rank_last(c)
     out[10] = (ct - ll) / (hh - ll + 1e-12)
     out[11] = (ih + 1.0) / d
     out[12] = (il + 1.0) / d

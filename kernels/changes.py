@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from kernels._jit import as_f64, by_segment, check_length, njit
+from kernels._jit import any_nan, as_f64, by_segment, check_length, njit
 
 __all__ = [
     "LogReturnsState",
@@ -37,6 +37,39 @@ def _lag_value(v, prev, mode):
 
 @njit
 def _returns_batch(x, p, mode, out):
+    if mode != 1 and not any_nan(x):
+        _lag_dense(x, p, mode, out)
+    else:
+        _returns_runs(x, p, mode, out)
+
+
+@njit
+def _lag_dense(x, p, mode, out):
+    # NaN-free input (the usual case): one branch-free pass per mode over slices, which LLVM
+    # vectorises (with `out[i] = x[i] - x[i - p]` on the whole arrays it could not rule out
+    # aliasing and stayed scalar). MOM(10) on 100k bars: 90 us through the per-bar run
+    # counter of _returns_runs, TA-Lib 53 us. Same expressions as _lag_value, so same values.
+    n = x.shape[0]
+    for i in range(min(p, n)):
+        out[i] = np.nan
+    if n <= p:
+        return
+    cur = x[p:]
+    lag = x[: n - p]
+    o = out[p:]
+    if mode == 0:
+        for i in range(n - p):
+            o[i] = cur[i] / lag[i] - 1.0
+    elif mode == 2:
+        for i in range(n - p):
+            o[i] = (cur[i] / lag[i] - 1.0) * 100.0
+    else:
+        for i in range(n - p):
+            o[i] = cur[i] - lag[i]
+
+
+@njit
+def _returns_runs(x, p, mode, out):
     run = 0
     for i in range(x.shape[0]):
         v = x[i]

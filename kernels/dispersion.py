@@ -1,9 +1,10 @@
 """Dispersion: rolling std, z-score, Bollinger bands, ATR and rolling volatility estimators
 (close-to-close, Parkinson, Garman-Klass).
 
-Rolling mean/variance use a sliding Welford update (add the new value, drop the oldest) rather
-than running sums of ``x`` and ``x**2``: on prices near 100 with a 0.01 spread the sums lose
-~8 digits to cancellation, Welford keeps the 1e-9 agreement with pandas two-pass results.
+Rolling mean/variance use running sums of deviations from an anchor near the window mean
+(re-anchored two-pass when the mean drifts or an error budget runs out), not raw sums of ``x``
+and ``x**2``: on prices near 100 with a 0.01 spread raw sums lose ~8 digits to cancellation;
+the anchored sums keep the 1e-9 agreement with pandas two-pass results.
 NaN policy: a NaN splits the series; each NaN-free run warms up afresh.
 """
 
@@ -14,7 +15,7 @@ import math
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from kernels._jit import as_f64, by_segment, check_length, njit, same_length
+from kernels._jit import as_f64, by_segment, check_length, fma, njit, same_length
 from kernels.changes import _returns_batch, _returns_step, log_returns_ref
 from kernels.moving import _sma_batch, _sma_step, sma_ref
 
@@ -47,192 +48,257 @@ __all__ = [
 _LN2 = math.log(2.0)
 
 
-# --- rolling mean / M2 (sliding Welford) ---------------------------------------------------
-# Sliding updates lose digits when the variance collapses: on AAPL, window 2, 589.58/585.56
-# followed by 585.57 left M2 with a 2e-8 relative error (pandas' online update: 9e-6). Each
-# sliding step adds at most ~eps |d| (|v| + |old| + |m| + |m'|) of error to M2; that budget is
-# accumulated and mean/M2 are recomputed two-pass from the window when it exceeds 1e-10 x M2
-# (measured on AAPL daily: 1.1% of bars at n=2, none at n=5..60) and every _PERIOD bars
-# anyway, to bound the mean's drift (~sqrt(512) ulp of the price). Recomputing every n bars
-# instead cost 2 serial add chains per bar: _mvar_batch on 100k bars, n=20, took 757 us vs
-# 512 us with 512. A countdown, not `run % n`: an integer modulo per bar cost more than the
-# whole update. A window of identical values is
-# exactly (v, 0), so z-score / %b of flat minute bars take their defined values, not noise.
-_MV = 8  # state header: [run, mean, m2, pos, same, prev, err_budget, next_recompute], ring
-_EPS = 2.3e-16  # ~ float64 unit roundoff with margin
-_REL = 1e-10  # recompute when the M2 error budget exceeds this fraction of M2
-_PERIOD = 512  # bars between unconditional two-pass recomputes (at least n)
-_NONE = np.empty(0)  # placeholder for outputs a mode does not write
+# --- rolling mean / M2 (anchored running sums) ---------------------------------------------
+# Per window the kernels keep S1 = sum(x - K) and S2 = sum((x - K)^2) about an anchor K (the
+# window mean at the last rebuild), slid by one add each: S1 += a - b, S2 += (a - b)(a + b)
+# with a = v - K, b = old - K. Then mean = K + S1/n and M2 = S2 - S1^2/n. Raw sums of x and
+# x^2 (TA-Lib) lose ~8 digits on prices near 100 with a 0.01 spread; about an anchor near the
+# mean nothing cancels.
+#
+# Accuracy: every rounding in a slide is at most a few ulp of S2, so the error of M2 stays
+# below ~20 eps * eb, eb = the sum of S2 over the slides since the rebuild; the final
+# S2 - S1^2/n adds ~2 eps (S1^2/n). The window is rebuilt (two-pass: new K = its mean) unless
+# eb <= _BUDGET * M2 and S1^2/n <= _ANCHOR * M2 (the mean within 100 std of K), which bounds
+# M2's relative error by ~20 * 1.1e-16 * (1e5 + 1e4) ~ 2.4e-10 (std: 1.2e-10; measured worst
+# 2.2e-12 against an extended-precision two-pass, test_kernels_oracle). The thresholds were
+# 1e4 and 100 (bound 2e-11, measured 1.9e-13), which rebuilt 30 of AAPL's 3270 windows at
+# n=20 instead of 8: a rebuild is two serial passes over the window (~200 cycles at n=20),
+# 13% of STDDEV(20)'s time on AAPL. The test is written
+# as "not (... <= ...)" so that a NaN (an inf that entered the window) also rebuilds, and the
+# sums recover once it has left. Since S1^2/n >= 0, a window that passes has M2 >= 0.
+#
+# Flat windows: a rebuild of a window of identical values v sets (K, S1, S2) = (v, 0, 0)
+# exactly, so the mean is v and M2 is 0 bit for bit (z-score / %b of flat minute bars take
+# their defined values) and later flat bars pass the test with exact zeros. A flat window
+# never passes the test with inexact sums: its true M2 is 0, so the computed M2 is at most
+# the error bound 20 eps * eb << eb / _BUDGET (or eb = 0, which forces exact zeros).
+#
+# Rebuilds, measured on AAPL daily / a 100k-bar random walk: n=20 on 0.25% / 0.18% of bars,
+# n=60 on 0.1%; n=2 rebuilds often (windows of two near-equal prices). The passing branch is
+# taken otherwise, so it predicts well and the batch loop carries no other per-bar branch.
+# Batch and state do the same floating-point operations in the same order (bit-identical).
+_MV = 8  # state header: [run, K, S1, S2, pos, same, prev, eb], then the ring of the window
+_BUDGET = 1e5  # rebuild when the sum of S2 since the last rebuild exceeds this x M2
+_ANCHOR = 1e4  # ... or when (mean - K)^2 exceeds this x the population variance
+
+
+@njit
+def _std_value(m2, n, ddof):
+    return math.sqrt(m2 * (1.0 / (n - ddof)))
 
 
 @njit
 def _z_value(v, m, m2, n):
-    sd = math.sqrt(m2 / (n - 1))
+    sd = _std_value(m2, n, 1)
     return (v - m) / sd if sd > 0.0 else 0.0
 
 
 @njit
-def _mvar_batch(x, n, mode, ddof, k, o1, o2, o3, o4, o5):
-    # One fused pass: the rolling mean/M2 update plus the requested output, so Bollinger and
-    # rolling std write their results directly (a separate pass over mean/M2 scratch arrays
-    # made BBANDS 1.6x TA-Lib on 100k bars; memory traffic, not flops).
-    # mode 0: o1, o2 = mean, M2 | 1: o1 = std | 2: o1 = z-score | 3: o1..o5 = Bollinger
-    run = 0
-    same = 0
-    m = 0.0
-    m2 = 0.0
-    eb = 0.0
-    nxt = n
-    for i in range(x.shape[0]):
-        v = x[i]
-        if math.isnan(v):
-            run = 0
-            m = 0.0
-            m2 = 0.0
-            eb = 0.0
-            _emit_nan(mode, i, o1, o2, o3, o4, o5)
-            continue
-        run += 1
-        if run > 1 and v == x[i - 1]:
-            same += 1
-        else:
-            same = 0
-        if run == 1:
-            nxt = n
-        if run <= n:
-            d = v - m
-            m += d / run
-            m2 += d * (v - m)
-        else:
-            old = x[i - n]
-            d = v - old
-            mn = m + d / n
-            m2 += d * (v - mn + old - m)
-            eb += _EPS * abs(d) * (abs(v) + abs(old) + abs(m) + abs(mn))
-            m = mn
-        if run == nxt or (run > n and eb > _REL * m2):
-            nxt = run + max(n, _PERIOD)
-            eb = 0.0
-            t = 0.0
-            for j in range(i - n + 1, i + 1):
-                t += x[j]
-            m = t / n
-            q = 0.0
-            for j in range(i - n + 1, i + 1):
-                e = x[j] - m
-                q += e * e
-            m2 = q
-        if same >= n - 1:
-            m = v
-            m2 = 0.0
-        elif m2 < 0.0:
-            m2 = 0.0
-        if run < n:
-            _emit_nan(mode, i, o1, o2, o3, o4, o5)
-        elif mode == 1:
-            o1[i] = math.sqrt(m2 / (n - ddof))
-        elif mode == 2:
-            o1[i] = _z_value(v, m, m2, n)
-        elif mode == 3:
-            sd = math.sqrt(m2 / n)
-            u = m + k * sd
-            d = m - k * sd
-            w = u - d
-            o1[i] = u
-            o2[i] = m
-            o3[i] = d
-            o4[i] = (v - d) / w if w > 0.0 else 0.5
-            o5[i] = w / m
-        else:
-            o1[i] = m
-            o2[i] = m2
+def _sums_of(k, s1, s2, n):
+    # (K, S1, S2, M2) after a rebuild; M2 clamped at 0 (two-pass sums of a near-flat window)
+    m2 = s2 - s1 * s1 * (1.0 / n)
+    return k, s1, s2, max(m2, 0.0)
 
 
 @njit
-def _emit_nan(mode, i, o1, o2, o3, o4, o5):
-    o1[i] = np.nan
-    if mode == 0 or mode == 3:
-        o2[i] = np.nan
+def _rebuild(x, i, n):
+    # the window x[i-n+1 .. i], oldest first: exact zeros if flat, else two-pass about its mean
+    v = x[i]
+    flat = True
+    for j in range(i - n + 1, i):
+        flat &= x[j] == v
+    if flat:
+        return v, 0.0, 0.0, 0.0
+    t = 0.0
+    for j in range(i - n + 1, i + 1):
+        t += x[j]
+    k = t / n
+    s1 = 0.0
+    s2 = 0.0
+    for j in range(i - n + 1, i + 1):
+        e = x[j] - k
+        s1 += e
+        s2 += e * e
+    return _sums_of(k, s1, s2, n)
+
+
+@njit
+def _mvar_run(x, n, mode, inv_d, kk, o1, o2, o3):
+    # From x[0] (not NaN) up to the first NaN: rows of the mode's outputs (see _mvar_batch),
+    # NaN while i < n - 1. Returns the index of that NaN (or len(x)). No NaN pre-scan: a NaN
+    # that enters the window makes M2 NaN, which fails the accuracy test, and the rebuild
+    # branch (never taken otherwise) ends the run there. sqrt and the band arithmetic are
+    # fused into the loop: as a separate pass over stored (mean, M2) rows BBANDS(20) on AAPL
+    # took 16.6 us against 14.5 us fused.
+    m = x.shape[0]
+    inv_n = 1.0 / n
+    for i in range(min(n, m)):
+        if math.isnan(x[i]):
+            return i
+        if i < n - 1:
+            o1[i] = np.nan
+            if mode == 3:
+                o2[i] = np.nan
+                o3[i] = np.nan
+    if m < n:
+        return m
+    k, s1, s2, m2 = _rebuild(x, n - 1, n)
+    eb = 0.0
+    u, mean, lw = _mvar_values(mode, x[n - 1], k, s1, m2, inv_n, inv_d, kk)
+    o1[n - 1] = u
     if mode == 3:
-        o3[i] = np.nan
-        o4[i] = np.nan
-        o5[i] = np.nan
+        o2[n - 1] = mean
+        o3[n - 1] = lw
+    # slices from 0 let LLVM drop numba's negative-index selects
+    new = x[n:]
+    old = x[: m - n]
+    r1 = o1[n:]
+    r2 = o2[n:]
+    r3 = o3[n:]
+    for j in range(m - n):
+        a = new[j] - k
+        b = old[j] - k
+        d = a - b
+        s1 += d
+        s2 += d * (a + b)
+        eb += s2
+        q = s1 * s1 * inv_n
+        m2 = s2 - q
+        if not ((eb <= _BUDGET * m2) & (q <= _ANCHOR * m2)):
+            if math.isnan(new[j]):
+                return j + n
+            k, s1, s2, m2 = _rebuild(x, j + n, n)
+            eb = 0.0
+        u, mean, lw = _mvar_values(mode, new[j], k, s1, m2, inv_n, inv_d, kk)
+        r1[j] = u
+        if mode == 3:
+            r2[j] = mean
+            r3[j] = lw
+    return m
+
+
+@njit
+def _mvar_values(mode, v, k, s1, m2, inv_n, inv_d, kk):
+    # one row of outputs from the window's sums, with the states' operations: mode 1 (std,
+    # 0, 0), 2 (z-score, 0, 0), 3 (upper, mid, lower). Scalars only: a helper taking the
+    # output arrays is not inlined and pays numba's refcounting on every bar (25x slower).
+    if mode == 1:
+        return math.sqrt(m2 * inv_d), 0.0, 0.0
+    mean = k + s1 * inv_n
+    if mode == 2:
+        sd = math.sqrt(m2 * inv_d)
+        return (v - mean) / sd if sd > 0.0 else 0.0, 0.0, 0.0
+    sd = math.sqrt(m2 * inv_n)
+    return mean + kk * sd, mean, mean - kk * sd
+
+
+@njit
+def _band_extras(x, up, mid, lo, pb, bw):
+    # %b and bandwidth from the bands, as _boll_values does (vectorised: two divisions a bar)
+    for i in range(x.shape[0]):
+        w = up[i] - lo[i]
+        pb[i] = (x[i] - lo[i]) / w if w > 0.0 else 0.5
+        bw[i] = w / mid[i]
+
+
+@njit
+def _mvar_batch(x, n, mode, ddof, kk, out):
+    # out: (1, len(x)) for mode 1 (std) and 2 (z-score); (3, len(x)) upper, mid, lower for
+    # mode 3, (5, len(x)) with %b and bandwidth. One 2-D output: one allocation and one
+    # argument to dispatch instead of five (0.7 us a call, 5% of BBANDS on 3k bars).
+    # NaN policy: each NaN-free run is its own series.
+    m = x.shape[0]
+    rows = out.shape[0]
+    inv_d = 1.0 / (n - ddof)
+    o1 = out[0]
+    o2 = out[1] if rows > 1 else o1
+    o3 = out[2] if rows > 2 else o1
+    i = 0
+    while i < m:
+        if math.isnan(x[i]):
+            for r in range(rows):
+                out[r, i] = np.nan
+            i += 1
+            continue
+        stop = i + _mvar_run(x[i:], n, mode, inv_d, kk, o1[i:], o2[i:], o3[i:])
+        if rows == 5:
+            w = min(i + n - 1, stop)
+            out[3, i:w] = np.nan
+            out[4, i:w] = np.nan
+            _band_extras(x[w:stop], o1[w:stop], o2[w:stop], o3[w:stop], out[3, w:stop],
+                         out[4, w:stop])  # fmt: skip
+        i = stop
+
+
+@njit
+def _ring_rebuild(s, n, pos, flat):
+    # _rebuild over the ring s[_MV:_MV + n], oldest (slot `pos`) first
+    if flat:
+        return s[6], 0.0, 0.0, 0.0
+    t = 0.0
+    for j in range(n):
+        p = pos + j
+        if p >= n:
+            p -= n
+        t += s[_MV + p]
+    k = t / n
+    s1 = 0.0
+    s2 = 0.0
+    for j in range(n):
+        p = pos + j
+        if p >= n:
+            p -= n
+        e = s[_MV + p] - k
+        s1 += e
+        s2 += e * e
+    return _sums_of(k, s1, s2, n)
 
 
 @njit
 def _mvar_step(s, v, n, res):
-    # s = [run, mean, m2, pos, same, prev, err_budget, next, ring[0:n]]; res <- (mean, m2)
+    # s = [run, K, S1, S2, pos, same, prev, eb, ring[0:n]]; res <- (mean, M2)
     res[0] = np.nan
     res[1] = np.nan
     if math.isnan(v):
         s[0] = 0.0
-        s[1] = 0.0
-        s[2] = 0.0
-        s[6] = 0.0
         return
+    inv_n = 1.0 / n
     run = s[0] + 1.0
-    m = s[1]
-    m2 = s[2]
-    pos = int(s[3])
-    same = s[4]
-    eb = s[6]
-    nxt = s[7]
-    if run == 1.0:
-        nxt = n
-    if run > 1.0 and v == s[5]:
-        same += 1.0
-    else:
-        same = 0.0
-    if run <= n:
-        d = v - m
-        m += d / run
-        m2 += d * (v - m)
-    else:
-        old = s[_MV + pos]
-        d = v - old
-        mn = m + d / n
-        m2 += d * (v - mn + old - m)
-        eb += _EPS * abs(d) * (abs(v) + abs(old) + abs(m) + abs(mn))
-        m = mn
+    pos = int(s[4])
+    same = s[5] + 1.0 if run > 1.0 and v == s[6] else 0.0
+    old = s[_MV + pos]
     s[_MV + pos] = v
     pos += 1
     if pos == n:
         pos = 0
-    if run == nxt or (run > n and eb > _REL * m2):
-        nxt = run + max(n, _PERIOD)
-        eb = 0.0
-        # two-pass over the window, oldest first (the ring's oldest slot is now `pos`)
-        t = 0.0
-        for j in range(n):
-            k = pos + j
-            if k >= n:
-                k -= n
-            t += s[_MV + k]
-        m = t / n
-        q = 0.0
-        for j in range(n):
-            k = pos + j
-            if k >= n:
-                k -= n
-            e = s[_MV + k] - m
-            q += e * e
-        m2 = q
-    if same >= n - 1:
-        m = v
-        m2 = 0.0
-    elif m2 < 0.0:
-        m2 = 0.0
     s[0] = run
-    s[1] = m
-    s[2] = m2
-    s[3] = pos
-    s[4] = same
-    s[5] = v
-    s[6] = eb
-    s[7] = nxt
-    if run >= n:
-        res[0] = m
-        res[1] = m2
+    s[4] = pos
+    s[5] = same
+    s[6] = v
+    if run < n:
+        return
+    if run == n:
+        k, s1, s2, m2 = _ring_rebuild(s, n, pos, same >= n - 1)
+        eb = 0.0
+    else:
+        k = s[1]
+        a = v - k
+        b = old - k
+        d = a - b
+        s1 = s[2] + d
+        s2 = s[3] + d * (a + b)
+        eb = s[7] + s2
+        q = s1 * s1 * inv_n
+        m2 = s2 - q
+        if not ((eb <= _BUDGET * m2) & (q <= _ANCHOR * m2)):
+            k, s1, s2, m2 = _ring_rebuild(s, n, pos, same >= n - 1)
+            eb = 0.0
+    s[1] = k
+    s[2] = s1
+    s[3] = s2
+    s[7] = eb
+    res[0] = k + s1 * inv_n
+    res[1] = m2
 
 
 def _std_args(length: int, ddof: int) -> tuple[int, int]:
@@ -257,9 +323,9 @@ def rolling_std(x, length: int = 20, ddof: int = 1) -> np.ndarray:
     """
     a = as_f64(x)
     n, ddof = _std_args(length, ddof)
-    out = np.empty_like(a)
-    _mvar_batch(a, n, 1, ddof, 0.0, out, _NONE, _NONE, _NONE, _NONE)
-    return out
+    out = np.empty((1, a.shape[0]))
+    _mvar_batch(a, n, 1, ddof, 0.0, out)
+    return out[0]
 
 
 class RollingStdState:
@@ -273,7 +339,7 @@ class RollingStdState:
     def update(self, x: float) -> float:
         """Feed one value; return the std of the window ending at it (NaN during warm-up)."""
         _mvar_step(self._s, float(x), self.length, self._res)
-        return math.sqrt(self._res[1] / (self.length - self.ddof))
+        return _std_value(self._res[1], self.length, self.ddof)
 
 
 def rolling_std_ref(x, length: int = 20, ddof: int = 1) -> np.ndarray:
@@ -304,9 +370,9 @@ def zscore(x, length: int = 20) -> np.ndarray:
     """
     a = as_f64(x)
     n, _ = _std_args(length, 1)
-    out = np.empty_like(a)
-    _mvar_batch(a, n, 2, 1, 0.0, out, _NONE, _NONE, _NONE, _NONE)
-    return out
+    out = np.empty((1, a.shape[0]))
+    _mvar_batch(a, n, 2, 1, 0.0, out)
+    return out[0]
 
 
 class ZscoreState:
@@ -320,7 +386,7 @@ class ZscoreState:
     def update(self, x: float) -> float:
         """Feed one value; return its z-score (NaN during warm-up)."""
         _mvar_step(self._s, float(x), self.length, self._res)
-        if math.isnan(self._res[0]):
+        if self._s[0] < self.length:  # warm-up or a NaN bar
             return math.nan
         return _z_value(float(x), self._res[0], self._res[1], self.length)
 
@@ -344,7 +410,7 @@ def zscore_ref(x, length: int = 20) -> np.ndarray:
 # --- Bollinger -----------------------------------------------------------------------------
 @njit
 def _boll_values(v, m, m2, n, k, res):
-    sd = math.sqrt(m2 / n)
+    sd = math.sqrt(m2 * (1.0 / n))
     up = m + k * sd
     lo = m - k * sd
     res[0] = up
@@ -358,16 +424,14 @@ def _boll_values(v, m, m2, n, k, res):
 @njit
 def _boll_step(s, v, n, k, res):
     _mvar_step(s, v, n, res)
-    if math.isnan(res[0]):
+    if s[0] < n:  # warm-up or a NaN bar (not a NaN mean: the batch writes those through)
         for j in range(5):
             res[j] = np.nan
         return
     _boll_values(v, res[0], res[1], n, k, res)
 
 
-def bollinger(
-    close, length: int = 20, k: float = 2.0
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def bollinger(close, length: int = 20, k: float = 2.0, bands_only: bool = False):
     """Bollinger bands (TA-Lib ``BBANDS`` with SMA, population std) plus %b and bandwidth.
 
     Formula: ``mid = sma_n``, ``sd`` = population std (ddof=0) of the window,
@@ -378,16 +442,21 @@ def bollinger(
         close: 1-D prices.
         length: window ``n`` (>= 1).
         k: band width in standard deviations (TA-Lib ``nbdevup = nbdevdn = k``).
+        bands_only: return only ``(upper, mid, lower)``, TA-Lib's three outputs, and skip the
+            two divisions and two arrays of %b and bandwidth.
 
     Returns:
-        ``(upper, mid, lower, pct_b, bandwidth)`` float64 arrays, NaN for the first ``n - 1``
-        values of each NaN-free run.
+        ``(upper, mid, lower, pct_b, bandwidth)`` float64 arrays (``(upper, mid, lower)`` with
+        ``bands_only``), NaN for the first ``n - 1`` values of each NaN-free run.
     """
     x = as_f64(close, "close")
     n = check_length(length)
-    up, mid, lo, pb, bw = (np.empty_like(x) for _ in range(5))
-    _mvar_batch(x, n, 3, 0, float(k), up, mid, lo, pb, bw)
-    return up, mid, lo, pb, bw
+    # rows of one (3 or 5, len) block: one allocation (views of it are ordinary 1-D arrays)
+    out = np.empty((3 if bands_only else 5, x.shape[0]))
+    _mvar_batch(x, n, 3, 0, float(k), out)
+    if bands_only:
+        return out[0], out[1], out[2]
+    return out[0], out[1], out[2], out[3], out[4]
 
 
 class BollingerState:
@@ -425,17 +494,132 @@ def bollinger_ref(close, length: int = 20, k: float = 2.0):
 # --- ATR -----------------------------------------------------------------------------------
 @njit
 def _tr(h, lo, prev_c):
-    return max(max(h - lo, abs(prev_c - h)), abs(prev_c - lo))
+    # selects rather than max(): the NaN-free path below vectorises (inputs here are never
+    # NaN: the callers branch off NaN bars first)
+    a = h - lo
+    b = abs(prev_c - h)
+    d = abs(prev_c - lo)
+    m = a if a > b else b  # noqa: FURB136 (a select, so the loop vectorises)
+    return m if m > d else d  # noqa: FURB136
 
 
 @njit
-def _atr_batch(h, lo, c, n, out, tr_only):
-    # Wilder smoothing as a*c1 + tr*c2: one mul+add on the dependency chain (was mul, add, div:
-    # 23 us vs TA-Lib's 6 us on AAPL).
+def _atr_batch(h, lo, c, n, out):
+    # NaN-free input (the usual case) takes a dense pass that also checks its own validity;
+    # if that fails, the general per-bar path rewrites `out`.
+    if c.shape[0] and not _atr_dense(h, lo, c, n, out):
+        _atr_runs(h, lo, c, n, out, False)
+
+
+@njit
+def _tr_into(h, lo, c, out, start, stop):
+    # out[start:stop] = true range, over slices indexed from 0 so that LLVM can prove the
+    # indices non-negative (no numba wraparound selects) and vectorise. True if a NaN (or
+    # inf - inf) was seen in h/lo[start:stop] or c[start-1:stop-1].
+    hh = h[start:stop]
+    ll = lo[start:stop]
+    pc = c[start - 1 : stop - 1]
+    o = out[start:stop]
+    bad = False
+    for i in range(stop - start):
+        a = hh[i]
+        b = ll[i]
+        p = pc[i]
+        bad |= math.isnan(a + b + p)
+        o[i] = _tr(a, b, p)
+    return bad
+
+
+@njit
+def _tr_dense(h, lo, c, out):
+    out[0] = np.nan
+    return _tr_into(h, lo, c, out, 1, c.shape[0])
+
+
+@njit
+def _tr_batch(h, lo, c, out):
+    # true_range's own entry point: four array arguments (numba's dispatch costs ~0.1 us per
+    # argument, a fifth of TRANGE's time on 3k bars)
+    m = c.shape[0]
+    if m == 0:
+        return
+    if _tr_dense(h, lo, c, out) or math.isnan(h[0] + lo[0] + c[m - 1]):
+        _atr_runs(h, lo, c, 1, out, True)
+
+
+# Wilder's recursion a_k = a_{k-1} (n-1)/n + tr_k / n is one serial chain. Written as
+# fma(a, c1, u) (u = tr / n) it costs one 4-cycle FMA per bar, the form TA-Lib 0.6 runs (its
+# ATR: 120 us per 100k bars, ours 142 us that way). Bars are therefore taken in pairs after the
+# seed (k = 0): odd k: a_k = fma(a_{k-1}, c1, u_k); even k: a_k = fma(a_{k-2}, c1^2,
+# fma(u_{k-1}, c1, u_k)), so the chain advances one FMA per two bars. The odd value hangs off
+# the chain; both differ from the one-step form by an ulp or so, and _atr_step does the same.
+@njit
+def _tr_ordered(h, lo, pc):
+    # == _tr(h, lo, pc) bit for bit when h >= lo (each case picks the same difference), in
+    # 3 ops instead of 7; a NaN close propagates (the select returns its second operand).
+    hi = h if h > pc else pc  # noqa: FURB136 (a NaN pc must come out, see above)
+    low = lo if lo < pc else pc  # noqa: FURB136
+    return hi - low
+
+
+@njit
+def _atr_dense(h, lo, c, n, out):
+    # One pass, the true range computed inline. Valid only when every h >= lo (which also
+    # rules out NaN highs/lows) and every close is finite: the first is checked bar by bar,
+    # the second through the chain (a NaN or inf close makes every later `a` non-finite).
+    # False if that does not hold; the caller then takes the per-bar path.
+    m = c.shape[0]
+    if math.isnan(h[0]) or math.isnan(lo[0]) or not math.isfinite(c[m - 1]):
+        return False
+    ok = True
     c1 = (n - 1.0) / n
     c2 = 1.0 / n
+    c1sq = c1 * c1
+    a = 0.0
+    out[0] = np.nan
+    for i in range(1, min(n, m)):
+        ok &= h[i] >= lo[i]
+        a += _tr_ordered(h[i], lo[i], c[i - 1])
+        out[i] = np.nan
+    if m <= n:
+        return ok and math.isfinite(a)
+    ok &= h[n] >= lo[n]
+    a = (a + _tr_ordered(h[n], lo[n], c[n - 1])) / n
+    out[n] = a
+    hh = h[n + 1 :]
+    ll = lo[n + 1 :]
+    pc = c[n : m - 1]
+    o = out[n + 1 :]
+    rest = m - n - 1
+    j = 0
+    while j + 1 < rest:
+        h1 = hh[j]
+        l1 = ll[j]
+        h2 = hh[j + 1]
+        l2 = ll[j + 1]
+        ok &= (h1 >= l1) & (h2 >= l2)
+        u1 = _tr_ordered(h1, l1, pc[j]) * c2
+        u2 = _tr_ordered(h2, l2, pc[j + 1]) * c2
+        o[j] = fma(a, c1, u1)
+        a = fma(a, c1sq, fma(u1, c1, u2))
+        o[j + 1] = a
+        j += 2
+    if j < rest:
+        ok &= hh[j] >= ll[j]
+        o[j] = fma(a, c1, _tr_ordered(hh[j], ll[j], pc[j]) * c2)
+        ok &= math.isfinite(o[j])
+    return ok and math.isfinite(a)
+
+
+@njit
+def _atr_runs(h, lo, c, n, out, tr_only):
+    # general path: the NaN policy, one bar at a time (the same operations as _atr_step)
+    c1 = (n - 1.0) / n
+    c2 = 1.0 / n
+    c1sq = c1 * c1
     run = 0
     a = 0.0
+    up = 0.0
     for i in range(c.shape[0]):
         out[i] = np.nan
         if math.isnan(h[i]) or math.isnan(lo[i]) or math.isnan(c[i]):
@@ -453,14 +637,17 @@ def _atr_batch(h, lo, c, n, out, tr_only):
         elif run == n + 1:
             a = (a + tr) / n
             out[i] = a
+        elif (run - n) % 2 == 0:  # odd k = run - n - 1
+            up = tr * c2
+            out[i] = fma(a, c1, up)
         else:
-            a = a * c1 + tr * c2
+            a = fma(a, c1sq, fma(up, c1, tr * c2))
             out[i] = a
 
 
 @njit
 def _atr_step(s, h, lo, c, n):
-    # s = [run, prev_close, atr]
+    # s = [run, prev_close, a (warm-up sum, then the even-k anchor), u of the last odd k]
     if math.isnan(h) or math.isnan(lo) or math.isnan(c):
         s[0] = 0.0
         s[2] = 0.0
@@ -473,24 +660,30 @@ def _atr_step(s, h, lo, c, n):
         return np.nan
     tr = _tr(h, lo, pc)
     a = s[2]
-    out = np.nan
+    c1 = (n - 1.0) / n
+    c2 = 1.0 / n
     if run <= n:
-        a += tr
-    elif run == n + 1:
+        s[2] = a + tr
+        return np.nan
+    if run == n + 1:
         a = (a + tr) / n
-        out = a
-    else:
-        a = a * ((n - 1.0) / n) + tr * (1.0 / n)
-        out = a
+        s[2] = a
+        return a
+    if (run - n) % 2 == 0:
+        up = tr * c2
+        s[3] = up
+        return fma(a, c1, up)
+    a = fma(a, c1 * c1, fma(s[3], c1, tr * c2))
     s[2] = a
-    return out
+    return a
 
 
 def atr(high, low, close, length: int = 14) -> np.ndarray:
     """Average true range with Wilder smoothing (TA-Lib ``ATR``).
 
     Formula: ``tr_t = max(h_t - l_t, |h_t - c_{t-1}|, |l_t - c_{t-1}|)``; ``atr`` = mean of the
-    first ``n`` true ranges, then ``atr_t = atr_{t-1} (n - 1) / n + tr_t / n``.
+    first ``n`` true ranges, then ``atr_t = atr_{t-1} (n - 1) / n + tr_t / n`` (evaluated two
+    bars per fused step, see the note above ``_atr_dense``).
 
     Args:
         high: 1-D highs.
@@ -504,7 +697,7 @@ def atr(high, low, close, length: int = 14) -> np.ndarray:
     h, lo, c = as_f64(high, "high"), as_f64(low, "low"), as_f64(close, "close")
     same_length(h, lo, c)
     out = np.empty_like(c)
-    _atr_batch(h, lo, c, check_length(length), out, False)
+    _atr_batch(h, lo, c, check_length(length), out)
     return out
 
 
@@ -522,7 +715,7 @@ def true_range(high, low, close) -> np.ndarray:
     h, lo, c = as_f64(high, "high"), as_f64(low, "low"), as_f64(close, "close")
     same_length(h, lo, c)
     out = np.empty_like(c)
-    _atr_batch(h, lo, c, 1, out, True)
+    _tr_batch(h, lo, c, out)
     return out
 
 
@@ -531,7 +724,7 @@ class AtrState:
 
     def __init__(self, length: int = 14):
         self.length = check_length(length)
-        self._s = np.zeros(3)
+        self._s = np.zeros(4)
 
     def update(self, high: float, low: float, close: float) -> float:
         """Feed one bar; return the ATR ending at it (NaN during warm-up)."""
@@ -608,7 +801,7 @@ class VolatilityState:
         """Feed one price; return the volatility ending at it (NaN during warm-up)."""
         r = _returns_step(self._r, float(close), 1, 1)
         _mvar_step(self._s, r, self.length, self._res)
-        out = math.sqrt(self._res[1] / (self.length - 1))
+        out = _std_value(self._res[1], self.length, 1)
         return out * self._scale if self._scale != 1.0 else out
 
 

@@ -11,14 +11,21 @@ contiguous slice (counters, sums, ring buffers). ``get_state`` / ``set_state`` s
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from kernels._jit import check_length, njit
 from kernels.changes import _returns_step
-from kernels.dispersion import _MV, _atr_step, _boll_step, _mvar_step, _range_vol_step, _z_value
+from kernels.dispersion import (
+    _MV,
+    _atr_step,
+    _boll_step,
+    _mvar_step,
+    _range_vol_step,
+    _std_value,
+    _z_value,
+)
 from kernels.moving import _ema_step, _sma_step, _wma_step
 from kernels.oscillators import _macd_step, _rsi_step, _stoch_step
 from kernels.volume import _obv_step
@@ -128,13 +135,15 @@ def _state_size(kind: int, p: tuple[float, ...]) -> int:
     if kind in (_RSI, _MACD):
         return 4
     if kind == _STOCH:
-        return 6 + 2 * int(p[0]) + int(p[1]) + int(p[2])
+        return 4 + 2 * int(p[0]) + int(p[1]) + int(p[2])
     if kind in (_STD, _ZSCORE, _BOLL):
         return _MV + n
     if kind == _VOL:
         return 3 + _MV + n
-    if kind in (_ATR, _OBV):
-        return 3
+    if kind == _ATR:
+        return 4
+    if kind == _OBV:
+        return 4
     raise AssertionError(kind)
 
 
@@ -169,10 +178,10 @@ def _engine_tick(st, kind, ip, fp, soff, ooff, o, h, lo, c, v, out, res):
                 out[t, j + 1] = res[1]
             elif k == _STD:
                 _mvar_step(s, ct, p0, res)
-                out[t, j] = math.sqrt(res[1] / (p0 - 1))
+                out[t, j] = _std_value(res[1], p0, 1)
             elif k == _ZSCORE:
                 _mvar_step(s, ct, p0, res)
-                out[t, j] = np.nan if math.isnan(res[0]) else _z_value(ct, res[0], res[1], p0)
+                out[t, j] = np.nan if s[0] < p0 else _z_value(ct, res[0], res[1], p0)
             elif k == _BOLL:
                 _boll_step(s, ct, p0, fp[f, 1], res)
                 for q in range(5):
@@ -182,7 +191,7 @@ def _engine_tick(st, kind, ip, fp, soff, ooff, o, h, lo, c, v, out, res):
             elif k == _VOL:
                 r = _returns_step(s[:3], ct, 1, 1)
                 _mvar_step(s[3:], r, p0, res)
-                out[t, j] = math.sqrt(res[1] / (p0 - 1))
+                out[t, j] = _std_value(res[1], p0, 1)
             elif k == _PARK:
                 out[t, j] = _range_vol_step(s, ht, ht, lt, ht, p0, False)
             elif k == _GK:
