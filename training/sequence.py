@@ -49,6 +49,9 @@ from training.splits import purge_mask
 # halted ticker's first bar) should not swing a small network's hidden state.
 INPUT_CLIP = 5.0
 CHECKPOINT_FILE = "state.pt"
+#: Ray Train V2 controller poll interval (s) set for our fits unless the environment sets one.
+HEALTH_CHECK_ENV = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"
+HEALTH_CHECK_INTERVAL_S = 0.2
 
 
 @dataclass
@@ -770,6 +773,11 @@ def fit_ray_train(
     from ray.train.torch import TorchTrainer
 
     use_gpu = torch.cuda.is_available()
+    # Ray Train V2's worker result queue holds one report; the controller drains it when it
+    # polls the workers (every RAY_TRAIN_HEALTH_CHECK_INTERVAL_S, default 2 s), so with
+    # epochs shorter than that every report-with-checkpoint waits for the next poll. Poll
+    # faster unless the user chose an interval (the driver's value is propagated by Ray).
+    os.environ.setdefault(HEALTH_CHECK_ENV, str(HEALTH_CHECK_INTERVAL_S))
     config = {
         "seq": asdict(cfg),
         "data": ray.put(data),
