@@ -19,7 +19,8 @@ from serving.models import DEFAULT_FAMILY, ModelSource, registered_name_template
 
 
 def app_args(settings: Settings, horizons: list[int] | None = None,
-             mode: str | None = None, family: str = DEFAULT_FAMILY) -> AppArgs:
+             mode: str | None = None, family: str = DEFAULT_FAMILY,
+             ingress_replicas: int = 1) -> AppArgs:
     """The Serve app of a stockray data dir: registry champions of ``family`` + Feast online
     features (+ the offline feature table, which sequence families read windows from)."""
     settings = settings.resolved()
@@ -40,9 +41,11 @@ def app_args(settings: Settings, horizons: list[int] | None = None,
                    offline_features=str(settings.offline_dir / "features.parquet"),
                    app_name="stockray" if family == DEFAULT_FAMILY else f"stockray-{family}",
                    mode=mode or settings.serve_mode, host=settings.host,
+                   ingress_replicas=ingress_replicas,
                    grpc_port=settings.grpc_port, http_port=settings.http_port)
 
 
 def main(settings: Settings, horizons: list[int] | None = None,
-         mode: str | None = None, family: str = DEFAULT_FAMILY) -> ServeEndpoints:
-    return start_serve(app_args(settings, horizons, mode, family))
+         mode: str | None = None, family: str = DEFAULT_FAMILY,
+         ingress_replicas: int = 1) -> ServeEndpoints:
+    return start_serve(app_args(settings, horizons, mode, family, ingress_replicas))
