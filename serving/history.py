@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from serving.errors import FeaturesUnavailableError
+from serving.lookup import FileWatch
 
 TS_COLUMN = "ts"
 
@@ -64,34 +65,22 @@ class OfflineHistory:
         self.path = os.fspath(path)
         self.check_every_s = check_every_s
         self._max = max_tickers
-        self._clock = clock
         self._lock = threading.Lock()
         self._cache: OrderedDict[str, TickerHistory] = OrderedDict()
-        self._sig = self._signature()
-        self._next_check = clock() + check_every_s
+        self._watch = FileWatch(self.path, check_every_s, clock=clock)
+        self._seen = self._watch.generation
         self.reads = 0  # file reads (cache misses), for tests and logs
         self.invalidations = 0
 
-    def _signature(self) -> tuple[int, int, int] | None:
-        try:
-            st = os.stat(self.path)
-        except FileNotFoundError:
-            return None
-        return (st.st_ino, st.st_mtime_ns, st.st_size)
-
-    def _check_file(self) -> None:
-        now = self._clock()
-        if now < self._next_check:
-            return
+    def _check_file(self) -> int:
+        """Drop the cache if the file changed; returns the generation the cache now holds."""
+        gen = self._watch.poll()
         with self._lock:
-            if now < self._next_check:
-                return
-            self._next_check = now + self.check_every_s
-            sig = self._signature()
-            if sig != self._sig:
-                self._sig = sig
+            if gen != self._seen:
+                self._seen = gen
                 self._cache.clear()
                 self.invalidations += 1
+        return gen
 
     def _load(self, ticker: str) -> TickerHistory:
         import pyarrow.parquet as pq
@@ -119,16 +108,15 @@ class OfflineHistory:
 
     def history(self, ticker: str) -> TickerHistory:
         """Every offline row of ``ticker`` (cached until the file changes)."""
-        self._check_file()
+        gen = self._check_file()
         with self._lock:
             hit = self._cache.get(ticker)
             if hit is not None:
                 self._cache.move_to_end(ticker)
                 return hit
-        sig = self._sig
         got = self._load(ticker)
         with self._lock:
-            if sig == self._sig:  # the file did not change while we read it
+            if gen == self._seen:  # no change of the file was seen while we read it
                 self._cache[ticker] = got
                 while len(self._cache) > self._max:
                     self._cache.popitem(last=False)

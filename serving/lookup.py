@@ -37,11 +37,15 @@ class FeatureRow:
     feature_ts: float
 
 
-class GenerationWatch:
-    """Notices when the online store's generation stamp file changes.
+class FileWatch:
+    """Notices when a file is replaced or rewritten, checking at most every ``check_every_s``.
+
+    ``poll()`` returns a local generation: +1 for each observed change of the file's inode,
+    mtime or size (``os.replace`` gives a new inode; mtime/size catch in-place rewrites).
+    Thread-safe; one ``os.stat`` (≈1 µs) per check.
 
     Args:
-        path: the stamp (``features.store.online_generation_path``); it may not exist yet.
+        path: the watched file; it may not exist yet.
         check_every_s: at most one ``os.stat`` per this many seconds (0 = on every call).
         clock: monotonic seconds, injectable for tests.
     """
@@ -60,22 +64,16 @@ class GenerationWatch:
         self._sig = self._signature()
         self._next_check = clock() + check_every_s
         self.generation = 0  # local: +1 per observed change of the file
-        self.stamp: dict = self._read()
 
     def _signature(self) -> tuple[int, int, int] | None:
         try:
             st = os.stat(self.path)
         except FileNotFoundError:
             return None
-        # os.replace gives the new stamp a new inode; mtime/size catch in-place rewrites.
         return (st.st_ino, st.st_mtime_ns, st.st_size)
 
-    def _read(self) -> dict:
-        try:
-            with open(self.path) as f:
-                return json.load(f)
-        except (OSError, ValueError):
-            return {}
+    def _changed(self) -> None:
+        """Hook run under the lock when a change is observed (before the generation moves)."""
 
     def poll(self) -> int:
         """The current local generation (checks the file if ``check_every_s`` has passed)."""
@@ -88,9 +86,38 @@ class GenerationWatch:
                 sig = self._signature()
                 if sig != self._sig:
                     self._sig = sig
-                    self.stamp = self._read()
+                    self._changed()
                     self.generation += 1
         return self.generation
+
+
+class GenerationWatch(FileWatch):
+    """Watches the online store's generation stamp file; ``stamp`` is its last content.
+
+    Args:
+        path: the stamp (``features.store.online_generation_path``); it may not exist yet.
+        check_every_s / clock: as :class:`FileWatch`.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        check_every_s: float = 0.1,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(path, check_every_s, clock=clock)
+        self.stamp: dict = self._read()
+
+    def _read(self) -> dict:
+        try:
+            with open(self.path) as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            return {}
+
+    def _changed(self) -> None:
+        self.stamp = self._read()
 
 
 class FeatureLookup:
