@@ -244,7 +244,7 @@ def export_bundle(
             )
         meta = {
             "kind": KIND_LGBM,
-            "family": "lgbm",
+            "family": "lgbmrank" if _booster_output(booster)["output"] == "rank_score" else "lgbm",
             "model_name": model_name,
             "model_version": str(model_version),
             "horizon": int(horizon),

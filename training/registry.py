@@ -55,7 +55,8 @@ BUNDLE_ARTIFACT_PATH = "bundle"
 FAMILIES = {"lgbm": "stockray-lgbm-h{h}", "lgbmrank": "stockray-lgbmrank-h{h}"}
 SEQUENCE_FAMILIES = {"lstm": "stockray-lstm-h{h}", "transformer": "stockray-transformer-h{h}"}
 SERVED_FAMILY = "lgbm"  # what serving loads by default (serving.models.DEFAULT_REGISTERED_NAME)
-# Families whose versions carry a serving bundle (lambdarank scores do not pass ONNX parity).
+# Families whose versions carry a serving bundle. lambdarank outputs a per-date rank score, not
+# a return, so it is not served (its ONNX export passes parity: tests/unit/test_lgbm_onnx_parity).
 BUNDLE_FAMILIES = ("lgbm", *SEQUENCE_FAMILIES)
 CHAMPION, CHALLENGER = "champion", "challenger"
 HISTORY_TAG = "champion_history"
@@ -209,9 +210,9 @@ def register_horizon(result: HorizonResult, *, tracking_uri: str, experiment_id:
         # Explicit requirements: inference would otherwise add torch to a LightGBM model.
         log_model=lambda: mlflow.lightgbm.log_model(
             booster, name="model", pip_requirements=[f"lightgbm=={lgb.__version__}"]),
-        # Only bundle families get an ONNX bundle: lambdarank scores have leaves ~100x larger
-        # than return forecasts, so a float32 split flip breaks the 1e-3 parity check of
-        # training.export; lgbmrank versions carry the LightGBM model only.
+        # Only served families get an ONNX bundle: a lambdarank score is no return forecast
+        # (it exports with parity since float32_thresholds, but serving it as a predicted
+        # return would mislead); lgbmrank versions carry the LightGBM model only.
         write_bundle=write if family in BUNDLE_FAMILIES else None,
         log_extra=(None if family in BUNDLE_FAMILIES
                    else lambda: mlflow.log_text(result.booster_text, "booster/model.txt")),
