@@ -40,7 +40,15 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.serving_quick import FEATURES, HORIZONS, N_FEATURES, N_TICKERS, N_TREES, free_port
+from bench.serving_quick import (
+    FEATURES,
+    HORIZONS,
+    N_FEATURES,
+    N_TICKERS,
+    N_TREES,
+    free_port,
+    latencies_ms,
+)
 from bench.serving_quick import make_bundles as make_bench_bundles
 
 REPO = Path(__file__).resolve().parents[1]
@@ -60,17 +68,7 @@ def _stats(lat_s: np.ndarray) -> dict[str, float]:
 
 
 def latency_grpc(target: str, calls: int, explain: bool) -> dict[str, float]:
-    from serving.client import PredictionClient
-
-    with PredictionClient(target) as c:
-        for t in TICKERS:
-            c.predict(t, explain=explain)
-        lat = np.empty(calls)
-        for i in range(calls):
-            t0 = time.perf_counter()
-            c.predict(TICKERS[i % N_TICKERS], explain=explain)
-            lat[i] = time.perf_counter() - t0
-    return _stats(lat)
+    return _stats(latencies_ms(target, calls, explain) / 1e3)
 
 
 def _client_proc(target: str, threads: int, seconds: float, explain: bool, q) -> None:

@@ -31,13 +31,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 from bench.serving import READER, REPO, TICKERS, _PrivateRay, throughput_grpc
-from bench.serving_quick import N_TICKERS, free_port
+from bench.serving_quick import free_port, latencies_ms
 from bench.serving_quick import make_bundles as make_bench_bundles
 
 VARIANTS = ("direct", "tuned", "haproxy", "haproxy_x2", "haproxy_tuned")
@@ -76,20 +75,6 @@ def serve_variant(variant: str, bundles: dict[int, str]) -> None:
     finally:
         if hdir:
             shutil.rmtree(hdir, ignore_errors=True)
-
-
-def _latencies(target: str, calls: int) -> np.ndarray:
-    from serving.client import PredictionClient
-
-    with PredictionClient(target) as c:
-        for t in TICKERS:
-            c.predict(t, explain=True)
-        lat = np.empty(calls)
-        for i in range(calls):
-            t0 = time.perf_counter()
-            c.predict(TICKERS[i % N_TICKERS], explain=True)
-            lat[i] = time.perf_counter() - t0
-    return lat * 1e3
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -135,7 +120,7 @@ def main(argv: list[str] | None = None) -> dict:
             order = list(targets)
             rng.shuffle(order)
             for v in order:
-                la = _latencies(targets[v], a.calls)
+                la = latencies_ms(targets[v], a.calls)
                 tp = throughput_grpc(targets[v], 8, a.seconds, True)
                 tp32 = throughput_grpc(targets[v], 32, a.seconds, True)
                 lat[v].append(la)

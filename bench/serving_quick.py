@@ -77,19 +77,25 @@ def make_bundles(root: Path) -> dict[int, str]:
     return out
 
 
-def measure(target: str, calls: int, explain: bool = True) -> dict[str, float]:
+def latencies_ms(target: str, calls: int, explain: bool = True) -> np.ndarray:
+    """Milliseconds of ``calls`` sequential Predicts (tickers in rotation), after one warm-up
+    call per ticker (connections, caches, lazy init)."""
     from serving.client import PredictionClient
 
     tickers = [f"T{i:03d}" for i in range(N_TICKERS)]
     with PredictionClient(target) as c:
-        for t in tickers:  # warm-up: connections, caches, lazy init
+        for t in tickers:
             c.predict(t, explain=explain)
         lat = np.empty(calls)
         for i in range(calls):
             t0 = time.perf_counter()
             c.predict(tickers[i % N_TICKERS], explain=explain)
             lat[i] = time.perf_counter() - t0
-    ms = lat * 1e3
+    return lat * 1e3
+
+
+def measure(target: str, calls: int, explain: bool = True) -> dict[str, float]:
+    ms = latencies_ms(target, calls, explain)
     return {
         "p50_ms": float(np.percentile(ms, 50)),
         "p99_ms": float(np.percentile(ms, 99)),
