@@ -13,6 +13,7 @@ either as it was or as it is meant to be.
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from pathlib import Path
 
@@ -40,6 +41,20 @@ def atomic_write_table(table: pa.Table, path: Path) -> None:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def replace_dir(tmp: Path, out: Path) -> None:
+    """Replace directory ``out`` by the complete directory ``tmp`` with two renames, so a
+    reader sees the old or the new directory, never a partial one (the old one is removed
+    after the swap; ``out`` need not exist)."""
+    if out.exists():
+        old = out.parent / f".{out.name}.old-{os.getpid()}"
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(out, old)
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, out)
 
 
 def write_bars(bars: pd.DataFrame, bars_dir: Path) -> dict[str, int]:

@@ -36,7 +36,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as pads
 
-from features.lake import atomic_write_table
+from features.lake import atomic_write_table, replace_dir
 from features.pipeline import ALL_LABEL_COLUMNS, FEATURE_FAMILY, FEATURE_NAMES
 
 _TEMPLATE = Path(__file__).parent / "feature_repo" / "feature_store.yaml"
@@ -72,12 +72,7 @@ def write_panel(frame: pd.DataFrame, panel_dir: Path) -> Path:
                                  preserve_index=False)
     pads.write_dataset(table, tmp, format="parquet", partitioning=["year"],
                        partitioning_flavor="hive", existing_data_behavior="overwrite_or_ignore")
-    old = panel_dir.with_name(f".{panel_dir.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if panel_dir.exists():
-        panel_dir.rename(old)
-    tmp.rename(panel_dir)
-    shutil.rmtree(old, ignore_errors=True)
+    replace_dir(tmp, panel_dir)
     return panel_dir
 
 

@@ -39,7 +39,7 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from features.contracts import ContractResult, check_bars
-from features.lake import atomic_write_table, read_bars
+from features.lake import atomic_write_table, read_bars, replace_dir
 from features.pipeline import (
     ALL_LABEL_COLUMNS,
     CROSS_SECTIONAL_BASES,
@@ -276,12 +276,7 @@ def write_offline_from_parts(parts: list[Path], offline_dir: Path, con,
         for k, p in paths.items():
             os.replace(tmp[k], p)
         if partitioned:
-            old = panel_dir.with_name(f".{panel_dir.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            if panel_dir.exists():
-                panel_dir.rename(old)
-            ptmp.rename(panel_dir)
-            shutil.rmtree(old, ignore_errors=True)
+            replace_dir(ptmp, panel_dir)
             paths["panel"] = panel_dir
     finally:
         for k, w in writers.items():

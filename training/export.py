@@ -47,6 +47,8 @@ from typing import Any
 
 import numpy as np
 
+from features.lake import replace_dir
+
 ONNX_FILE = "model.onnx"
 BOOSTER_FILE = "model.txt"
 STATE_FILE = "state.pt"
@@ -262,22 +264,11 @@ def export_bundle(
             "extra": dict(extra or {}),
         }
         _write_json_atomic(tmp / META_FILE, meta)
-        _swap_in(tmp, out)
+        replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
-
-
-def _swap_in(tmp: Path, out: Path) -> None:
-    """Replace directory ``out`` by ``tmp``: two renames, so a reader never sees a partial dir."""
-    if out.exists():
-        old = out.parent / f".{out.name}.old-{os.getpid()}"
-        os.replace(out, old)
-        os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out)
 
 
 # --- torch models (sequence networks) ----------------------------------------------------------
@@ -535,7 +526,7 @@ def export_sequence_bundle(
             "extra": dict(extra or {}),
         }
         _write_json_atomic(tmp / META_FILE, meta)
-        _swap_in(tmp, out)
+        replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -568,7 +559,7 @@ def retarget_sequence_bundle(
         if extra is not None:
             updates["extra"] = dict(extra)
         write_bundle_meta(tmp, **updates)
-        _swap_in(tmp, out)
+        replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
