@@ -101,14 +101,15 @@ def _sums_of(k, s1, s2, n):
 
 
 @njit
-def _rebuild(x, i, n):
-    # the window x[i-n+1 .. i], oldest first: exact zeros if flat, else two-pass about its mean
+def _window_sums(x, i, n):
+    # (K, S1, S2) of the window x[i-n+1 .. i], oldest first: exact zeros if flat (K = the
+    # value), else two-pass about its mean K (S1 = sum of deviations, S2 = of their squares)
     v = x[i]
     flat = True
     for j in range(i - n + 1, i):
         flat &= x[j] == v
     if flat:
-        return v, 0.0, 0.0, 0.0
+        return v, 0.0, 0.0
     t = 0.0
     for j in range(i - n + 1, i + 1):
         t += x[j]
@@ -119,6 +120,13 @@ def _rebuild(x, i, n):
         e = x[j] - k
         s1 += e
         s2 += e * e
+    return k, s1, s2
+
+
+@njit
+def _rebuild(x, i, n):
+    # (K, S1, S2, M2) of the window x[i-n+1 .. i] (a flat window gives M2 = 0 exactly)
+    k, s1, s2 = _window_sums(x, i, n)
     return _sums_of(k, s1, s2, n)
 
 

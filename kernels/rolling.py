@@ -20,6 +20,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from kernels._jit import any_nan, as_f64, by_segment, check_length, njit, same_length
+from kernels.dispersion import _window_sums
 
 __all__ = [
     "rolling_argmax",
@@ -265,28 +266,6 @@ _CANCHOR = 100.0
 
 
 @njit
-def _side_sums(x, i, n):
-    # (K, S, SS) of x[i-n+1 .. i]: exact zeros if flat, else two-pass about the mean
-    v = x[i]
-    flat = True
-    for j in range(i - n + 1, i):
-        flat &= x[j] == v
-    if flat:
-        return v, 0.0, 0.0
-    t = 0.0
-    for j in range(i - n + 1, i + 1):
-        t += x[j]
-    k = t / n
-    s = 0.0
-    ss = 0.0
-    for j in range(i - n + 1, i + 1):
-        e = x[j] - k
-        s += e
-        ss += e * e
-    return k, s, ss
-
-
-@njit
 def _cross(x, y, kx, ky, i, n):
     t = 0.0
     for j in range(i - n + 1, i + 1):
@@ -323,8 +302,8 @@ def _corr_run(x, y, n, out, den2):
             out[i] = np.nan
     if m < n:
         return m
-    kx, sx, sxx = _side_sums(x, n - 1, n)
-    ky, sy, syy = _side_sums(y, n - 1, n)
+    kx, sx, sxx = _window_sums(x, n - 1, n)
+    ky, sy, syy = _window_sums(y, n - 1, n)
     sxy = _cross(x, y, kx, ky, n - 1, n)
     ebx = 0.0
     eby = 0.0
@@ -357,8 +336,8 @@ def _corr_run(x, y, n, out, den2):
         if not (ok & (qx <= _CANCHOR * mxx) & (qy <= _CANCHOR * myy)):
             if math.isnan(xn[j]) or math.isnan(yn[j]):
                 return j + n
-            kx, sx, sxx = _side_sums(x, j + n, n)
-            ky, sy, syy = _side_sums(y, j + n, n)
+            kx, sx, sxx = _window_sums(x, j + n, n)
+            ky, sy, syy = _window_sums(y, j + n, n)
             sxy = _cross(x, y, kx, ky, j + n, n)
             ebx = 0.0
             eby = 0.0
