@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from features.lake import replace_dir
+from features.lake import staged_dir
 
 ONNX_FILE = "model.onnx"
 BOOSTER_FILE = "model.txt"
@@ -223,9 +223,7 @@ def export_bundle(
     if len(set(names)) != len(names):
         raise ValueError(f"duplicate feature names: {names}")
     out = Path(out_dir).expanduser().resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with staged_dir(out) as tmp:
         onnx_model = onnxmltools.convert_lightgbm(
             booster,
             initial_types=[(ONNX_INPUT_NAME, FloatTensorType([None, len(names)]))],
@@ -264,10 +262,6 @@ def export_bundle(
             "extra": dict(extra or {}),
         }
         _write_json_atomic(tmp / META_FILE, meta)
-        replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 
@@ -492,9 +486,7 @@ def export_sequence_bundle(
                              f"want [N, {cfg.window}, {n_f}]")
         x = torch.cat([given, x[: SEQUENCE_PARITY_ROWS // 4]])
     out = Path(out_dir).expanduser().resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with staged_dir(out) as tmp:
         # Export from finite rows (NaN in the example is fine for torch.export, but finite
         # rows keep the trace off data-dependent paths); parity runs on x, NaN included.
         finite = torch.nan_to_num(x[:2], nan=0.0) if len(x) >= 2 else torch.nan_to_num(x)
@@ -526,10 +518,6 @@ def export_sequence_bundle(
             "extra": dict(extra or {}),
         }
         _write_json_atomic(tmp / META_FILE, meta)
-        replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 
@@ -549,9 +537,7 @@ def retarget_sequence_bundle(
     if int(horizon) not in horizons:
         raise ValueError(f"horizon {horizon} is not a head of {src} (horizons {horizons})")
     out = Path(out_dir).expanduser().resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with staged_dir(out) as tmp:
         shutil.copytree(src, tmp, dirs_exist_ok=True)
         updates: dict[str, Any] = {"horizon": int(horizon),
                                    "output_index": horizons.index(int(horizon)),
@@ -559,8 +545,4 @@ def retarget_sequence_bundle(
         if extra is not None:
             updates["extra"] = dict(extra)
         write_bundle_meta(tmp, **updates)
-        replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
