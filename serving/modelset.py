@@ -20,6 +20,7 @@ from serving.explainer import Explainer
 from serving.history import OfflineHistory
 from serving.models import ModelSource, alias_versions, resolve_bundles
 from serving.scorer import ModelInfo, Scorer
+from training.export import KIND_SEQUENCE
 
 log = logging.getLogger(__name__)
 CHAMPION, CHALLENGER = "champion", "challenger"
@@ -82,7 +83,7 @@ class ServedModels:
         if not bundles:
             return None
         fp = tuple(sorted((h, b.model_version) for h, b in bundles.items()))
-        seq = sorted(h for h, b in bundles.items() if b.kind == "sequence")
+        seq = sorted(h for h, b in bundles.items() if b.kind == KIND_SEQUENCE)
         if seq and self.history is None:
             raise ValueError(
                 f"{alias} horizons {seq} are sequence models, which read each ticker's history "

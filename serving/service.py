@@ -44,6 +44,7 @@ from serving.lookup import FeatureLookup, FeatureRow
 from serving.modelset import CHALLENGER, CHAMPION, ServedModels
 from serving.protos import stockray_pb2 as pb
 from serving.scorer import ModelInfo, model_input
+from training.export import KIND_SEQUENCE
 
 log = logging.getLogger(__name__)
 DEFAULT_TOP_K = 5
@@ -136,7 +137,7 @@ def explain_rows(
     assert ms.explainer is not None
     if len(rows) > 1:
         ms.explainer.warm([r.values for r in rows], horizons)
-    seq = [h for h in horizons if ms.info[h].kind == "sequence"]
+    seq = [h for h in horizons if ms.info[h].kind == KIND_SEQUENCE]
     out: list[dict[int, Explanation] | ServingError] = []
     for row in rows:
         try:
