@@ -353,7 +353,8 @@ def evaluate(
     seeds: Annotated[str | None, typer.Option(
         help="Comma-separated seeds (default: the config's).")] = None,
     parallel: Annotated[bool, typer.Option(
-        help="One Ray task per seed on a local cluster.")] = True,
+        help="One Ray task per fold and seed on a local cluster (--no-parallel: "
+             "in this process, fold by fold).")] = True,
     attach: Annotated[bool, typer.Option(
         help="Record the per-seed RankIC on the newest version of each family "
              "(default data only); `stockray promote` compares these.")] = True,

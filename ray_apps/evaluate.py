@@ -7,8 +7,9 @@ overrides); they are fitted in-process per fold and seed with the plain torch lo
 `training.walkforward`).
 
 Data: ``default`` = the data dir's offline store (run ``stockray features`` first), or
-``skfolio`` = 20 S&P 500 stocks 1990-2022 from the skfolio wheel's CSV (close only). Seeds run
-as parallel Ray tasks on a local cluster unless ``parallel=False``. Writes
+``skfolio`` = 20 S&P 500 stocks 1990-2022 from the skfolio wheel's CSV (close only). Every
+(fold, seed) runs as a 1-CPU Ray task on a local cluster (progress line per finished task;
+Ctrl-C cancels the rest) unless ``parallel=False``. Writes
 ``<data_dir>/reports/walkforward-h{h}-{data}/report.{json,html}``, logs an MLflow run in
 experiment ``stockray-evaluate`` and, for the default data with ``attach``, records the
 per-seed RankIC on the newest registered version of each family (what `stockray promote`
@@ -40,7 +41,7 @@ class EvaluateConfig:
     sequence_config_path: Path | None = None  # default configs/sequence.yaml
     max_folds: int | None = None
     seeds: tuple[int, ...] | None = None
-    parallel: bool = True  # one Ray task per seed on a local cluster
+    parallel: bool = True  # one Ray task per (fold, seed) on a local cluster
     attach: bool = True  # record scores on the newest version per family (default data)
 
 
@@ -105,7 +106,7 @@ def main(cfg: EvaluateConfig, settings: Settings, log=print) -> EvaluateResult:
     if cfg.seeds:
         over["seeds"] = tuple(cfg.seeds)
     wf = exp.walkforward_for(cfg.horizon, **over)
-    if cfg.parallel and len(wf.seeds) > 1:
+    if cfg.parallel:
         import ray
 
         from ray_apps.cluster import local_cluster

@@ -222,21 +222,67 @@ def step_train(ctx: _Ctx) -> dict:
 
 
 def evaluate_walkforward(frame, horizon: int, wf_cfg, *, parallel: bool, log=print):
-    """`run_walkforward` with one Ray task per seed when ``parallel`` (Ray connected)."""
+    """`run_walkforward`; when ``parallel`` (Ray connected) every (fold, seed) is a Ray task
+    (`ray_fold_map`)."""
     from features.pipeline import FEATURE_NAMES
-    from training.walkforward import WalkForwardConfig, merge_results, run_walkforward
+    from training.walkforward import run_walkforward
 
-    if not parallel or len(wf_cfg.seeds) < 2:
-        return run_walkforward(frame, FEATURE_NAMES, wf_cfg, log=log)
+    return run_walkforward(frame, FEATURE_NAMES, wf_cfg, log=log,
+                           map_folds=ray_fold_map if parallel else None)
+
+
+def ray_fold_map(plan, cfg, log=None, poll_s: float = 1.0):
+    """`training.walkforward.fold_predictions` of every (fold, seed) as 1-CPU Ray tasks.
+
+    The labelled rows go to the object store once. Tasks are submitted latest fold first:
+    the walk-forward is anchored, so later folds train on more rows and take longer, and
+    starting the long ones first packs the cores better. Each finished task logs a line with
+    the count done and a rough time left. Ctrl-C (or any task error) cancels what is still
+    pending before the exception propagates; the driver waits in short ``ray.wait`` slices
+    so a signal is seen within ``poll_s``.
+
+    Returns:
+        list of `FoldOutput`, one per (fold, seed).
+    """
+    import time
+
     import ray
 
-    task = ray.remote(num_cpus=1)(run_walkforward)
-    ref = ray.put(frame)
-    parts = []
-    for s in wf_cfg.seeds:
-        one = WalkForwardConfig(**{**asdict(wf_cfg), "seeds": (s,), "params": wf_cfg.params})
-        parts.append(task.remote(ref, FEATURE_NAMES, one))
-    return merge_results(ray.get(parts))
+    from training.walkforward import fold_predictions
+
+    task = ray.remote(num_cpus=1)(fold_predictions)
+    data_ref = ray.put(plan.data)
+    t0 = time.perf_counter()
+    pending = {}
+    for fold in sorted(plan.folds, key=lambda f: -f.index):
+        for seed in cfg.seeds:
+            ref = task.remote(data_ref, plan.features, fold, cfg, (seed,))
+            pending[ref] = (fold.index, seed)
+    total, outputs = len(pending), []
+    n_folds = len(plan.folds)
+    if log:
+        log(f"  walk-forward: {n_folds} folds x {len(cfg.seeds)} seeds = {total} Ray tasks "
+            f"({', '.join(cfg.models)})")
+    try:
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1, timeout=poll_s)
+            for ref in done:
+                fold_i, seed = pending.pop(ref)
+                out = ray.get(ref)
+                outputs.append(out)
+                if log:
+                    el = time.perf_counter() - t0
+                    left = el / len(outputs) * len(pending)
+                    log(f"  fold {fold_i + 1}/{n_folds} seed {seed} done in {out.seconds:.0f}s "
+                        f"[{len(outputs)}/{total}, {el / 60:.1f} min elapsed, "
+                        f"~{left / 60:.1f} min left]")
+    except BaseException:
+        for ref in pending:
+            ray.cancel(ref, force=True)
+        if log:
+            log(f"  walk-forward stopped: cancelled {len(pending)} pending task(s)")
+        raise
+    return outputs
 
 
 def log_evaluation(settings: Settings, result, paths: dict, *, data_desc: str, data_hash: str,

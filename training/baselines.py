@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 # ~7.5% a year: a long-run equity drift, the "market goes up" prior of an always-long investor.
 DEFAULT_UP_PER_DAY = 0.0003
@@ -150,8 +151,11 @@ class LinearBaseline:
         self.scale_ = np.where(sd > 0, sd, 1.0)
         z = (x - self.mean_) / self.scale_
         self.intercept_ = float(y.mean())
-        a = z.T @ z + self.alpha * np.eye(z.shape[1])
-        self.coef_ = np.linalg.solve(a, z.T @ (y - self.intercept_))
+        # one BLAS thread: a (rows x ~40) Gram product is memory-bound, and OpenBLAS's
+        # spinning threads made it 10-90x slower on a 2-core box with other work running
+        with threadpool_limits(limits=1, user_api="blas"):
+            a = z.T @ z + self.alpha * np.eye(z.shape[1])
+            self.coef_ = np.linalg.solve(a, z.T @ (y - self.intercept_))
         return self
 
     def predict(self, frame: pd.DataFrame) -> pd.Series:

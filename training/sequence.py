@@ -163,13 +163,17 @@ def build_windows(
     sel = np.ones(len(frame), bool) if mask is None else np.asarray(mask, bool)
     if sel.shape != (len(frame),):
         raise ValueError(f"mask has shape {sel.shape}, frame has {len(frame)} rows")
-    order = np.lexsort((pd.to_datetime(frame["ts"]).to_numpy(), frame["ticker"].to_numpy()))
+    # dates as int64 ns for sorting: a tz-aware column's to_numpy() is an object array of
+    # Timestamps, ~100x slower to build and to sort
+    ts_all = pd.DatetimeIndex(pd.to_datetime(frame["ts"]))
+    order = np.lexsort((ts_all.asi8, frame["ticker"].to_numpy()))
     f = frame.iloc[order]
-    sel = sel[order]
+    ts_all, sel = ts_all[order], sel[order]
     feats = f[list(feature_names)].to_numpy(np.float32)  # (rows, F), ticker-major, ts-ascending
+    labels = f[list(label_columns)].to_numpy(np.float32) if label_columns else None
     tick = f["ticker"].to_numpy()
     n_f = feats.shape[1]
-    xs, ys, idx_ts, idx_tk = [], [], [], []
+    xs, pos = [], []
     bounds = np.flatnonzero(np.r_[True, tick[1:] != tick[:-1], True])
     for a, b in itertools.pairwise(bounds):
         rows = np.flatnonzero(sel[a:b])
@@ -180,10 +184,7 @@ def build_windows(
         # i.e. ticker rows r - window + 1 .. r
         view = np.lib.stride_tricks.sliding_window_view(padded, window, axis=0)
         xs.append(np.ascontiguousarray(view[rows].transpose(0, 2, 1)))
-        if label_columns:
-            ys.append(f[list(label_columns)].to_numpy(np.float32)[a:b][rows])
-        idx_ts.append(f["ts"].to_numpy()[a:b][rows])
-        idx_tk.append(tick[a:b][rows])
+        pos.append(a + rows)
     if not xs:
         empty = pd.MultiIndex.from_arrays([[], []], names=["ts", "ticker"])
         return Windows(
@@ -192,11 +193,12 @@ def build_windows(
             empty,
         )
     x = np.concatenate(xs)
-    y = np.concatenate(ys) if ys else np.zeros((len(x), 0), np.float32)
-    ts, tk = np.concatenate(idx_ts), np.concatenate(idx_tk)
-    by_date = np.lexsort((tk, ts))
-    index = pd.MultiIndex.from_arrays([ts[by_date], tk[by_date]], names=["ts", "ticker"])
-    return Windows(x[by_date], y[by_date], index)
+    p = np.concatenate(pos)  # rows of f, in x's order
+    by_date = np.lexsort((tick[p], ts_all.asi8[p]))
+    p = p[by_date]
+    y = labels[p] if labels is not None else np.zeros((len(p), 0), np.float32)
+    index = pd.MultiIndex.from_arrays([ts_all[p], tick[p]], names=["ts", "ticker"])
+    return Windows(x[by_date], y, index)
 
 
 def segment_masks(

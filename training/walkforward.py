@@ -367,24 +367,45 @@ def _sequence_fold(data, train_mask, test_mask, features, cfg: WalkForwardConfig
     return out
 
 
-def run_walkforward(frame: pd.DataFrame, feature_names, cfg: WalkForwardConfig | None = None,
-                    log=None) -> WalkForwardResult:
-    """Walk-forward of every selected model and every baseline on ``frame`` (see module
-    docstring).
+@dataclass
+class WalkForwardPlan:
+    """What every fold job shares: the labelled rows, the folds and the baselines.
 
-    Args:
-        frame: panel with ``ticker, ts``, the features, ``fwd_ret_{h}d`` and the past-return
-            columns ``ret_1d, ret_5d`` (and ``ret_{h}d`` for momentum).
-        feature_names: model inputs (constant / all-NaN ones are dropped, see
-            `usable_features`).
-        cfg: fold layout, seeds, candidates, hyperparameters.
-        log: optional ``callable(str)`` for progress lines.
-
-    Returns:
-        `WalkForwardResult`.
+    Attributes:
+        data: rows with a finite target, sorted by ``(ts, ticker)``, with a RangeIndex.
+        features: model inputs (`usable_features`).
+        folds: `training.splits.Fold` s of ``data``.
+        baselines: every baseline's predictions on the stitched test rows.
+        test_index: the stitched test rows (``data`` index), in fold order.
+        fold_of: fold number of each ``data`` row (-1 outside every test segment).
+        names_per_leg: names per backtest leg.
     """
-    cfg = cfg or WalkForwardConfig()
-    t0 = time.perf_counter()
+
+    data: pd.DataFrame
+    features: list[str]
+    folds: list
+    baselines: pd.DataFrame
+    test_index: np.ndarray
+    fold_of: pd.Series
+    names_per_leg: int
+
+
+@dataclass
+class FoldOutput:
+    """One fold's test predictions ``{(model, seed): Series}`` and LightGBM gain importances
+    ``{(model, seed): Series}`` for some seeds, and the seconds it took."""
+
+    fold: int
+    seeds: tuple[int, ...]
+    preds: dict
+    importances: dict
+    seconds: float
+
+
+def plan_walkforward(frame: pd.DataFrame, feature_names,
+                     cfg: WalkForwardConfig) -> WalkForwardPlan:
+    """Cut ``frame`` into folds and compute the (deterministic) baselines on each test
+    segment; see `run_walkforward`."""
     h, target = cfg.horizon, f"fwd_ret_{cfg.horizon}d"
     if h not in PAST_RETURN_COLS:
         raise ValueError(f"horizon {h}: the momentum baseline needs a past {h}-day return "
@@ -400,19 +421,111 @@ def run_walkforward(frame: pd.DataFrame, feature_names, cfg: WalkForwardConfig |
         1, int(np.floor(data.groupby("ts")["ticker"].nunique().median() * cfg.quantile)))
     test_idx, base_parts = [], []
     fold_of = pd.Series(-1, index=data.index)
-    splits = []
     for fold in folds:
-        train, valid, test = fold.split(data)
-        splits.append((fold, train, valid, test))
+        train, _valid, test = fold.split(data)
         test_idx.append(test.index)
         fold_of.loc[test.index] = fold.index
         lin = _linear_baseline(train, test, features, target, cfg.ridge_alpha)
         b = baseline_predictions(test, h, price_col=None, past_return_cols=PAST_RETURN_COLS)
         b[LINEAR_NAME] = lin
         base_parts.append(b)
-    test_rows = data.loc[np.concatenate(test_idx)]
-    base = pd.concat(base_parts)
-    eval_kw = {"horizon": h, "top_k": n_per_leg, "cost_bps": cfg.cost_bps}
+    return WalkForwardPlan(data=data, features=features, folds=list(folds),
+                           baselines=pd.concat(base_parts),
+                           test_index=np.concatenate(test_idx), fold_of=fold_of,
+                           names_per_leg=n_per_leg)
+
+
+def fold_predictions(data: pd.DataFrame, features, fold, cfg: WalkForwardConfig,
+                     seeds=None) -> FoldOutput:
+    """Fit every selected candidate on one fold for ``seeds`` (default: all of ``cfg``'s)
+    and predict its test rows: the unit of work of a walk-forward (a Ray task per fold and
+    seed in `ray_apps.retrain.evaluate_walkforward`).
+
+    Args:
+        data: `WalkForwardPlan.data`.
+        features: `WalkForwardPlan.features`.
+        fold: one of `WalkForwardPlan.folds`.
+        cfg: the walk-forward's config.
+        seeds: seeds to fit; the sequence candidates share their windows across them.
+    """
+    t0 = time.perf_counter()
+    seeds = tuple(cfg.seeds if seeds is None else seeds)
+    train, valid, test = fold.split(data)
+    preds, imps = {}, {}
+    if any(m in LGBM_MODELS for m in cfg.models):
+        for seed in seeds:
+            p, imp = _fit_fold(train, valid, test, features, cfg, seed)
+            preds.update({(m, seed): v for m, v in p.items()})
+            imps.update({(m, seed): v for m, v in imp.items()})
+    if any(m in SEQUENCE_MODELS for m in cfg.models):
+        train_mask = np.zeros(len(data), bool)
+        train_mask[train.index] = True  # data has a RangeIndex
+        test_mask = np.zeros(len(data), bool)
+        test_mask[test.index] = True
+        torch_threads = _set_torch_threads(cfg.sequence.get("num_threads"))
+        try:
+            preds.update(_sequence_fold(data, train_mask, test_mask, features, cfg, seeds))
+        finally:
+            _set_torch_threads(torch_threads)
+    return FoldOutput(fold.index, seeds, preds, imps, time.perf_counter() - t0)
+
+
+def run_walkforward(frame: pd.DataFrame, feature_names, cfg: WalkForwardConfig | None = None,
+                    log=None, map_folds=None) -> WalkForwardResult:
+    """Walk-forward of every selected model and every baseline on ``frame`` (see module
+    docstring).
+
+    Args:
+        frame: panel with ``ticker, ts``, the features, ``fwd_ret_{h}d`` and the past-return
+            columns ``ret_1d, ret_5d`` (and ``ret_{h}d`` for momentum).
+        feature_names: model inputs (constant / all-NaN ones are dropped, see
+            `usable_features`).
+        cfg: fold layout, seeds, candidates, hyperparameters.
+        log: optional ``callable(str)`` for progress lines.
+        map_folds: optional ``callable(plan, cfg, log) -> iterable of FoldOutput`` that runs
+            `fold_predictions` for every fold and seed elsewhere (e.g. as Ray tasks); by
+            default the folds run here one after another, all seeds per fold.
+
+    Returns:
+        `WalkForwardResult`.
+    """
+    cfg = cfg or WalkForwardConfig()
+    t0 = time.perf_counter()
+    plan = plan_walkforward(frame, feature_names, cfg)
+    if map_folds is None:
+        outputs = []
+        for fold in plan.folds:
+            outputs.append(fold_predictions(plan.data, plan.features, fold, cfg))
+            if log:
+                log(f"  fold {fold.index + 1}/{len(plan.folds)} done, seeds {list(cfg.seeds)} "
+                    f"({time.perf_counter() - t0:.0f}s)")
+    else:
+        outputs = list(map_folds(plan, cfg, log))
+    return assemble_walkforward(plan, outputs, cfg, seconds=time.perf_counter() - t0)
+
+
+def assemble_walkforward(plan: WalkForwardPlan, outputs, cfg: WalkForwardConfig,
+                         seconds: float) -> WalkForwardResult:
+    """Stitch every fold's test predictions per (model, seed) and evaluate them, and the
+    baselines, on the same test rows.
+
+    Raises:
+        ValueError: a (fold, seed) is missing from ``outputs`` or given twice.
+    """
+    target = f"fwd_ret_{cfg.horizon}d"
+    by_key = {}
+    for out in outputs:
+        for seed in out.seeds:
+            if (out.fold, seed) in by_key:
+                raise ValueError(f"fold {out.fold} seed {seed} was computed twice")
+            by_key[(out.fold, seed)] = out
+    missing = [(f.index, s) for f in plan.folds for s in cfg.seeds if (f.index, s) not in by_key]
+    if missing:
+        raise ValueError(f"walk-forward outputs lack (fold, seed) {missing[:5]}"
+                         f"{' ...' if len(missing) > 5 else ''}")
+    test_rows = plan.data.loc[plan.test_index]
+    fold_of = plan.fold_of
+    eval_kw = {"horizon": cfg.horizon, "top_k": plan.names_per_leg, "cost_bps": cfg.cost_bps}
 
     runs: list[RunResult] = []
     fold_rows = []
@@ -431,48 +544,22 @@ def run_walkforward(frame: pd.DataFrame, feature_names, cfg: WalkForwardConfig |
             fold_rows.append({"name": name, "seed": seed, "fold": int(k),
                               "rank_ic": rank_ic(g["pred"], g[target], g["ts"])})
 
-    preds = {(m, s): [] for m in cfg.models for s in cfg.seeds}
-    imps = {(m, s): [] for m in ("lgbm_reg", "lgbm_rank") if m in cfg.models for s in cfg.seeds}
-    lgbm_wanted = any(m in LGBM_MODELS for m in cfg.models)
-    seq_wanted = any(m in SEQUENCE_MODELS for m in cfg.models)
-    torch_threads = _set_torch_threads(cfg.sequence.get("num_threads")) if seq_wanted else None
-    try:
-        for fold, train, valid, test in splits:
-            if lgbm_wanted:
-                for seed in cfg.seeds:
-                    p, imp = _fit_fold(train, valid, test, features, cfg, seed)
-                    for m, v in p.items():
-                        preds[(m, seed)].append(v)
-                    for m, v in imp.items():
-                        imps[(m, seed)].append(v)
-            if seq_wanted:
-                train_mask = np.zeros(len(data), bool)
-                train_mask[train.index] = True  # data has a RangeIndex
-                test_mask = np.zeros(len(data), bool)
-                test_mask[test.index] = True
-                for (m, seed), v in _sequence_fold(data, train_mask, test_mask, features, cfg,
-                                                   cfg.seeds).items():
-                    preds[(m, seed)].append(v)
-            if log:
-                log(f"  fold {fold.index + 1}/{len(folds)} done, seeds {list(cfg.seeds)} "
-                    f"({time.perf_counter() - t0:.0f}s)")
-    finally:
-        _set_torch_threads(torch_threads)
     for seed in cfg.seeds:
         for m in cfg.models:
+            outs = [by_key[(f.index, seed)] for f in plan.folds]
             imp = None
-            if (m, seed) in imps:
-                imp = pd.concat(imps[(m, seed)], axis=1).mean(axis=1)
+            if all((m, seed) in o.importances for o in outs):
+                imp = pd.concat([o.importances[(m, seed)] for o in outs], axis=1).mean(axis=1)
                 imp = imp / imp.sum() if imp.sum() > 0 else imp  # share of total gain
-            add_run(m, "model", seed, pd.concat(preds[(m, seed)]), imp)
+            add_run(m, "model", seed, pd.concat([o.preds[(m, seed)] for o in outs]), imp)
     for name in (*BASELINE_NAMES, LINEAR_NAME):
-        add_run(name, "baseline", None, base[name])
+        add_run(name, "baseline", None, plan.baselines[name])
     predictions = pd.concat([test_rows[["ticker", "ts", target]],
                              pd.DataFrame(pred_cols, index=test_rows.index)], axis=1)
     return WalkForwardResult(runs=runs, fold_rank_ic=pd.DataFrame(fold_rows),
-                             folds=[f.to_dict() for f in folds], feature_names=features,
-                             config=cfg, seconds=time.perf_counter() - t0,
-                             names_per_leg=n_per_leg, predictions=predictions)
+                             folds=[f.to_dict() for f in plan.folds],
+                             feature_names=plan.features, config=cfg, seconds=seconds,
+                             names_per_leg=plan.names_per_leg, predictions=predictions)
 
 
 def _set_torch_threads(n: int | None) -> int | None:
@@ -618,35 +705,3 @@ def skfolio_frame(data_dir: Path | None = None) -> tuple[pd.DataFrame, str]:
     frame = build_features_local(skfolio_bars(d))
     digest = files_sha256([d / "sp500_dataset.csv.gz", d / "sp500_index.csv.gz"])
     return frame.sort_values(["ts", "ticker"]).reset_index(drop=True), digest
-
-
-def merge_results(parts: list[WalkForwardResult]) -> WalkForwardResult:
-    """Combine per-seed results of the same data and folds (e.g. one Ray task per seed).
-
-    Model runs and fold rows of every part are kept; baselines (deterministic) come from the
-    first part only.
-    """
-    if not parts:
-        raise ValueError("merge_results: nothing to merge")
-    first = parts[0]
-    if any(p.folds != first.folds for p in parts):
-        raise ValueError("merge_results: parts were cut into different folds")
-    models = [r for p in parts for r in p.runs if r.kind == "model"]
-    base = [r for r in first.runs if r.kind == "baseline"]
-    base_names = {r.name for r in base}
-    folds = pd.concat([p.fold_rank_ic[(p is first) | ~p.fold_rank_ic["name"].isin(base_names)]
-                       for p in parts], ignore_index=True)
-    seeds = tuple(s for p in parts for s in p.config.seeds)
-    cfg = replace(first.config, seeds=seeds)
-    predictions = None
-    if all(p.predictions is not None for p in parts):
-        model_cols = [pred_column(r.name, r.seed) for p in parts for r in p.runs
-                      if r.kind == "model"]
-        cols = {c: p.predictions[c] for p in parts for c in p.predictions.columns
-                if c in model_cols}
-        keep = [c for c in first.predictions.columns if c not in cols]  # keys and baselines
-        predictions = pd.concat([first.predictions[keep], pd.DataFrame(cols)], axis=1)
-    return WalkForwardResult(runs=models + base, fold_rank_ic=folds, folds=first.folds,
-                             feature_names=first.feature_names, config=cfg,
-                             seconds=max(p.seconds for p in parts),
-                             names_per_leg=first.names_per_leg, predictions=predictions)

@@ -18,8 +18,8 @@ from training.walkforward import (
     MODEL_NAMES,
     SEQUENCE_MODELS,
     WalkForwardConfig,
+    fold_predictions,
     format_table,
-    merge_results,
     pred_column,
     run_walkforward,
     sequence_walkforward_settings,
@@ -209,29 +209,46 @@ def test_report_files_hold_every_model_and_baseline(wf, tmp_path):
     assert paths["folds"].exists()
 
 
-def test_merge_of_per_seed_parts_keeps_models_and_one_set_of_baselines(wf):
-    def part(seed):
-        runs = [r for r in wf.runs if r.seed in (seed, None)]
-        folds = wf.fold_rank_ic[wf.fold_rank_ic["seed"].isin([seed]) |
-                                wf.fold_rank_ic["seed"].isna()]
-        return replace(wf, runs=runs, fold_rank_ic=folds, config=replace(wf.config,
-                                                                           seeds=(seed,)))
+def test_fold_jobs_in_any_order_give_the_sequential_result():
+    """`run_walkforward` with ``map_folds`` running one job per (fold, seed), in shuffled
+    order (what the Ray tasks do), equals the default fold-by-fold run to the bit; missing or
+    duplicated jobs are refused."""
+    cfg = replace(CFG, seeds=(0, 1), models=("lgbm_reg", "regime_ensemble", "lstm"))
+    frame = planted_frame()
+    seq = run_walkforward(frame, FEATURE_NAMES, cfg)
+    seen = []
 
-    def part_preds(seed):
-        keep = [c for c in wf.predictions.columns
-                if "@" not in c or c.endswith(f"@{seed}")]
-        return wf.predictions[keep]
+    def per_job(plan, c, log):
+        jobs = [(f, s) for f in plan.folds for s in c.seeds]
+        for i in np.random.default_rng(3).permutation(len(jobs)):
+            f, s = jobs[i]
+            seen.append((f.index, s))
+            yield fold_predictions(plan.data, plan.features, f, c, (s,))
 
-    merged = merge_results([replace(part(0), predictions=part_preds(0)),
-                            replace(part(1), predictions=part_preds(1))])
-    assert merged.config.seeds == (0, 1)
-    assert merged.config.models == wf.config.models
-    assert merged.seed_metric("lgbm_reg") == pytest.approx(wf.seed_metric("lgbm_reg")[:2])
-    assert merged.seed_metric("lstm") == pytest.approx(wf.seed_metric("lstm")[:2])
-    assert len([r for r in merged.runs if r.kind == "baseline"]) == 6
-    assert len(merged.fold_rank_ic) == 5 * 2 * 2 + 6 * 2
-    assert {pred_column("transformer", 1), "reversal_1d", "ts"} <= set(merged.predictions)
-    assert pred_column("transformer", 2) not in merged.predictions
+    par = run_walkforward(frame, FEATURE_NAMES, cfg, map_folds=per_job)
+    assert sorted(seen) == [(f, s) for f in range(2) for s in (0, 1)] and seen != sorted(seen)
+    pd.testing.assert_frame_equal(par.predictions, seq.predictions)
+    pd.testing.assert_frame_equal(par.fold_rank_ic, seq.fold_rank_ic)
+    assert [(r.name, r.seed) for r in par.runs] == [(r.name, r.seed) for r in seq.runs]
+    pd.testing.assert_frame_equal(pd.DataFrame([r.metrics for r in par.runs]),
+                                  pd.DataFrame([r.metrics for r in seq.runs]))
+    imp = {(r.name, r.seed): r.feature_importance for r in seq.runs}
+    for r in par.runs:
+        if r.feature_importance is not None:
+            pd.testing.assert_series_equal(r.feature_importance, imp[(r.name, r.seed)])
+
+    def drop_one(plan, c, log):
+        return list(per_job(plan, c, log))[1:]
+
+    with pytest.raises(ValueError, match="lack"):
+        run_walkforward(frame, FEATURE_NAMES, cfg, map_folds=drop_one)
+
+    def twice(plan, c, log):
+        outs = list(per_job(plan, c, log))
+        return outs + outs[:1]
+
+    with pytest.raises(ValueError, match="twice"):
+        run_walkforward(frame, FEATURE_NAMES, cfg, map_folds=twice)
 
 
 def test_skfolio_close_only_bars_are_degenerate_ohlc():
