@@ -1,13 +1,19 @@
-"""Scorer: one ONNX Runtime session per horizon; turns model inputs into point forecasts.
+"""Scorer: ONNX Runtime sessions that turn model inputs into point forecasts.
 
 A LightGBM bundle reads one feature row ``[1, F]`` (`feature_vector`); a sequence bundle
 (LSTM / Transformer) reads the ticker's last ``L`` rows ``[1, L, F]`` from the offline store
 (`model_input` with a ``serving.history.OfflineHistory``) and its output column
 ``output_index`` is the bundle's horizon.
+
+A multi-horizon sequence net is registered once per horizon, so several bundles carry the
+same ONNX graph. Horizons whose bundles hold byte-identical graphs with the same input
+(`ModelInfo.graph`) share one session; `input_groups` tells callers which horizons can take
+one input and one run (`Scorer.predict_group`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -34,6 +40,19 @@ class ModelInfo:
     kind: str = "lgbm"  # "lgbm" (input [1, F]) or "sequence" (input [1, window, F])
     family: str = "lgbm"  # registry family: lgbm, lstm, transformer
     window: int = 1  # rows of history per input
+    graph: str = ""  # SHA-256 of the ONNX graph: equal graphs share a session and a run
+
+
+def input_groups(info: Mapping[int, ModelInfo], horizons: Iterable[int]) -> list[tuple[int, ...]]:
+    """``horizons`` grouped by model graph and input (same `ModelInfo.graph`, kind, window and
+    feature order), in first-seen order: each group needs one input and one ONNX run.
+    Bundles without a digest stay alone."""
+    groups: dict[tuple, list[int]] = {}
+    for h in horizons:
+        i = info[h]
+        key = (i.graph, i.kind, i.window, i.feature_names) if i.graph else (h,)
+        groups.setdefault(key, []).append(h)
+    return [tuple(g) for g in groups.values()]
 
 
 def feature_vector(
@@ -112,11 +131,21 @@ def model_input(
 
 
 class Scorer:
-    """Point forecasts from ONNX Runtime, one session per horizon (1 intra-op thread)."""
+    """Point forecasts from ONNX Runtime (1 intra-op thread per session); horizons whose
+    bundles hold the same graph share one session (see module docstring)."""
 
     def __init__(self, bundles: Mapping[int, ModelBundle], *, alias: str = DEFAULT_ALIAS) -> None:
         self._bundles = dict(sorted(bundles.items()))
-        self._sessions = {h: onnx_session(b.onnx_path) for h, b in self._bundles.items()}
+        digest = {
+            h: hashlib.sha256(b.onnx_path.read_bytes()).hexdigest()
+            for h, b in self._bundles.items()
+        }
+        by_graph: dict[str, object] = {}
+        self._sessions = {}
+        for h, b in self._bundles.items():
+            if digest[h] not in by_graph:
+                by_graph[digest[h]] = onnx_session(b.onnx_path)
+            self._sessions[h] = by_graph[digest[h]]
         self._input = {h: s.get_inputs()[0].name for h, s in self._sessions.items()}
         self._output = {h: s.get_outputs()[0].name for h, s in self._sessions.items()}
         self._column = {h: b.output_index for h, b in self._bundles.items()}
@@ -133,9 +162,15 @@ class Scorer:
                 kind=b.kind,
                 family=b.family,
                 window=b.window,
+                graph=digest[h],
             )
             for h, b in self._bundles.items()
         }
+
+    @property
+    def sessions(self) -> int:
+        """Distinct ONNX Runtime sessions held (one per distinct graph)."""
+        return len({id(s) for s in self._sessions.values()})
 
     @property
     def models(self) -> dict[int, ModelInfo]:
@@ -151,18 +186,29 @@ class Scorer:
         history=None,
     ) -> dict[int, float]:
         """Predicted forward log return per horizon for one feature row (sequence models
-        also need ``feature_ts`` and ``history``, see `model_input`)."""
+        also need ``feature_ts`` and ``history``, see `model_input`); one run per graph."""
         out = {}
-        for h in horizons:
+        for group in input_groups(self._info, horizons):
             x = model_input(
-                values, self._info[h], ticker=ticker, feature_ts=feature_ts, history=history
+                values, self._info[group[0]], ticker=ticker, feature_ts=feature_ts,
+                history=history,
             )
-            out[h] = float(self.predict_matrix(x, h)[0])
+            y = self.predict_group(x, group)[0]
+            out.update({h: float(v) for h, v in zip(group, y, strict=True)})
         return out
+
+    def predict_group(self, x: np.ndarray, horizons: Sequence[int]) -> np.ndarray:
+        """Forecasts of ``x`` for horizons of one `input_groups` group, in one ONNX run:
+        ``(N, len(horizons))`` float64."""
+        h0 = horizons[0]
+        session = self._sessions[h0]
+        if any(self._sessions[h] is not session for h in horizons):
+            raise ValueError(f"horizons {list(horizons)} do not share one model graph")
+        y = session.run([self._output[h0]], {self._input[h0]: x})[0]
+        y = np.asarray(y, dtype=np.float64).reshape(len(x), -1)
+        return y[:, [self._column[h] for h in horizons]]
 
     def predict_matrix(self, x: np.ndarray, horizon: int) -> np.ndarray:
         """Forecasts of ``x`` float32 ``(N, F)`` (LightGBM) or ``(N, L, F)`` (sequence), in
         the model's feature order; ``(N,)`` float64."""
-        y = self._sessions[horizon].run([self._output[horizon]], {self._input[horizon]: x})[0]
-        y = np.asarray(y, dtype=np.float64).reshape(len(x), -1)
-        return y[:, self._column[horizon]]
+        return self.predict_group(x, (horizon,))[:, 0]

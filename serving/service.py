@@ -43,7 +43,7 @@ from serving.explainer import Explanation
 from serving.lookup import FeatureLookup, FeatureRow
 from serving.modelset import CHALLENGER, CHAMPION, ServedModels
 from serving.protos import stockray_pb2 as pb
-from serving.scorer import ModelInfo, model_input
+from serving.scorer import ModelInfo, input_groups, model_input
 from training.export import KIND_SEQUENCE
 
 log = logging.getLogger(__name__)
@@ -95,12 +95,13 @@ def _alias_set(served: ServedModels, alias: str):
 def score_rows(
     served: ServedModels, rows: list[FeatureRow], horizons: Sequence[int], alias: str
 ) -> list[Scores | ServingError]:
-    """One ONNX run per horizon over every row with complete features."""
+    """One ONNX run per model graph (`input_groups`: the horizons of one multi-horizon
+    sequence net share it) over every row with complete features."""
     ms = _alias_set(served, alias)
     assert ms.scorer is not None
     out: list[Scores | ServingError] = [{} for _ in rows]
-    for h in horizons:
-        info = ms.info[h]
+    for group in input_groups(ms.info, horizons):
+        info = ms.info[group[0]]
         xs, idx = [], []
         for i, row in enumerate(rows):
             if isinstance(out[i], ServingError):
@@ -119,9 +120,10 @@ def score_rows(
             except ServingError as e:
                 out[i] = e
         if xs:
-            y = ms.scorer.predict_matrix(np.concatenate(xs), h)
+            y = ms.scorer.predict_group(np.concatenate(xs), group)
             for j, i in enumerate(idx):
-                out[i][h] = (float(y[j]), info)  # type: ignore[index]
+                for c, h in enumerate(group):
+                    out[i][h] = (float(y[j, c]), ms.info[h])  # type: ignore[index]
     return out
 
 
@@ -132,25 +134,26 @@ def explain_rows(
     alias: str,
     top_k: int = 0,
 ) -> list[dict[int, Explanation] | ServingError]:
-    """Top-``top_k`` attributions (0 = every feature); uncached vectors in one batch call."""
+    """Top-``top_k`` attributions (0 = every feature); uncached vectors in one batch call.
+    A sequence window is cut once per model graph and shared by its horizons."""
     ms = _alias_set(served, alias)
     assert ms.explainer is not None
     if len(rows) > 1:
         ms.explainer.warm([r.values for r in rows], horizons)
-    seq = [h for h in horizons if ms.info[h].kind == KIND_SEQUENCE]
+    seq = [g for g in input_groups(ms.info, horizons) if ms.info[g[0]].kind == KIND_SEQUENCE]
     out: list[dict[int, Explanation] | ServingError] = []
     for row in rows:
         try:
-            inputs = {
-                h: model_input(
+            inputs = {}
+            for group in seq:
+                x = model_input(
                     row.values,
-                    ms.info[h],
+                    ms.info[group[0]],
                     ticker=row.ticker,
                     feature_ts=row.feature_ts,
                     history=ms.history,
                 )
-                for h in seq
-            }
+                inputs.update(dict.fromkeys(group, x))
             out.append(
                 ms.explainer.explain(
                     row.values, horizons, top_k=top_k, ticker=row.ticker, inputs=inputs

@@ -246,6 +246,45 @@ def test_service_predicts_and_explains_a_sequence_family(service, result, offlin
     assert [(x.kind, x.family, x.window) for x in m.models] == [("sequence", "lstm", 6)] * 2
 
 
+def test_horizons_of_one_net_share_a_session_one_window_and_one_run(dirs, offline, frame):
+    """The h1 and h5 bundles are the same ONNX graph: one session, and a multi-ticker,
+    two-horizon score cuts each window once and runs ONNX once, with the same numbers as a
+    run per horizon."""
+    from serving.scorer import input_groups
+    from serving.service import score_rows
+
+    class Counting:
+        def __init__(self, inner):
+            self.inner, self.windows = inner, 0
+
+        def window(self, *a, **kw):
+            self.windows += 1
+            return self.inner.window(*a, **kw)
+
+    history = Counting(OfflineHistory(offline))
+    served = ServedModels({"champion": ModelSource(bundle_dirs=dirs)}, history=history)
+    ms = served.sets["champion"]
+    assert ms.scorer.sessions == 1 and ms.info[1].graph == ms.info[5].graph != ""
+    assert input_groups(ms.info, [5, 1]) == [(5, 1)]
+    session = ms.scorer._sessions[1]
+    runs = []
+    real_run = session.run
+    session.run = lambda *a, **kw: runs.append(1) or real_run(*a, **kw)
+    try:
+        rows = latest_rows(frame)
+        feature_rows = [FeatureLookup(FakeReader(rows)).get_many([t])[t]
+                        for t in ("AAPL", "MSFT", "NVDA")]
+        got = score_rows(served, feature_rows, [1, 5], "champion")
+        assert len(runs) == 1 and history.windows == 3
+        for r, g in zip(feature_rows, got, strict=True):
+            x = history.inner.window(r.ticker, r.feature_ts, FEATURES, 6)[0][None]
+            for h in (1, 5):
+                assert g[h][0] == ms.scorer.predict_matrix(x, h)[0]
+                assert g[h][1].horizon == h
+    finally:
+        session.run = real_run
+
+
 @pytest.mark.parametrize(
     ("ticker", "kw", "code", "needle"),
     [
