@@ -64,6 +64,7 @@ class FileWatch:
         self._sig = self._signature()
         self._next_check = clock() + check_every_s
         self.generation = 0  # local: +1 per observed change of the file
+        self._changed()  # a subclass reads the file's first state the way it reads changes
 
     def _signature(self) -> tuple[int, int, int] | None:
         try:
@@ -73,7 +74,8 @@ class FileWatch:
         return (st.st_ino, st.st_mtime_ns, st.st_size)
 
     def _changed(self) -> None:
-        """Hook run under the lock when a change is observed (before the generation moves)."""
+        """Hook run once at construction, then under the lock whenever a change is observed
+        (before the generation moves)."""
 
     def poll(self) -> int:
         """The current local generation (checks the file if ``check_every_s`` has passed)."""
@@ -99,15 +101,7 @@ class GenerationWatch(FileWatch):
         check_every_s / clock: as :class:`FileWatch`.
     """
 
-    def __init__(
-        self,
-        path: str | os.PathLike,
-        check_every_s: float = 0.1,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        super().__init__(path, check_every_s, clock=clock)
-        self.stamp: dict = self._read()
+    stamp: dict
 
     def _read(self) -> dict:
         try:
