@@ -3,8 +3,8 @@
 Candidates: ``models`` (default `DEFAULT_MODELS`: LightGBM regression and lambdarank and the
 regime ensemble; `ALL_MODELS` adds the LSTM and the Transformer). The sequence candidates'
 settings come from ``configs/sequence.yaml`` (its ``model`` section with ``walkforward``
-overrides); they are fitted in-process per fold and seed with the plain torch loop (see
-`training.walkforward`).
+overrides); they are fitted per fold and seed inside that fold's job with the plain torch
+loop, not Ray Train (see `training.walkforward`).
 
 Data: ``default`` = the data dir's offline store (run ``stockray features`` first), or
 ``skfolio`` = 20 S&P 500 stocks 1990-2022 from the skfolio wheel's CSV (close only). Every

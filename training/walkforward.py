@@ -10,8 +10,9 @@ Per fold (`training.splits.walk_forward`: train | purge | valid | purge | test, 
   same purged train rows, on the evaluated horizon only (the same target as every other
   candidate), with scalers from those rows only. A sample is the window of a ticker's last
   ``window`` rows ending at its date, so test windows reach back into train/valid rows but
-  never past their own date. They are fitted **in-process** with the plain torch loop
-  (`training.sequence.train_epochs`), not Ray Train: the report compares models, and Ray
+  never past their own date. They are fitted inside the fold's job (`fold_predictions`: a
+  Ray task, or this process) with the plain torch loop (`training.sequence.train_epochs`),
+  not Ray Train: the report compares models, and Ray
   Train's fixed start cost (10-12 s per ``fit()`` quiet, ~30 s under load; bench/training.py)
   would be paid once per fold x seed x model and dominate. Optionally each epoch trains on
   a fresh random draw of ``sequence_samples_per_epoch`` windows of the fold's train segment,
@@ -610,7 +611,7 @@ def _sequence_desc(cfg: WalkForwardConfig) -> str:
             if cfg.sequence_samples_per_epoch else "every train window every epoch")
     return (f"window {c.window}, hidden {c.hidden}, layers {c.layers}, heads {c.heads} "
             f"(transformer), {c.epochs} epochs, batch {c.batch_size}, lr {c.lr}, {draw}; "
-            f"trained on the {cfg.horizon}-day label only, in-process (plain torch loop, "
+            f"trained on the {cfg.horizon}-day label only, in each fold job (plain torch loop, "
             f"{c.num_threads or 'default'} thread(s)), per fold and seed")
 
 
