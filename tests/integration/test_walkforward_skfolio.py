@@ -1,8 +1,8 @@
 """The full walk-forward on the skfolio universe (20 stocks x 33 years, close only): every
 model (LightGBM, the regime ensemble, the LSTM and the Transformer) and baseline over 3 seeds,
-report written and logged to MLflow. Slow: `make test-slow` (well over 20 minutes on 2 cores;
-`stockray evaluate --data skfolio --models all --max-folds 6` is the quick variant, 21 min
-under heavy load)."""
+report written and logged to MLflow. Slow: `make test-slow` (58 folds x 3 seeds = 174 Ray
+tasks: 43 min on the shared 2-core box at load 1.4-4.8; `stockray evaluate --data skfolio
+--models all --max-folds 6` is a quick variant)."""
 
 import json
 
