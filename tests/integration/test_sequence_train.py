@@ -4,6 +4,7 @@ trainables."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +81,8 @@ def test_torch_trainer_checkpoints_every_epoch(ray_local, settings):
     assert result.error is None
     assert result.metrics["epoch"] == 2
     assert result.metrics["resumed_from"] == -1
+    # the training loop ran at this process's priority, not Ray's worker default of +15
+    assert result.metrics["niceness"] == os.getpriority(os.PRIO_PROCESS, 0)
     # one checkpoint per epoch was reported (CheckpointConfig keeps the last 2)
     assert len(result.best_checkpoints) == 2
     with result.checkpoint.as_directory() as d:

@@ -25,6 +25,7 @@ from training.sequence import (
     save_state,
     segment_masks,
     train_epochs,
+    worker_runtime_env,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -197,3 +198,12 @@ def test_resume_from_a_checkpoint_equals_an_uninterrupted_run(tmp_path):
     for a, b in zip(net.state_dict().values(), net3.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b)
     assert resumed.history[-1]["train_loss"] == pytest.approx(straight.history[-1]["train_loss"])
+
+
+def test_ray_train_workers_are_not_reniced_unless_told(monkeypatch):
+    # Ray starts workers at +15 (RAY_worker_niceness); fit_ray_train's default cancels it
+    monkeypatch.delenv("RAY_worker_niceness", raising=False)
+    assert worker_runtime_env(0) == {"env_vars": {"RAY_worker_niceness": "0"}}
+    assert worker_runtime_env(None) is None
+    monkeypatch.setenv("RAY_worker_niceness", "15")  # the user's choice wins
+    assert worker_runtime_env(0) == {"env_vars": {"RAY_worker_niceness": "15"}}
