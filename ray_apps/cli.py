@@ -360,12 +360,13 @@ def evaluate(
              "(default data only); `stockray promote` compares these.")] = True,
     models: Annotated[str | None, typer.Option(
         help="Comma-separated candidates among lgbm_reg, lgbm_rank, regime_ensemble, lstm, "
-             "transformer, or 'all' (default: the three LightGBM ones; the sequence ones read "
-             "configs/sequence.yaml's walkforward section and add minutes).")] = None,
+             "transformer, or 'all' (default: all; the sequence ones read "
+             "configs/sequence.yaml's walkforward section; 'lgbm_reg,lgbm_rank,regime_ensemble' "
+             "is ~2x quicker).")] = None,
 ) -> None:
-    """Walk-forward report: LightGBM regression, lambdarank and the regime ensemble (with
-    --models all also the LSTM and the Transformer) vs every baseline, mean ± std over seeds;
-    JSON + HTML, logged to MLflow."""
+    """Walk-forward report: LightGBM regression and lambdarank, the regime ensemble, the LSTM
+    and the Transformer vs every baseline, mean ± std over seeds; one Ray task per fold and
+    seed with progress lines; JSON + HTML, logged to MLflow."""
     from ray_apps.evaluate import ALL_MODELS, DEFAULT_MODELS, EvaluateConfig, main
     from training.walkforward import format_table
 
