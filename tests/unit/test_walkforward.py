@@ -195,7 +195,7 @@ def test_report_files_hold_every_model_and_baseline(wf, tmp_path):
     assert names == {("model", m) for m in MODEL_NAMES} | {
         ("baseline", b) for b in (*BASELINE_NAMES, "linear")}
     assert "verdict" in rep["meta"] and rep["meta"]["data_snapshot_sha256"] == "abc"
-    assert "lstm" in rep["meta"]["verdict"] and "in-process" in rep["meta"]["sequence_models"]
+    assert "lstm" in rep["meta"]["verdict"] and "in each fold job" in rep["meta"]["sequence_models"]
     # every model x seed carries its equity and IC curves into the plots
     curves = {(r["name"], r["seed"]) for r in rep["runs"] if r["equity"] and r["daily_ic"]}
     assert {(m, s) for m in MODEL_NAMES for s in (0, 1, 2)} <= curves
