@@ -108,6 +108,7 @@ def purge_mask(
     *,
     ts_col: str = "ts",
     ticker_col: str = "ticker",
+    ends: pd.Series | None = None,
 ) -> np.ndarray:
     """True for rows whose label window ends strictly before ``next_start``.
 
@@ -118,10 +119,13 @@ def purge_mask(
         frame: full long panel.
         horizon: label horizon in trading days.
         next_start: first date of the following segment; ``None`` keeps every row.
+        ends: ``label_end(frame, horizon)`` when the caller already has it (it does not
+            depend on ``next_start``).
     """
     if next_start is None:
         return np.ones(len(frame), dtype=bool)
-    ends = label_end(frame, horizon, ts_col=ts_col, ticker_col=ticker_col)
+    if ends is None:
+        ends = label_end(frame, horizon, ts_col=ts_col, ticker_col=ticker_col)
     return np.asarray(ends.notna() & (ends < next_start))
 
 
@@ -140,11 +144,13 @@ class Fold:
     horizon: int
     embargo: int
 
-    def _mask(self, frame, seg: Segment, next_seg: Segment | None, ts_col, ticker_col):
+    def _mask(self, frame, seg: Segment, next_seg: Segment | None, ts_col, ticker_col,
+              ends=None):
         m = seg.contains(frame[ts_col])
         if next_seg is not None:
             m &= purge_mask(
-                frame, self.horizon, next_seg.start, ts_col=ts_col, ticker_col=ticker_col
+                frame, self.horizon, next_seg.start, ts_col=ts_col, ticker_col=ticker_col,
+                ends=ends,
             )
         return m
 
@@ -169,9 +175,11 @@ class Fold:
     def split(
         self, frame: pd.DataFrame, *, ts_col: str = "ts", ticker_col: str = "ticker"
     ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame | None]:
-        """``(train, valid, test)`` sub-frames; ``test`` is None without a test segment."""
-        train = frame[self.train_mask(frame, ts_col=ts_col, ticker_col=ticker_col)]
-        valid = frame[self.valid_mask(frame, ts_col=ts_col, ticker_col=ticker_col)]
+        """``(train, valid, test)`` sub-frames; ``test`` is None without a test segment.
+        The label ends both purges compare against are computed once."""
+        ends = label_end(frame, self.horizon, ts_col=ts_col, ticker_col=ticker_col)
+        train = frame[self._mask(frame, self.train, self.valid, ts_col, ticker_col, ends)]
+        valid = frame[self._mask(frame, self.valid, self.test, ts_col, ticker_col, ends)]
         test = None if self.test is None else frame[self.test_mask(frame, ts_col=ts_col)]
         return train, valid, test
 
