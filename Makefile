@@ -8,7 +8,7 @@ ARGS ?=
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv protos run test test-slow test-all bench lint lock clean-data
+.PHONY: help venv protos sysdeps run test test-slow test-all bench lint lock clean-data
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-12s %s\n", $$1, $$2}'
@@ -24,6 +24,15 @@ $(STAMP): requirements.txt constraints.txt pyproject.toml
 	$(BIN)/pip install --disable-pip-version-check -q --no-deps -e .
 	touch $@
 
+# Debian packages that tests start for real (installed only when missing; CI runs as root).
+DEBIAN_PKGS ?=
+sysdeps: ## Install the Debian packages the tests need, when missing (DEBIAN_PKGS)
+	@missing=$$(for p in $(DEBIAN_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages: $$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
 protos: $(PROTO_STUBS) ## Generate the gRPC stubs from serving/protos/*.proto
 
 $(PROTO_STUBS): serving/protos/stockray.proto $(STAMP)
@@ -32,13 +41,13 @@ $(PROTO_STUBS): serving/protos/stockray.proto $(STAMP)
 run: venv protos ## Run the whole stack on the embedded default and serve until Ctrl-C (ARGS=--once to exit)
 	$(BIN)/stockray up $(ARGS)
 
-test: venv protos ## Run the test suite (unit + integration, not slow)
+test: venv protos sysdeps ## Run the test suite (unit + integration, not slow)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test-slow: venv protos ## Run only the slow tests
+test-slow: venv protos sysdeps ## Run only the slow tests
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
 
-test-all: venv protos ## Run every test, slow included
+test-all: venv protos sysdeps ## Run every test, slow included
 	$(BIN)/python -m pytest -m "slow or not slow" $(PYTEST_ARGS)
 
 BENCH_OUT ?= $${STOCKRAY_DATA_DIR:-data}/bench
