@@ -154,6 +154,19 @@ def interval_coverage(lower, upper, target) -> float:
     return float(np.mean((y[m] >= lo[m]) & (y[m] <= hi[m]))) if m.any() else float("nan")
 
 
+def market_wide_features(frame: pd.DataFrame, feature_names, ts_col: str = "ts") -> list[str]:
+    """Features identical across tickers on every date (index, macro, calendar series).
+
+    Such a feature cannot rank stocks on a date; a model that leans on it times the market.
+    """
+    out = []
+    for f in feature_names:
+        v = frame[[ts_col, f]].dropna()
+        if len(v) and v.groupby(ts_col)[f].nunique().max() <= 1:
+            out.append(f)
+    return out
+
+
 def calibration_table(pred, target, n_bins: int = 10) -> pd.DataFrame:
     """Predictions binned by quantile vs the mean realised target in each bin.
 

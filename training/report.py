@@ -1,8 +1,9 @@
 """JSON + self-contained HTML evaluation report: models beside baselines, mean ± std over seeds.
 
 Input is a list of `RunResult` (one per model-or-baseline × seed). The HTML embeds plotly.js
-inline (no CDN: the report must open offline) and shows the comparison table, equity curves,
-IC over time, feature importance and calibration when the runs carry them.
+inline (no CDN: the report must open offline) and shows the comparison table and the figures
+of `training.plots` the runs support (equity + drawdown, IC, importance, calibration or score
+deciles), plus a note when the models' top features are market-wide series.
 
 Typical use::
 
@@ -18,7 +19,6 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -36,6 +36,8 @@ DEFAULT_METRICS = (
     "bt_avg_turnover",
 )
 
+OUTPUTS = ("return", "score")
+
 
 @dataclass
 class RunResult:
@@ -50,6 +52,8 @@ class RunResult:
         daily_ic: per-date IC indexed by date.
         feature_importance: importance per feature name.
         calibration: `training.evaluate.calibration_table` output.
+        output: ``"return"`` for a forecast of the forward return, ``"score"`` for a rank
+            score with no return scale (it gets a decile chart instead of calibration).
     """
 
     name: str
@@ -60,10 +64,13 @@ class RunResult:
     daily_ic: pd.Series | None = None
     feature_importance: pd.Series | None = None
     calibration: pd.DataFrame | None = field(default=None)
+    output: str = "return"
 
     def __post_init__(self) -> None:
         if self.kind not in ("model", "baseline"):
             raise ValueError(f"RunResult.kind must be 'model' or 'baseline', got {self.kind!r}")
+        if self.output not in OUTPUTS:
+            raise ValueError(f"RunResult.output must be one of {OUTPUTS}, got {self.output!r}")
 
 
 def comparison_table(
@@ -136,6 +143,7 @@ def report_dict(
                     "name": r.name,
                     "kind": r.kind,
                     "seed": r.seed,
+                    "output": r.output,
                     "metrics": r.metrics,
                     "equity": _series_json(r.equity),
                     "daily_ic": _series_json(r.daily_ic),
@@ -170,90 +178,6 @@ def _table_html(table: pd.DataFrame, metrics: Sequence[str]) -> str:
     )
 
 
-def _figures(runs: Sequence[RunResult]) -> list[tuple[str, Any]]:
-    import plotly.graph_objects as go
-
-    figs: list[tuple[str, Any]] = []
-    eq = [(r, r.equity) for r in runs if r.equity is not None and len(r.equity)]
-    if eq:
-        f = go.Figure()
-        for r, e in eq:
-            f.add_trace(
-                go.Scatter(
-                    x=[str(i) for i in e.index],
-                    y=e.to_numpy(),
-                    mode="lines",
-                    name=f"{r.name} (seed {r.seed})",
-                )
-            )
-        f.update_layout(title="Equity curve (net of costs)", yaxis_title="equity")
-        figs.append(("equity", f))
-    ics = [(r, r.daily_ic) for r in runs if r.daily_ic is not None and len(r.daily_ic)]
-    if ics:
-        f = go.Figure()
-        for r, s in ics:
-            # 20-date rolling mean: single-day ICs are too noisy to read
-            f.add_trace(
-                go.Scatter(
-                    x=[str(i) for i in s.index],
-                    y=s.rolling(20, min_periods=1).mean().to_numpy(),
-                    mode="lines",
-                    name=f"{r.name} (seed {r.seed})",
-                )
-            )
-        f.update_layout(title="IC over time (20-date rolling mean)", yaxis_title="IC")
-        figs.append(("ic", f))
-    fi = [
-        (r, r.feature_importance)
-        for r in runs
-        if r.feature_importance is not None and len(r.feature_importance)
-    ]
-    if fi:
-        f = go.Figure()
-        for r, imp in fi:
-            s = imp.sort_values()
-            f.add_trace(
-                go.Bar(
-                    x=s.to_numpy(),
-                    y=[str(i) for i in s.index],
-                    orientation="h",
-                    name=f"{r.name} (seed {r.seed})",
-                )
-            )
-        f.update_layout(title="Feature importance", barmode="group")
-        figs.append(("importance", f))
-    cal = [(r, r.calibration) for r in runs if r.calibration is not None and len(r.calibration)]
-    if cal:
-        f = go.Figure()
-        for r, c in cal:
-            f.add_trace(
-                go.Scatter(
-                    x=c["pred_mean"],
-                    y=c["target_mean"],
-                    mode="lines+markers",
-                    name=f"{r.name} (seed {r.seed})",
-                )
-            )
-        lo = min(float(c["pred_mean"].min()) for _, c in cal)
-        hi = max(float(c["pred_mean"].max()) for _, c in cal)
-        f.add_trace(
-            go.Scatter(
-                x=[lo, hi],
-                y=[lo, hi],
-                mode="lines",
-                name="ideal",
-                line={"dash": "dash", "color": "grey"},
-            )
-        )
-        f.update_layout(
-            title="Calibration (binned predicted vs realised)",
-            xaxis_title="mean prediction",
-            yaxis_title="mean realised",
-        )
-        figs.append(("calibration", f))
-    return figs
-
-
 def render_html(
     runs: Sequence[RunResult],
     title: str = "stockray evaluation",
@@ -261,24 +185,37 @@ def render_html(
     meta: dict | None = None,
 ) -> str:
     """Self-contained HTML page (plotly.js embedded once, inline)."""
-    table = comparison_table(runs, metrics)
+    return _page(comparison_table(runs, metrics), report_dict(runs, metrics, meta), title,
+                 metrics)
+
+
+def _page(table: pd.DataFrame, data: dict, title: str, metrics: Sequence[str]) -> str:
+    from training import plots
+
+    meta = dict(data["meta"])
+    wide = meta.pop("market_wide_features", None) or []
+    note = plots.market_timing_note(data["runs"], wide)
+    if wide:
+        meta["market-wide features"] = f"{len(wide)}: {', '.join(wide)}"
     parts = []
-    for i, (key, fig) in enumerate(_figures(runs)):
+    for i, (key, fig) in enumerate(plots.figures(data["runs"])):
         parts.append(
             f'<section id="{key}">'
             + fig.to_html(full_html=False, include_plotlyjs=(i == 0), div_id=f"fig-{key}")
             + "</section>"
         )
     meta_html = "".join(
-        f"<li><b>{html.escape(str(k))}</b>: {html.escape(str(v))}</li>"
-        for k, v in (meta or {}).items()
+        f"<li><b>{html.escape(str(k))}</b>: {html.escape(str(v))}</li>" for k, v in meta.items()
     )
+    note_html = f'<p class="note"><b>Note:</b> {html.escape(note)}</p>' if note else ""
     return f"""<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;margin:2em}} table.cmp{{border-collapse:collapse}}
-table.cmp td,table.cmp th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}</style>
+table.cmp td,table.cmp th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}
+p.note{{background:#fff3cd;border:1px solid #e0c36c;padding:8px 12px;max-width:60em}}</style>
 </head><body><h1>{html.escape(title)}</h1><ul>{meta_html}</ul>
 <h2>Models vs baselines (mean ± std over seeds)</h2>{_table_html(table, metrics)}
+{note_html}
 {"".join(parts)}
 </body></html>"""
 
@@ -298,8 +235,8 @@ def write_report(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "report.json", "html": out / "report.html"}
-    paths["json"].write_text(
-        json.dumps(report_dict(runs, metrics, meta), indent=2, allow_nan=False)
-    )
-    paths["html"].write_text(render_html(runs, title, metrics, meta), encoding="utf-8")
+    data = report_dict(runs, metrics, meta)
+    paths["json"].write_text(json.dumps(data, indent=2, allow_nan=False))
+    paths["html"].write_text(_page(comparison_table(runs, metrics), data, title, metrics),
+                             encoding="utf-8")
     return paths

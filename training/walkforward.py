@@ -50,12 +50,20 @@ import pandas as pd
 
 from training.baselines import BASELINE_NAMES, LinearBaseline, baseline_predictions
 from training.ensemble import RegimeEnsemble
-from training.evaluate import calibration_table, daily_ic, evaluate_with_backtest, rank_ic
+from training.evaluate import (
+    calibration_table,
+    daily_ic,
+    evaluate_with_backtest,
+    market_wide_features,
+    rank_ic,
+)
 from training.lgbm import LgbmModel, LgbmParams
 from training.report import RunResult, comparison_table, write_report
 from training.splits import walk_forward
 
 LGBM_MODELS = ("lgbm_reg", "lgbm_rank", "regime_ensemble")
+#: Candidates whose output is a rank score with no return scale (reported by score decile).
+SCORE_MODELS = ("lgbm_rank", "regime_ensemble")
 SEQUENCE_MODELS = ("lstm", "transformer")
 # every walk-forward candidate, in report order
 MODEL_NAMES = (*LGBM_MODELS, *SEQUENCE_MODELS)
@@ -144,6 +152,8 @@ class WalkForwardResult:
         predictions: the stitched test rows (``ticker, ts`` and the target) with one column
             per model run (`pred_column`: ``"<model>@<seed>"``) and per baseline
             (``"<baseline>"``), indexed like the walk-forward's sorted frame.
+        market_wide: features identical across tickers on every date (the report warns when
+            the models' top features are these).
     """
 
     runs: list[RunResult]
@@ -154,6 +164,7 @@ class WalkForwardResult:
     seconds: float
     names_per_leg: int = 1
     predictions: pd.DataFrame | None = None
+    market_wide: list[str] = field(default_factory=list)
 
     def table(self) -> pd.DataFrame:
         return comparison_table(self.runs)
@@ -540,7 +551,8 @@ def assemble_walkforward(plan: WalkForwardPlan, outputs, cfg: WalkForwardConfig,
             name, kind, seed, metrics, equity=bt.equity,
             daily_ic=daily_ic(f["pred"], f[target], f["ts"], "spearman"),
             feature_importance=imp,
-            calibration=calibration_table(f["pred"], f[target]) if kind == "model" else None))
+            calibration=calibration_table(f["pred"], f[target]) if kind == "model" else None,
+            output="score" if name in SCORE_MODELS else "return"))
         for k, g in f.groupby(fold_of.reindex(f.index)):
             fold_rows.append({"name": name, "seed": seed, "fold": int(k),
                               "rank_ic": rank_ic(g["pred"], g[target], g["ts"])})
@@ -560,7 +572,8 @@ def assemble_walkforward(plan: WalkForwardPlan, outputs, cfg: WalkForwardConfig,
     return WalkForwardResult(runs=runs, fold_rank_ic=pd.DataFrame(fold_rows),
                              folds=[f.to_dict() for f in plan.folds],
                              feature_names=plan.features, config=cfg, seconds=seconds,
-                             names_per_leg=plan.names_per_leg, predictions=predictions)
+                             names_per_leg=plan.names_per_leg, predictions=predictions,
+                             market_wide=market_wide_features(plan.data, plan.features))
 
 
 def _set_torch_threads(n: int | None) -> int | None:
@@ -596,6 +609,7 @@ def write_walkforward_report(result: WalkForwardResult, out_dir: Path, *, title:
            if any(m in SEQUENCE_MODELS for m in cfg.models) else {}),
         "verdict": " ".join(result.verdict()),
         "wall_time_s": round(result.seconds, 1),
+        "market_wide_features": list(result.market_wide),
         **(extra_meta or {}),
     }
     paths = write_report(result.runs, out_dir, title=title, meta=meta)
