@@ -16,15 +16,15 @@ from typing import Annotated
 import typer
 
 from features.settings import Settings
+from ray_apps.alerts_cli import app as alerts_app
+from ray_apps.cli_state import SETTINGS_STATE
+from ray_apps.cli_state import settings as _settings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="stockray: a Ray cluster for stock prediction — ingest, features, "
                        "training and low-latency gRPC serving with explanations.")
-_state: dict[str, Settings] = {}
-
-
-def _settings() -> Settings:
-    return _state.get("settings") or Settings()
+_state: dict[str, Settings] = SETTINGS_STATE
+app.add_typer(alerts_app, name="alerts")
 
 
 @app.callback()
