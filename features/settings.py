@@ -26,6 +26,7 @@ class Settings(BaseSettings):
     grpc_port: int = Field(9000, description="Public gRPC prediction port.")
     http_port: int = Field(8000, description="HTTP/JSON ingress port.")
     dashboard_port: int = Field(8265, description="Ray dashboard port.")
+    app_port: int = Field(7860, description="Gradio analyst app port (`stockray app`).")
     serve_mode: str = Field(
         "fused",
         description="'fused': one replica holds every stage; 'split': one deployment per stage.",

@@ -17,6 +17,7 @@ import typer
 
 from features.settings import Settings
 from ray_apps.alerts_cli import app as alerts_app
+from ray_apps.analyst_cli import analyst_app
 from ray_apps.cli_state import SETTINGS_STATE
 from ray_apps.cli_state import settings as _settings
 
@@ -25,6 +26,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=N
                        "training and low-latency gRPC serving with explanations.")
 _state: dict[str, Settings] = SETTINGS_STATE
 app.add_typer(alerts_app, name="alerts")
+app.command(name="app")(analyst_app)
 
 
 @app.callback()

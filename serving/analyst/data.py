@@ -1,0 +1,62 @@
+"""What the analyst app reads from the data directory (never predictions: those come over gRPC).
+
+Price history from the lake, a ticker's feature history from the offline store, the newest
+walk-forward report, the newest data-quality report and the quarantine counts.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from features.lake import list_tickers, read_bars
+from features.settings import Settings
+
+
+class AnalystData:
+    """Read-only views of one deployment's data directory."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def tickers(self) -> list[str]:
+        """Tickers with bars in the lake (the index series included)."""
+        return list_tickers(self.settings.bars_dir) if self.settings.bars_dir.exists() else []
+
+    def bars(self, ticker: str) -> pd.DataFrame:
+        return read_bars(self.settings.bars_dir, [ticker])
+
+    def feature_history(self, ticker: str, features: list[str]) -> pd.DataFrame:
+        """``ts`` + ``features`` of one ticker from the offline store (empty when absent)."""
+        path = self.settings.offline_dir / "features.parquet"
+        if not path.exists():
+            return pd.DataFrame(columns=["ts", *features])
+        cols = ["ticker", "ts", *features]
+        try:
+            frame = pd.read_parquet(path, columns=cols, filters=[("ticker", "==", ticker)])
+        except (KeyError, ValueError):  # a feature the store does not hold
+            return pd.DataFrame(columns=["ts", *features])
+        return frame.sort_values("ts").drop(columns="ticker").reset_index(drop=True)
+
+    def latest_walkforward(self) -> tuple[Path, dict] | None:
+        """The newest ``reports/walkforward*/report.json`` and its content."""
+        found = sorted(self.settings.reports_dir.glob("walkforward*/report.json"),
+                       key=lambda p: p.stat().st_mtime)
+        if not found:
+            return None
+        return found[-1], json.loads(found[-1].read_text())
+
+    def data_quality(self) -> dict | None:
+        path = self.settings.reports_dir / "data_quality" / "latest.json"
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def quarantine_counts(self) -> pd.DataFrame:
+        """Quarantined rows per run and rule."""
+        files = sorted(self.settings.quarantine_dir.glob("*.parquet"))
+        if not files:
+            return pd.DataFrame(columns=["run_id", "rule", "rows"])
+        frame = pd.concat([pd.read_parquet(f, columns=["run_id", "rule"]) for f in files])
+        return (frame.groupby(["run_id", "rule"]).size().rename("rows").reset_index()
+                .sort_values(["run_id", "rule"]))
