@@ -142,14 +142,22 @@ class AnalystSession:
         current = float(hist[feature].iloc[-1])
         return charts.feature_history_figure(hist, feature, current)
 
-    def models(self):
+    def models(self, alias: str = "champion", horizon: int | None = None):
+        """(summary + the model card of ``alias`` at ``horizon``, table of served models)."""
         try:
             with self.client() as c:
                 resp = c.list_models()
         except PredictionError as e:
             return f"**{e.code.name}**: {e.details}", pd.DataFrame()
-        return (f"Horizons {list(resp.horizons)}, aliases {list(resp.aliases)}, canary weight "
-                f"{resp.canary_weight:g}"), models_table(resp)
+        text = (f"Horizons {list(resp.horizons)}, aliases {list(resp.aliases)}, canary weight "
+                f"{resp.canary_weight:g}")
+        chosen = [m for m in resp.models if m.alias == alias and horizon in (None, m.horizon)]
+        if chosen:
+            m = chosen[0]
+            card = self.data.model_card(m.model_name, m.model_version)
+            text += (f"\n\n### {m.model_name} v{m.model_version} ({alias})\n\n"
+                     + (card or "_no model card in the registry for this version_"))
+        return text, models_table(resp)
 
     def evaluation(self):
         """(markdown summary, list of (key, figure)) from the newest walk-forward report."""
@@ -218,7 +226,7 @@ def build_app(cfg: AnalystConfig):
             text, figs = s.evaluation()
             updates = [gr.update(value=f, visible=True, label=k) for k, f in figs]
             updates += [gr.update(visible=False)] * (len(eval_plots) - len(updates))
-            mtext, mdf = s.models()
+            mtext, mdf = s.models("champion", 5)
             names = s.feature_names()
             return [text, *updates, mtext, mdf, s.quality(),
                     gr.update(choices=names, value=names[0] if names else None)]
@@ -230,6 +238,8 @@ def build_app(cfg: AnalystConfig):
         alias.change(on_predict, inputs, outputs)
         horizon.change(on_predict, inputs, outputs)
         indicators.change(lambda t, ind: s.price(t, ind), [ticker, indicators], price)
+        for ctl in (alias, horizon):  # the card follows the chosen alias and horizon
+            ctl.change(s.models, [alias, horizon], [models_md, models_df])
         feature.change(s.feature, [ticker, feature], feature_plot)
         demo.load(on_load, None, [eval_md, *eval_plots, models_md, models_df, quality_md,
                                   feature])

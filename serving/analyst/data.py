@@ -48,6 +48,20 @@ class AnalystData:
             return None
         return found[-1], json.loads(found[-1].read_text())
 
+    def model_card(self, name: str, version: str) -> str | None:
+        """The registry's model card (the version's description) or None when unavailable."""
+        db = self.settings.mlflow_dir / "mlflow.db"
+        if not db.exists():
+            return None
+        import mlflow
+
+        try:
+            mv = mlflow.MlflowClient(tracking_uri=self.settings.tracking_uri) \
+                .get_model_version(name, version)
+        except mlflow.exceptions.MlflowException:
+            return None
+        return mv.description or None
+
     def data_quality(self) -> dict | None:
         path = self.settings.reports_dir / "data_quality" / "latest.json"
         return json.loads(path.read_text()) if path.exists() else None

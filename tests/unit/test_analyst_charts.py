@@ -60,3 +60,21 @@ def test_forecast_table_shows_interval_and_prob_up_only_when_served():
     t = forecast_table(resp)
     assert t.loc[0, "interval"] == "[-0.0100, +0.0140] (80%)" and t.loc[0, "P(up)"] == "61.0%"
     assert t.loc[1, "interval"] == "" and t.loc[1, "P(up)"] == "" and t.loc[1, "stale"] == "yes"
+
+
+def test_model_card_read_from_the_registry(tmp_path):
+    import mlflow
+
+    from features.settings import Settings
+    from serving.analyst.data import AnalystData
+
+    settings = Settings(data_dir=tmp_path).resolved()
+    data = AnalystData(settings)
+    assert data.model_card("stockray-lgbm-h5", "1") is None  # no registry yet
+    settings.mlflow_dir.mkdir(parents=True)
+    client = mlflow.MlflowClient(tracking_uri=settings.tracking_uri)
+    client.create_registered_model("stockray-lgbm-h5")
+    client.create_model_version("stockray-lgbm-h5", source=str(tmp_path),
+                                description="# Model card\nintended use: research")
+    assert data.model_card("stockray-lgbm-h5", "1").startswith("# Model card")
+    assert data.model_card("stockray-lgbm-h5", "7") is None
