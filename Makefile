@@ -25,8 +25,9 @@ $(STAMP): requirements.txt constraints.txt pyproject.toml
 	touch $@
 
 # Debian packages that tests start for real (installed only when missing; CI runs as root).
-# chromium: the analyst app's browser test (Playwright drives Debian's build, never a download)
-DEBIAN_PKGS ?= chromium
+# chromium: the analyst app's browser test and the daily report's PDF (Playwright drives
+# Debian's build, never a download); poppler-utils: the PDF test renders pages to PNG
+DEBIAN_PKGS ?= chromium poppler-utils
 sysdeps: ## Install the Debian packages the tests need, when missing (DEBIAN_PKGS)
 	@missing=$$(for p in $(DEBIAN_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \

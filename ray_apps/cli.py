@@ -468,6 +468,27 @@ def rollback(
 
 
 @app.command()
+def report(
+    horizon: Annotated[int, typer.Option(help="Horizon of movers and SHAP drivers.")] = 5,
+    tickers: Annotated[str, typer.Option(help="Comma-separated; default: the lake's.")] = "",
+    target: Annotated[str | None, typer.Option(help="gRPC host:port of the service.")] = None,
+    pdf: Annotated[bool, typer.Option(help="Print the HTML to PDF (needs chromium).")] = True,
+    email_sink: Annotated[str | None, typer.Option(
+        help="Email the report through this email sink of --alerts-config.")] = None,
+    alerts_config: Annotated[Path, typer.Option(help="Alert rules and sinks (YAML).")] =
+        Path("configs/alerts.yaml"),
+) -> None:
+    """The daily report (forecasts, movers, SHAP drivers, models vs baselines, data quality)
+    as JSON + HTML + PDF under data/reports/daily/<date>/, emailed when a sink is named."""
+    from ray_apps.daily_report import DailyReportConfig
+    from ray_apps.daily_report import main as run_report
+
+    run_report(DailyReportConfig(horizon=horizon, tickers=_tickers(tickers), target=target,
+                                 pdf=pdf, email_sink=email_sink, alerts_config=alerts_config),
+               _settings(), log=typer.echo)
+
+
+@app.command()
 def models() -> None:
     """List registered versions with their aliases and key metrics."""
     from training.registry import list_versions

@@ -115,13 +115,28 @@ class EmailSink:
         self.cfg = cfg
 
     def send(self, alert: Alert) -> None:
+        self.send_message(
+            f"[stockray {alert.severity}] {alert.rule}: {alert.subject}",
+            f"{alert.message}\n\n{json.dumps(alert.figures, indent=2)}\n\n"
+            f"alert id {alert.id}, observed {alert.observed_at}\n",
+            message_id=f"<{alert.id}@stockray>")  # the idempotency key, for dedupe
+
+    def send_message(self, subject: str, body: str, *, message_id: str | None = None,
+                     attachments: Iterable[Path] = ()) -> None:
+        """One email (attachments by file type: PDF, HTML, JSON, else octet-stream)."""
         msg = EmailMessage()
-        msg["Subject"] = f"[stockray {alert.severity}] {alert.rule}: {alert.subject}"
+        msg["Subject"] = subject
         msg["From"] = self.cfg.sender
         msg["To"] = ", ".join(self.cfg.to)
-        msg["Message-ID"] = f"<{alert.id}@stockray>"  # the idempotency key, for dedupe
-        msg.set_content(f"{alert.message}\n\n{json.dumps(alert.figures, indent=2)}\n\n"
-                        f"alert id {alert.id}, observed {alert.observed_at}\n")
+        if message_id:
+            msg["Message-ID"] = message_id
+        msg.set_content(body)
+        for path in attachments:
+            sub = {".pdf": ("application", "pdf"), ".html": ("text", "html"),
+                   ".json": ("application", "json")}.get(Path(path).suffix,
+                                                         ("application", "octet-stream"))
+            msg.add_attachment(Path(path).read_bytes(), maintype=sub[0], subtype=sub[1],
+                               filename=Path(path).name)
         what = f"email {self.cfg.name}"
         try:
             with smtplib.SMTP(self.cfg.host, self.cfg.port or 25,
@@ -192,6 +207,10 @@ class Dispatcher:
         return self.dead_dir / f"{sink}.jsonl"
 
     def _send(self, cfg: SinkConfig, alert: Alert, rep: SinkReport) -> bool:
+        return self._with_retries(cfg, lambda: self.sinks[cfg.name].send(alert), rep,
+                                  what=f"alert {alert.id}")
+
+    def _with_retries(self, cfg: SinkConfig, attempt_fn, rep: SinkReport, what: str) -> bool:
         retrying = Retrying(
             stop=stop_after_attempt(cfg.attempts),
             wait=_wait(wait_random_exponential(multiplier=self.backoff_s,
@@ -204,13 +223,25 @@ class Dispatcher:
             for attempt in retrying:
                 with attempt:
                     rep.attempts += 1
-                    self.sinks[cfg.name].send(alert)
+                    attempt_fn()
             return True
         except DeliveryError as e:
             rep.errors.append(str(e))
-            log.warning("alert %s to %s failed after %d attempt(s): %s", alert.id, cfg.name,
+            log.warning("%s to %s failed after %d attempt(s): %s", what, cfg.name,
                         retrying.statistics.get("attempt_number", 1), e)
             return False
+
+    def send_email(self, sink: str, subject: str, body: str,
+                   attachments: Iterable[Path] = ()) -> SinkReport:
+        """An email with attachments (e.g. the daily report) through an email sink, retried."""
+        cfg = next((s for s in self.config.sinks if s.name == sink and s.type == "email"), None)
+        if cfg is None:
+            raise KeyError(f"no email sink named {sink!r}")
+        rep = SinkReport()
+        ok = self._with_retries(cfg, lambda: self.sinks[sink].send_message(
+            subject, body, attachments=list(attachments)), rep, what=f"email {subject!r}")
+        rep.delivered, rep.dead_lettered = int(ok), 0
+        return rep
 
     def deliver(self, alerts: Iterable[Alert]) -> dict[str, SinkReport]:
         """Send each alert to every sink whose ``min_severity`` it reaches."""
