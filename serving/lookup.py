@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from serving.errors import InvalidRequestError, ServingError, UnknownTickerError
+from serving.metrics import ServingMetrics
 from serving.readers import FEATURE_TS_KEY, FeatureReader
 
 log = logging.getLogger(__name__)
@@ -128,6 +129,7 @@ class FeatureLookup:
         max_entries: LRU bound of the cache.
         clock: monotonic seconds, injectable for tests.
         watch: the online-store generation stamp (None: TTL only).
+        metrics: where cache hits and misses are counted (default: Ray's, when connected).
     """
 
     def __init__(
@@ -138,8 +140,10 @@ class FeatureLookup:
         max_entries: int = 4096,
         clock: Callable[[], float] = time.monotonic,
         watch: GenerationWatch | None = None,
+        metrics: ServingMetrics | None = None,
     ) -> None:
         self._reader = reader
+        self._metrics = metrics if metrics is not None else ServingMetrics()
         self._ttl_s = ttl_s
         self._max_entries = max_entries
         self._clock = clock
@@ -256,6 +260,7 @@ class FeatureLookup:
                 out[key] = row = self._row(key, r)
                 fresh.append(row)
             self._store(fresh, now, gen)
+        self._metrics.cache(len(tickers) - len(todo), len(todo))
         return out
 
     def rows(self, tickers: list[str]) -> list[dict[str, float]]:

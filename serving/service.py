@@ -41,6 +41,7 @@ from serving.errors import (
 )
 from serving.explainer import Explanation
 from serving.lookup import FeatureLookup, FeatureRow
+from serving.metrics import ServingMetrics
 from serving.modelset import CHALLENGER, CHAMPION, ServedModels
 from serving.protos import stockray_pb2 as pb
 from serving.scorer import ModelInfo, input_groups, model_input
@@ -274,6 +275,7 @@ class PredictionService:
         stages: where lookup/score/explain run.
         policy: limits, staleness, interval coverage, canary/shadow routing.
         audit: append-only audit log (None = off).
+        metrics: Prometheus series through Ray (default: on when Ray is connected).
         clock: wall clock (epoch seconds), injectable for tests.
         rng: uniform [0, 1) source for the canary split.
     """
@@ -284,12 +286,14 @@ class PredictionService:
         policy: ServicePolicy | None = None,
         *,
         audit: AuditLog | None = None,
+        metrics: ServingMetrics | None = None,
         clock: Callable[[], float] = time.time,
         rng: Callable[[], float] = random.random,
     ) -> None:
         self._stages = stages
         self.policy = policy or ServicePolicy()
         self.audit = audit
+        self.metrics = metrics if metrics is not None else ServingMetrics()
         self._clock, self._rng = clock, rng
 
     async def models(self) -> dict[str, dict[int, ModelInfo]]:
@@ -364,7 +368,7 @@ class PredictionService:
         if rows:
             jobs = [self._stages.score(rows, plan.horizons, plan.alias)]
             if plan.explain:
-                jobs.append(self._stages.explain(rows, plan.horizons, plan.alias, plan.top_k))
+                jobs.append(self._timed_explain(rows, plan.horizons, plan.alias, plan.top_k))
             if self.policy.shadow and plan.alias == CHAMPION and not plan.routed:
                 models = await self._stages.models()
                 if CHALLENGER in models and set(plan.horizons) <= set(models[CHALLENGER]):
@@ -414,8 +418,9 @@ class PredictionService:
                     "pred": value,
                     "model": f"{info.alias}:{info.model_name}:{info.model_version}",
                     "stale": stale,
+                    "age": age if math.isfinite(age) else None,
                 }
-            if self.audit is None and not shadow:
+            if self.audit is None and not self.metrics.enabled and not shadow:
                 out.append(resp)
                 continue
             a = {"ticker": row.ticker, "features_sha256": features_hash(row), "h": summary}
@@ -446,19 +451,30 @@ class PredictionService:
         if any("shadow" in r for r in extra.get("rows", [])):
             log.info("shadow %s %s", request_id, extra["rows"])  # both answers, side by side
 
+    async def _timed_explain(self, rows, horizons, alias, top_k=0):
+        t0 = time.perf_counter()
+        try:
+            return await self._stages.explain(rows, horizons, alias, top_k)
+        finally:
+            self.metrics.explain("Predict", (time.perf_counter() - t0) * 1e3)
+
     async def _guard(self, rpc: str, request: dict, fn) -> Any:
         t0 = time.perf_counter()
         rid = uuid.uuid4().hex
         extra: dict = {}
+        code_name = "OK"
         try:
             resp, extra = await fn(rid)
             return resp
         except Exception as e:
             code, message, _ = status_of(e)
+            code_name = code.name
             extra = {**extra, "error": {"code": code.name, "message": message}}
             raise
         finally:
             self._audit(rpc, rid, request, t0, extra)
+            self.metrics.rpc(rpc, code_name, (time.perf_counter() - t0) * 1e3,
+                             extra.get("rows", ()))
 
     # ---- RPCs ----
     async def predict(self, req: pb.PredictRequest) -> pb.PredictResponse:

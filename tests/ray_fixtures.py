@@ -12,7 +12,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @contextmanager
-def private_ray(env: dict[str, str] | None = None, prefix: str = "srt-", num_cpus: int = 2):
+def private_ray(env: dict[str, str] | None = None, prefix: str = "srt-", num_cpus: int = 2,
+                dashboard_port: int | None = None):
     """``ray.init(address="local")`` on a short private temp dir; Serve and Ray shut down after.
 
     Args:
@@ -20,6 +21,8 @@ def private_ray(env: dict[str, str] | None = None, prefix: str = "srt-", num_cpu
             caller's environment is restored afterwards.
         prefix: temp dir prefix under /tmp (short: Ray's Unix socket paths live under it).
         num_cpus: CPUs Ray may schedule.
+        dashboard_port: start the dashboard on this loopback port (it also writes the
+            Prometheus discovery file); None starts none.
     """
     import ray
 
@@ -27,7 +30,10 @@ def private_ray(env: dict[str, str] | None = None, prefix: str = "srt-", num_cpu
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     temp_dir = tempfile.mkdtemp(prefix=f"/tmp/{prefix}")
-    ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, _temp_dir=temp_dir,
+    dash = ({"include_dashboard": True, "dashboard_host": "127.0.0.1",
+             "dashboard_port": dashboard_port} if dashboard_port else
+            {"include_dashboard": False})
+    ray.init(address="local", num_cpus=num_cpus, _temp_dir=temp_dir, **dash,
              # `tests` is not an installed package: workers import test fakes from the repo.
              runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}}, log_to_driver=False)
     try:
