@@ -70,11 +70,12 @@ def test_serving_and_pipeline_series_reach_prometheus(tmp_path):
         cfg["scrape_configs"][0]["file_sd_configs"][0]["files"] = [str(discovery)]
         (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(cfg))
         prom_port = free_port()
-        proc = subprocess.Popen(
-            [PROMETHEUS, f"--config.file={tmp_path / 'prometheus.yml'}",
-             f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-             f"--web.listen-address=127.0.0.1:{prom_port}"],
-            stdout=subprocess.DEVNULL, stderr=open(tmp_path / "prometheus.log", "w"))
+        with open(tmp_path / "prometheus.log", "w") as log:
+            proc = subprocess.Popen(
+                [PROMETHEUS, f"--config.file={tmp_path / 'prometheus.yml'}",
+                 f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                 f"--web.listen-address=127.0.0.1:{prom_port}"],
+                stdout=subprocess.DEVNULL, stderr=log)
         base = f"http://127.0.0.1:{prom_port}"
         try:
             with PredictionClient(ep.grpc_target) as c:

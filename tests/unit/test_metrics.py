@@ -6,6 +6,7 @@ import asyncio
 import pytest
 
 from features.telemetry import SERIES, Recorder, exported_names, record_pipeline
+from serving.errors import ServingError
 from serving.lookup import FeatureLookup
 from serving.metrics import ServingMetrics
 from serving.protos import stockray_pb2 as pb
@@ -51,7 +52,7 @@ def test_predict_records_request_forecasts_and_cache(dirs):
     preds = rec.of("stockray_predictions")
     assert [t["horizon"] for _, t in preds] == ["1", "5", "5"]
     assert preds[0][1] == {"model": "stockray-lgbm-h1", "horizon": "1", "alias": "champion"}
-    assert [t for _, t in rec.of("stockray_feature_age_s")][0] == {"horizon": "1"}
+    assert rec.of("stockray_feature_age_s")[0][1] == {"horizon": "1"}
     assert rec.of("stockray_feature_age_s")[0][0] == pytest.approx(3600.0)
     assert len(rec.of("stockray_explain_latency_ms")) == 1  # only the explained request
     assert rec.of("stockray_feature_cache") == [(1, {"result": "miss"}),
@@ -61,9 +62,9 @@ def test_predict_records_request_forecasts_and_cache(dirs):
 def test_errors_are_counted_by_code(dirs):
     rec = Recording()
     svc = _service(dirs, rec)
-    with pytest.raises(Exception):
+    with pytest.raises(ServingError):
         asyncio.run(svc.predict(pb.PredictRequest(ticker="ZZZZ", horizons=[5])))
-    with pytest.raises(Exception):
+    with pytest.raises(ServingError):
         asyncio.run(svc.predict(pb.PredictRequest(ticker="AAPL", horizons=[7])))
     codes = [t["code"] for _, t in rec.of("stockray_requests")]
     assert codes == ["NOT_FOUND", "INVALID_ARGUMENT"]
