@@ -47,8 +47,8 @@ SERIES: dict[str, Series] = {
                                             "direction (up / down)",
                                             ("model", "horizon", "direction"),
                                             ABS_RETURN_BOUNDS),
-    "stockray_feature_age_s": Series("histogram", "Age of the features a forecast used (s)",
-                                     ("horizon",), AGE_S),
+    "stockray_feature_age_s": Series("histogram", "Age of the features a forecast used (s), "
+                                     "once per ticker answered", (), AGE_S),
     "stockray_stale_predictions": Series("counter", "Forecasts flagged stale",
                                          ("model", "horizon")),
     "stockray_feature_cache": Series("counter", "Online feature lookups by cache result",

@@ -32,6 +32,7 @@ class ServingMetrics:
         r("stockray_requests", 1, {"rpc": rpc, "code": code})
         r("stockray_request_latency_ms", latency_ms, {"rpc": rpc})
         for row in rows:
+            aged = False
             for h, s in (row.get("h") or {}).items():
                 if not isinstance(s, dict):  # Explain rows carry the value only
                     continue
@@ -45,8 +46,9 @@ class ServingMetrics:
                 if s.get("stale"):
                     r("stockray_stale_predictions", 1, tags)
                 age = s.get("age")
-                if age is not None and math.isfinite(age):
-                    r("stockray_feature_age_s", age, {"horizon": str(h)})
+                if not aged and age is not None and math.isfinite(age):
+                    r("stockray_feature_age_s", age, {})  # one row, one age: once per ticker
+                    aged = True
                 shadow = (row.get("shadow") or {}).get(h)
                 if shadow is not None and math.isfinite(shadow["pred"]):
                     agree = "yes" if (shadow["pred"] > 0) == (s["pred"] > 0) else "no"

@@ -423,7 +423,9 @@ class PredictionService:
             if self.audit is None and not self.metrics.enabled and not shadow:
                 out.append(resp)
                 continue
-            a = {"ticker": row.ticker, "features_sha256": features_hash(row), "h": summary}
+            a = {"ticker": row.ticker, "h": summary}
+            if self.audit is not None:  # the hash is for the audit trail only
+                a["features_sha256"] = features_hash(row)
             if shadow and not isinstance(shadow[slot], ServingError):
                 a["shadow"] = {
                     h: {"pred": v, "model": f"{i.alias}:{i.model_name}:{i.model_version}"}
