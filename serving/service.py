@@ -404,6 +404,7 @@ class PredictionService:
                     model_alias=info.alias,
                 )
                 cal = info.calibration
+                iv = None
                 if cal is not None:
                     hp.prob_up = cal.prob_up(value)
                     iv = cal.interval(value, cov)
@@ -419,6 +420,8 @@ class PredictionService:
                     "model": f"{info.alias}:{info.model_name}:{info.model_version}",
                     "stale": stale,
                     "age": age if math.isfinite(age) else None,
+                    # the served interval, so realised coverage can be measured later
+                    **({"lo": iv[0], "hi": iv[1]} if iv is not None else {}),
                 }
             if self.audit is None and not self.metrics.enabled and not shadow:
                 out.append(resp)
