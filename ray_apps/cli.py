@@ -468,6 +468,25 @@ def rollback(
 
 
 @app.command()
+def monitor(
+    act: Annotated[bool, typer.Option(
+        help="Carry the decisions out: rollback, retrain via the Ray Jobs API, promotion.")]
+        = False,
+    window_dates: Annotated[int, typer.Option(help="Live window in feature dates.")] = 60,
+    min_dates: Annotated[int, typer.Option(help="Realised dates needed to judge.")] = 20,
+) -> None:
+    """Watch the served models: realised outcomes, live RankIC, drift and regime; decide
+    retrain / rollback / promote by written rules; report under data/reports/monitor/."""
+    from ray_apps.monitor import MonitorJobConfig
+    from ray_apps.monitor import main as run_monitor
+    from training.monitor import MonitorRules
+
+    run_monitor(MonitorJobConfig(rules=MonitorRules(window_dates=window_dates,
+                                                    min_dates=min_dates), act=act),
+                _settings(), log=typer.echo)
+
+
+@app.command()
 def report(
     horizon: Annotated[int, typer.Option(help="Horizon of movers and SHAP drivers.")] = 5,
     tickers: Annotated[str, typer.Option(help="Comma-separated; default: the lake's.")] = "",

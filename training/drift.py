@@ -80,3 +80,29 @@ def regime_changes(states: pd.Series) -> list:
     """Dates where the most likely regime differs from the previous date's."""
     s = states.astype(int)
     return list(s.index[1:][s.to_numpy()[1:] != s.to_numpy()[:-1]])
+
+
+def offline_drift(features_path, window_dates: int) -> pd.DataFrame:
+    """PSI/KS of the offline store's last ``window_dates`` dates against everything before
+    (the history the models were trained on); empty when there is no store yet."""
+    from pathlib import Path
+
+    if not Path(features_path).exists():
+        return pd.DataFrame(columns=["feature", "psi", "ks", "ks_pvalue", "shifted"])
+    frame = pd.read_parquet(features_path)
+    dates = pd.Series(frame["ts"].unique()).sort_values()
+    cut = dates.iloc[max(0, len(dates) - window_dates)]
+    features = [c for c in frame.columns if c not in ("ticker", "ts", "created")
+                and pd.api.types.is_numeric_dtype(frame[c])]
+    return feature_drift(frame[frame["ts"] < cut], frame[frame["ts"] >= cut], features)
+
+
+def universe_regime(bars: pd.DataFrame, days: int = 750) -> pd.DataFrame | None:
+    """`regime` of the equal-weighted universe's daily returns over the last ``days`` (None
+    when there are too few)."""
+    wide = bars.pivot_table(index="ts", columns="ticker", values="close")
+    market = wide.pct_change(fill_method=None).mean(axis=1).dropna()
+    try:
+        return regime(market.iloc[-days:])
+    except ValueError:
+        return None

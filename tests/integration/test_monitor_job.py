@@ -1,0 +1,116 @@
+"""The monitor job on real stores: an MLflow registry whose champion went bad after the market
+flipped, served forecasts in the audit log, bars in the lake, features in the offline store.
+The job records its decision on the version and rolls back to the previous champion; a retrain
+is submitted through the real Ray Jobs API."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.lake import write_bars
+from features.settings import Settings
+from ray_apps.monitor import MonitorJobConfig, main, submit_retrain
+from serving.audit import AuditLog
+from tests.conftest import free_port
+from tests.serving_fixtures import make_bundles
+from tests.unit.test_monitor import DAYS, _market
+from training.monitor import MonitorRules
+from training.monitor_record import DECISION_TAG, LIVE_IC_TAG
+
+NAME = "stockray-lgbm-h1"
+
+
+def _registry(settings: Settings) -> None:
+    import mlflow
+
+    settings.mlflow_dir.mkdir(parents=True, exist_ok=True)
+    client = mlflow.MlflowClient(tracking_uri=settings.tracking_uri)
+    exp = client.create_experiment("t", artifact_location=str(settings.data_dir / "art"))
+    client.create_registered_model(NAME)
+    for v, val_ic in ((1, 0.18), (2, 0.20)):
+        run = client.create_run(exp)
+        client.log_metric(run.info.run_id, "val_rank_ic", val_ic)
+        bundle = make_bundles(settings.data_dir / f"b{v}", horizons=(1,), version=str(v))[1]
+        client.log_artifacts(run.info.run_id, bundle, "bundle")
+        client.create_model_version(NAME, source=str(settings.data_dir), run_id=run.info.run_id)
+    client.set_model_version_tag(NAME, "1", LIVE_IC_TAG, "0.150000")
+    client.set_registered_model_tag(NAME, "champion_history", json.dumps(["1", "2"]))
+    client.set_registered_model_alias(NAME, "champion", "2")
+
+
+def _audit(settings: Settings, served: pd.DataFrame) -> None:
+    log = AuditLog(settings.data_dir / "audit", fsync_every_s=0)
+    for r in served.itertuples():
+        ts = r.request_ts.timestamp()
+        log.append({"ts": ts, "request_id": "x", "rpc": "Predict", "request": {},
+                    "rows": [{"ticker": r.ticker, "h": {"1": {
+                        "pred": r.pred, "model": f"champion:{NAME}:2", "stale": False,
+                        "age": ts - r.feature_ts.timestamp(), "lo": r.lo, "hi": r.hi}}}],
+                    "latency_ms": 1.0})
+    log.close()
+
+
+def test_monitor_rolls_back_a_champion_that_went_bad(tmp_path):
+    import mlflow
+
+    settings = Settings(data_dir=tmp_path / "d").resolved()
+    bars, served = _market(flip_at=40)
+    n = len(bars)
+    write_bars(bars.assign(open=bars.close, high=bars.close * 1.01, low=bars.close * 0.99,
+                           volume=1e6, source="test", ingested_at=pd.Timestamp.now(tz="UTC"))
+               .iloc[:n], settings.bars_dir)
+    settings.offline_dir.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    pd.DataFrame({"ticker": bars.ticker, "ts": bars.ts,
+                  "f_stable": rng.normal(0, 1, n),
+                  "f_shift": rng.normal(0, 1, n) + (bars.ts >= DAYS[100]) * 2.0}
+                 ).to_parquet(settings.offline_dir / "features.parquet")
+    _registry(settings)
+    # the champion (v2) was served after the flip only
+    _audit(settings, served[served.feature_ts >= DAYS[60]])
+    lines: list[str] = []
+    out = main(MonitorJobConfig(rules=MonitorRules(window_dates=60, min_dates=20), act=True),
+               settings, log=lines.append)
+    (d,) = out["decisions"]
+    assert d.action == "rollback" and d.version == "2" and "0.1500" in d.reason
+    assert d.figures["live_rank_ic"] < 0 and d.figures["validation_rank_ic"] == 0.2
+    client = mlflow.MlflowClient(tracking_uri=settings.tracking_uri)
+    assert str(client.get_model_version_by_alias(NAME, "champion").version) == "1"
+    tags = client.get_model_version(NAME, "2").tags
+    assert json.loads(tags[DECISION_TAG])["action"] == "rollback"
+    assert float(tags[LIVE_IC_TAG]) == pytest.approx(d.figures["live_rank_ic"], abs=1e-6)
+    assert any("rolled back v2 -> v1" in x for x in lines)
+    served_meta = json.loads((settings.models_dir / "h1" / "bundle.json").read_text())
+    assert served_meta["model_version"] == "1"  # the served bundle follows the rollback
+    report = json.loads(out["report"]["json"].read_text())
+    assert report["drift"][0]["feature"] == "f_shift" and report["drift"][0]["shifted"]
+    page = out["report"]["html"].read_text()
+    assert "fig-live_ic" in page and "fig-drift" in page and "fig-regime" in page
+
+
+@pytest.mark.integration
+def test_retrain_is_submitted_through_the_ray_jobs_api(tmp_path):
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    from tests.ray_fixtures import private_ray
+
+    dash = free_port()
+    with private_ray(prefix="srm-", dashboard_port=dash):
+        settings = Settings(data_dir=tmp_path / "d", dashboard_port=dash).resolved()
+        cfg = MonitorJobConfig(retrain_args=("--help",))
+        job = submit_retrain(settings, cfg)
+        client = JobSubmissionClient(f"http://127.0.0.1:{dash}")
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            status = client.get_job_status(job)
+            if status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED):
+                break
+            time.sleep(1)
+        logs = client.get_job_logs(job)
+        assert status == JobStatus.SUCCEEDED, logs
+        assert "retrain" in logs and "Usage" in logs  # `stockray retrain --help` ran as a job
