@@ -91,6 +91,45 @@ def ingest(
 
 
 @app.command()
+def fetch(
+    provider: Annotated[str, typer.Option(
+        help="yahoo | alphavantage | http (STOCKRAY_HTTP_SOURCE_URL template) | fred.")],
+    tickers: Annotated[str, typer.Option(
+        help="Comma-separated tickers (FRED: series ids, e.g. CPILFESL,AAA,BAA).")],
+    since: Annotated[str | None, typer.Option(
+        help="First session, YYYY-MM-DD (default: the day after each ticker's last stored "
+             "bar; all history for a new ticker).")] = None,
+    interval: Annotated[str, typer.Option(
+        help="1d, or an Alpha Vantage intraday interval (1min, 5min, 15min, 30min, 60min; "
+             "stored in lake/bars_<interval>).")] = "1d",
+    cross_check: Annotated[str | None, typer.Option(
+        help="Also fetch from this provider (not stored) and report disagreements in "
+             "reports/data_quality/crosscheck-<run>.json.")] = None,
+    tolerance: Annotated[float, typer.Option(
+        help="Relative close difference counted as a cross-check disagreement.")] = 0.005,
+) -> None:
+    """Fetch new bars (or FRED observations) from a provider into the lake, through the same
+    validation and quarantine as `ingest`. Base URLs, keys and limits come from STOCKRAY_*
+    env vars (README, Live data). Exit 1 if a ticker failed (the lake keeps its last good
+    bars), 2 on a configuration error."""
+    from features.providers.fetch import FetchConfig, describe, run_fetch
+
+    syms = _tickers(tickers)
+    if not syms:
+        raise typer.BadParameter("give at least one ticker", param_hint="--tickers")
+    try:
+        rep = run_fetch(FetchConfig(provider=provider.lower(), tickers=syms, since=since,
+                                    interval=interval, cross_check=cross_check,
+                                    tolerance=tolerance), _settings())
+    except ValueError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(describe(rep))
+    if not rep.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
 def features(
     engine: Annotated[str, typer.Option(
         help="auto (by row count) | ray (Ray Data) | local (one process).")] = "auto",

@@ -255,6 +255,9 @@ def _run_fred(cfg: FetchConfig, settings: Settings, ps: ProviderSettings,
                     keep.parent.mkdir(parents=True, exist_ok=True)
                     keep.write_bytes(body)
                 continue
+            if since is not None:  # the API filters by observation_start; be sure anyway
+                day = pd.to_datetime(raw["date"], errors="coerce", utc=True)
+                raw = raw[day.isna() | (day >= since)]
             good, bad = fred.first_releases(raw, source=f"fred:{sid}", run_id=run_id)
             if len(good):
                 report.macro_rows.update(fred.write_observations(good, macro_dir))
