@@ -458,6 +458,62 @@ def retrain(
                f"state {res.state_file}")
 
 
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def daily(
+    ctx: typer.Context,
+    provider: Annotated[str, typer.Option(help="Market provider, or 'none'.")] = "yahoo",
+    tickers: Annotated[str, typer.Option(help="Tickers to fetch.")] =
+        "AAPL,GOOG,IBM,MSFT,FB,^GSPC",
+    macro: Annotated[str, typer.Option(help="FRED series ids (needs STOCKRAY_FRED_API_KEY), "
+                                            "e.g. CPILFESL,AAA,BAA.")] = "",
+    retrain: Annotated[bool, typer.Option(help="Run `stockray retrain` afterwards (extra "
+                                               "arguments after the options go to it).")] = True,
+) -> None:
+    """The daily after-close job: fetch new bars and macro releases, then `stockray retrain`
+    (which skips unchanged steps). A failed provider does not stop it; exit 1 if any step
+    failed."""
+    from ray_apps.daily import DailyConfig, main
+
+    res = main(DailyConfig(provider=None if provider == "none" else provider,
+                           tickers=_tickers(tickers), macro=_tickers(macro), retrain=retrain,
+                           retrain_args=list(ctx.args)), _settings(), log=typer.echo)
+    raise typer.Exit(0 if res.ok else 1)
+
+
+@app.command()
+def schedule(
+    cron: Annotated[str, typer.Option(
+        help="Cron schedule, in the machine's time zone (default: 22:15 UTC on weekdays, "
+             "after the New York close all year, for a UTC machine).")] = "15 22 * * 1-5",
+    submit: Annotated[bool, typer.Option(
+        help="Submit to the running cluster (`stockray submit`); --no-submit runs it "
+             "standalone.")] = True,
+    args: Annotated[str, typer.Option(help="Arguments for `python -m ray_apps.daily`, e.g. "
+                                           "'--macro CPILFESL,AAA,BAA'.")] = "",
+    install: Annotated[bool, typer.Option(
+        help="Add (or replace) the line in this user's crontab instead of printing it.")] =
+        False,
+) -> None:
+    """Print (or install) the crontab line of the daily after-close job — the local
+    equivalent of cluster/ray-job.daily.yaml."""
+    from ray_apps.daily import cron_line
+
+    line = cron_line(_settings(), schedule=cron, daily_args=args, submit=submit)
+    if not install:
+        typer.echo(line)
+        return
+    marker = "# stockray daily"
+    old = subprocess.run(["crontab", "-l"], check=False, capture_output=True, text=True)
+    kept = [x for x in (old.stdout.splitlines() if old.returncode == 0 else [])
+            if not x.endswith(marker)]
+    new = "\n".join([*kept, f"{line} {marker}"]) + "\n"
+    done = subprocess.run(["crontab", "-"], check=False, input=new, text=True, capture_output=True)
+    if done.returncode != 0:
+        typer.echo(f"error: crontab failed: {done.stderr.strip()}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"installed in crontab: {line}")
+
+
 @app.command()
 def promote(
     horizon: Annotated[int, typer.Option(help="Horizon in trading days.")] = 5,

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Self
 from urllib.parse import parse_qsl, urlsplit
 
 FIXTURES = Path(__file__).parent / "fixtures" / "providers"
@@ -59,7 +60,7 @@ class ReplayServer:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 — http.server's name
+            def do_GET(self):
                 parts = urlsplit(self.path)
                 query = dict(parse_qsl(parts.query))
                 with outer._lock:
@@ -98,7 +99,7 @@ class ReplayServer:
     def requests(self, path: str) -> list[Seen]:
         return [s for s in self.seen if s.path == path]
 
-    def __enter__(self) -> ReplayServer:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 

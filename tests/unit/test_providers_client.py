@@ -20,7 +20,7 @@ from features.providers.http import (
     TransientError,
     redact,
 )
-from tests.provider_replay import Reply, ReplayServer
+from tests.provider_replay import ReplayServer, Reply
 
 FAST = {"backoff_s": 0.01, "backoff_max_s": 2.0, "rate": "1000/second"}
 

@@ -5,6 +5,7 @@ degradation, the cross-check, FRED first releases, the generic CSV source and th
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -16,17 +17,17 @@ from features.providers import fred
 from features.providers.config import ProviderSettings
 from features.providers.fetch import FetchConfig, describe, run_fetch
 from features.providers.yahoo import parse_chart
-from tests.provider_replay import Reply, ReplayServer, fixture, yahoo_window
+from tests.provider_replay import ReplayServer, Reply, fixture, yahoo_window
 
 CHART = "/v8/finance/chart/AAPL"
 
 
 def _ps(srv: ReplayServer, **kw) -> ProviderSettings:
-    base = dict(yahoo_url=srv.url, alphavantage_url=srv.url, fred_url=srv.url,
-                alphavantage_api_key="av-s3cr3t", fred_api_key="fred-s3cr3t", retries=1,
-                backoff_s=0.01, backoff_max_s=1.0, timeout_s=2.0, yahoo_rate="1000/second",
-                alphavantage_rate="1000/second", fred_rate="1000/second",
-                http_source_rate="1000/second")
+    base = {"yahoo_url": srv.url, "alphavantage_url": srv.url, "fred_url": srv.url,
+                "alphavantage_api_key": "av-s3cr3t", "fred_api_key": "fred-s3cr3t", "retries": 1,
+                "backoff_s": 0.01, "backoff_max_s": 1.0, "timeout_s": 2.0, "yahoo_rate": "1000/second",
+                "alphavantage_rate": "1000/second", "fred_rate": "1000/second",
+                "http_source_rate": "1000/second"}
     return ProviderSettings(**{**base, **kw})
 
 
@@ -169,7 +170,7 @@ def test_cross_check_flags_disagreements(settings):
     assert {(d["ts"], d["field"]) for d in t["disagreements"]} == {
         ("2020-08-20", "close"), ("2020-08-20", "adj_close")}
     assert t["only_a"] == ["AAPL 2020-08-21"]
-    saved = json.loads(open(rep.crosscheck_file).read())
+    saved = json.loads(Path(rep.crosscheck_file).read_text())
     assert "data_quality" in rep.crosscheck_file and saved["disagreements"] == 2
 
 
