@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from features.lake import read_bars
+from features.macro import join_macro
 from features.providers import fred
 from features.providers.config import ProviderSettings
 from features.providers.fetch import FetchConfig, describe, run_fetch
@@ -196,6 +197,12 @@ def test_fred_keeps_first_releases_quarantines_missing_and_fetches_incrementally
     spread = rel["default"].set_index("release_ts")["default_spread"]
     assert spread.index.min() == pd.Timestamp("2023-10-02", tz="UTC")  # known from release
     assert spread.iloc[0] == pytest.approx(6.16 - 4.99)
+    # The tables plug into the pipeline's point-in-time join (features.macro.join_macro).
+    ts = pd.to_datetime(["2023-10-01", "2023-10-02", "2023-11-13", "2023-11-14"], utc=True)
+    joined = join_macro(pd.DataFrame({"ts": ts}), rel)
+    assert np.isnan(joined["default_spread"].iloc[0])  # September's yields not yet published
+    assert joined["default_spread"].iloc[1] == pytest.approx(6.16 - 4.99)
+    assert joined["core_cpi_3m_ann"].isna().all()  # needs 4 months of CPI; only 3 released
 
 
 def test_generic_csv_source_quarantines_bad_cells(settings, monkeypatch):
