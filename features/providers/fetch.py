@@ -127,6 +127,8 @@ def build_sources(provider: str, cfg: FetchConfig, ps: ProviderSettings, client:
         common = {"ticker": t, "client": client, "since": _since(cfg, rng[1] if rng else None, step),
                       "history_start": rng[0] if rng else None, "quarantine_dir": quarantine_dir,
                       "run_id": run_id}
+        if cfg.interval != "1d":
+            common["bar"] = pd.Timedelta(cfg.interval)  # "5min" -> 5 minutes
         if provider == "yahoo":
             out.append(YahooSource(base_url=ps.yahoo_url, **common))
         elif provider == "alphavantage":

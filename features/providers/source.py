@@ -6,6 +6,11 @@ always 100 days), and, when the new rows carry a split or dividend, fetches the 
 stored history again: an event changes the adjustment factor of every earlier bar, so the
 stored ``adj_factor`` values would otherwise be stale.
 
+Bars of a session that has not finished yet (a daily bar fetched before the close, the
+5-minute bar in progress) are dropped: stored once, they would never be asked for again and
+would stay wrong. Daily sessions are taken to close at 16:00 New York time (US exchanges),
+with 15 minutes for the provider to settle the final print.
+
 A body that is not in the provider's format is kept verbatim under
 ``quarantine/responses/<run_id>-<provider>-<ticker>.json`` before the error is raised, so the
 ingestion report names it and nothing is lost.
@@ -20,6 +25,23 @@ from pathlib import Path
 import pandas as pd
 
 from features.providers.http import MalformedResponse, ProviderClient
+
+_EXCHANGE_TZ = "America/New_York"
+_SETTLED = pd.Timedelta(hours=16, minutes=15)  # close + settling, after local midnight
+
+
+def drop_unfinished(frame: pd.DataFrame, now: pd.Timestamp,
+                    bar: pd.Timedelta | None = None) -> pd.DataFrame:
+    """Rows whose session is over at ``now``: daily (``bar`` None) bars dated D once D 16:15
+    New York time has passed; intraday bars starting at t once ``t + bar <= now``. Rows with
+    an unreadable date are kept for validation to quarantine."""
+    ts = pd.to_datetime(frame["date"], errors="coerce", utc=True, format="mixed")
+    if bar is None:
+        local_day = ts.dt.tz_localize(None).dt.tz_localize(_EXCHANGE_TZ)
+        done = local_day + _SETTLED <= now
+    else:
+        done = ts + bar <= now
+    return frame[ts.isna() | done].reset_index(drop=True)
 
 
 @dataclass
@@ -44,6 +66,7 @@ class ProviderSource:
     quarantine_dir: Path | None = None
     run_id: str = "fetch"
     provider: str = "provider"
+    bar: pd.Timedelta | None = None  # None: daily sessions; else the intraday bar length
     refetched: bool = field(default=False, init=False)
 
     @property
@@ -74,7 +97,8 @@ class ProviderSource:
         body = None
         try:
             body = self.request(self.client, since)
-            return self.parse(body)
+            frame, events = self.parse(body)
+            return drop_unfinished(frame, pd.Timestamp.now(tz="UTC"), self.bar), events
         except MalformedResponse as e:
             self._keep(e.body or dump_body(body))
             raise

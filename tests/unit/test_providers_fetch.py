@@ -17,6 +17,7 @@ from features.macro import join_macro
 from features.providers import fred
 from features.providers.config import ProviderSettings
 from features.providers.fetch import FetchConfig, describe, run_fetch
+from features.providers.source import drop_unfinished
 from features.providers.yahoo import parse_chart
 from tests.provider_replay import ReplayServer, Reply, fixture, yahoo_window
 
@@ -47,6 +48,18 @@ def test_yahoo_unadjusts_splits_and_keeps_adjclose():
         assert row.at[day, "volume"] == pytest.approx(float(av[day]["6. volume"]), abs=2)
         assert row.at[day, "adj_close"] == pytest.approx(float(av[day]["5. adjusted close"]),
                                                          abs=0.0001)
+
+
+def test_bars_of_unfinished_sessions_are_not_stored():
+    frame = pd.DataFrame({"date": ["2024-03-07", "2024-03-08", "junk"]})
+    # 16:00 New York on 2024-03-08 = 21:00 UTC (EST); the bar settles at 21:15 UTC.
+    assert drop_unfinished(frame, pd.Timestamp("2024-03-08 21:10", tz="UTC"))["date"].tolist() \
+        == ["2024-03-07", "junk"]
+    assert len(drop_unfinished(frame, pd.Timestamp("2024-03-08 21:15", tz="UTC"))) == 3
+    intraday = pd.DataFrame({"date": ["2024-03-08 14:30:00+00:00", "2024-03-08 14:35:00+00:00"]})
+    kept = drop_unfinished(intraday, pd.Timestamp("2024-03-08 14:39", tz="UTC"),
+                           pd.Timedelta("5min"))
+    assert kept["date"].tolist() == ["2024-03-08 14:30:00+00:00"]
 
 
 def test_fetch_yahoo_then_incremental_asks_only_for_new_bars_and_refetches_on_a_split(settings):
