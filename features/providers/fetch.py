@@ -124,7 +124,8 @@ def build_sources(provider: str, cfg: FetchConfig, ps: ProviderSettings, client:
     out = []
     for t in cfg.tickers:
         rng = stored_range(bars_dir, t)
-        common = {"ticker": t, "client": client, "since": _since(cfg, rng[1] if rng else None, step),
+        since = _since(cfg, rng[1] if rng else None, step)
+        common = {"ticker": t, "client": client, "since": since,
                       "history_start": rng[0] if rng else None, "quarantine_dir": quarantine_dir,
                       "run_id": run_id}
         if cfg.interval != "1d":
@@ -186,10 +187,11 @@ def compare_bars(a: pd.DataFrame, b: pd.DataFrame, tolerance: float) -> dict:
     """
     key = ["ticker", "ts"]
     m = a.merge(b, on=key, how="outer", suffixes=("_a", "_b"), indicator=True)
-    out = {"common": int((m["_merge"] == "both").sum()),
-           "only_a": [f"{r.ticker} {r.ts.date()}" for r in m[m["_merge"] == "left_only"].itertuples()],
-           "only_b": [f"{r.ticker} {r.ts.date()}" for r in m[m["_merge"] == "right_only"].itertuples()],
-           "disagreements": []}
+    def only(side: str) -> list[str]:
+        return [f"{r.ticker} {r.ts.date()}" for r in m[m["_merge"] == side].itertuples()]
+
+    out = {"common": int((m["_merge"] == "both").sum()), "only_a": only("left_only"),
+           "only_b": only("right_only"), "disagreements": []}
     both = m[m["_merge"] == "both"]
     for fld in ("close", "adj_close"):
         if fld == "close":

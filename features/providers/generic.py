@@ -60,8 +60,8 @@ class HttpSource(ProviderSource):
     provider: str = "http"
 
     def request(self, client: ProviderClient, since: pd.Timestamp | None) -> object:
-        url = self.base_url.format(ticker=self.ticker,
-                                       since=since.strftime("%Y-%m-%d") if since is not None else "")
+        day = since.strftime("%Y-%m-%d") if since is not None else ""
+        url = self.base_url.format(ticker=self.ticker, since=day)
         return client.get_text(url)
 
     def parse(self, body: object) -> tuple[pd.DataFrame, bool]:

@@ -106,7 +106,8 @@ class ProviderSource:
     def _keep(self, body: bytes | str) -> None:
         if self.quarantine_dir is None:
             return
-        out = self.quarantine_dir / "responses" / f"{self.run_id}-{self.provider}-{self.ticker}.json"
+        name = f"{self.run_id}-{self.provider}-{self.ticker}.json"
+        out = self.quarantine_dir / "responses" / name
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_bytes(body if isinstance(body, bytes) else body.encode())
 

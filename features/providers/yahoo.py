@@ -2,7 +2,8 @@
 
 Wire format (one ticker per call)::
 
-    {"chart": {"result": [{"meta": {"symbol": "AAPL", "exchangeTimezoneName": "America/New_York", ...},
+    {"chart": {"result": [{"meta": {"symbol": "AAPL",
+                                    "exchangeTimezoneName": "America/New_York", ...},
                            "timestamp": [1598880600, ...],          # session open, epoch s
                            "events": {"splits": {"<ts>": {"date": ts, "numerator": 4,
                                                           "denominator": 1, "splitRatio": "4:1"}},

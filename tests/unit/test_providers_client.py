@@ -66,7 +66,8 @@ def test_alpha_vantage_throttle_body_is_retried_and_error_body_is_not():
         c = ProviderClient("alphavantage", ClientLimits(**FAST), check_body=alphavantage.check_body)
         srv.route("/query", Reply(200, {"Note": "Thank you for using Alpha Vantage! Our standard "
                                                 "API call frequency is 5 calls per minute."}),
-                  Reply(200, {"Information": "rate limit"}), Reply(200, {"Time Series (Daily)": {}}))
+                  Reply(200, {"Information": "rate limit"}),
+                  Reply(200, {"Time Series (Daily)": {}}))
         assert "Time Series (Daily)" in c.get_json(f"{srv.url}/query")
         assert len(srv.requests("/query")) == 3
         srv.route("/query", Reply(200, {"Error Message": "Invalid API call."}))

@@ -25,11 +25,11 @@ CHART = "/v8/finance/chart/AAPL"
 
 
 def _ps(srv: ReplayServer, **kw) -> ProviderSettings:
+    fast = "1000/second"
     base = {"yahoo_url": srv.url, "alphavantage_url": srv.url, "fred_url": srv.url,
-                "alphavantage_api_key": "av-s3cr3t", "fred_api_key": "fred-s3cr3t", "retries": 1,
-                "backoff_s": 0.01, "backoff_max_s": 1.0, "timeout_s": 2.0, "yahoo_rate": "1000/second",
-                "alphavantage_rate": "1000/second", "fred_rate": "1000/second",
-                "http_source_rate": "1000/second"}
+            "alphavantage_api_key": "av-s3cr3t", "fred_api_key": "fred-s3cr3t", "retries": 1,
+            "backoff_s": 0.01, "backoff_max_s": 1.0, "timeout_s": 2.0, "yahoo_rate": fast,
+            "alphavantage_rate": fast, "fred_rate": fast, "http_source_rate": fast}
     return ProviderSettings(**{**base, **kw})
 
 
