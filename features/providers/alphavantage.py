@@ -59,6 +59,9 @@ def parse_series(body: object, ticker: str) -> tuple[pd.DataFrame, bool]:
         raise MalformedResponse(f"alphavantage: {ticker}: no 'Time Series (...)' object; "
                                 f"keys {sorted(body)[:5]}")
     series = body[keys[0]]
+    if not series:
+        return pd.DataFrame(columns=["ticker", "date", "open", "high", "low", "close",
+                                     "volume"]), False
     try:
         frame = pd.DataFrame.from_dict(series, orient="index", dtype=object)
     except ValueError as e:

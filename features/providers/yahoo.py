@@ -49,6 +49,11 @@ def parse_chart(body: object, ticker: str) -> tuple[pd.DataFrame, bool]:
         res = chart["result"][0]
         meta = res.get("meta", {})
         ts = res.get("timestamp") or []
+        if not ts:
+            # No session in the window (a holiday, nothing new yet): Yahoo then omits
+            # "timestamp" and sends empty quote objects.
+            return pd.DataFrame(columns=["ticker", "date", "open", "high", "low", "close",
+                                         "volume", "adj_close"]), False
         quote = res["indicators"]["quote"][0]
         adj = (res["indicators"].get("adjclose") or [{}])[0].get("adjclose")
         events = res.get("events") or {}

@@ -94,6 +94,24 @@ def test_fetch_yahoo_then_incremental_asks_only_for_new_bars_and_refetches_on_a_
     assert np.all(np.abs(np.diff(np.log(adj.to_numpy()))) < 0.15)  # no split jump adjusted
 
 
+def test_nothing_new_is_not_an_error(settings):
+    doc = fixture("yahoo_chart_AAPL.json")
+    empty = {"chart": {"result": [{"meta": doc["chart"]["result"][0]["meta"],
+                                   "indicators": {"quote": [{}], "adjclose": [{}]}}],
+                       "error": None}}
+    with ReplayServer() as srv:
+        srv.route(CHART, yahoo_window(doc))
+        run_fetch(FetchConfig("yahoo", ("AAPL",)), settings, _ps(srv))
+        srv.route(CHART, Reply(200, empty))
+        rep = run_fetch(FetchConfig("yahoo", ("AAPL",)), settings, _ps(srv))
+        assert rep.ok
+        assert rep.ingest["sources"]["yahoo:AAPL"]["rows_in"] == 0
+        srv.route("/fred/series/observations", Reply(200, {"observations": []}))
+        fr = run_fetch(FetchConfig("fred", ("AAA",)), settings, _ps(srv))
+        assert fr.ok and fr.macro_rows == {}
+    assert len(read_bars(settings.bars_dir)) == 25
+
+
 def test_yahoo_nulls_are_quarantined_and_a_malformed_body_is_kept_not_fatal(settings):
     doc = fixture("yahoo_chart_AAPL.json")
     doc["chart"]["result"][0]["indicators"]["quote"][0]["close"][3] = None
