@@ -170,6 +170,20 @@ def test_alpha_vantage_daily_adjusted_throttle_and_key_never_printed(settings):
     assert "av-s3cr3t" not in text
 
 
+def test_malformed_alpha_vantage_and_fred_bodies_are_kept_and_reported(settings):
+    with ReplayServer() as srv:
+        srv.route("/query", Reply(200, {"Meta Data": {}, "Time Series (Daily)": "garbage"}))
+        srv.route("/fred/series/observations", Reply(200, {"observations": {"date": "x"}}))
+        av = run_fetch(FetchConfig("alphavantage", ("AAPL",)), settings, _ps(srv))
+        fr = run_fetch(FetchConfig("fred", ("AAA",)), settings, _ps(srv))
+    assert "MalformedResponse" in av.failed["alphavantage:AAPL"]
+    assert "MalformedResponse" in fr.failed["AAA"]
+    kept = {p.name.split("-")[-2] + "-" + p.name.split("-")[-1]
+            for p in (settings.quarantine_dir / "responses").iterdir()}
+    assert kept == {"alphavantage-AAPL.json", "fred-AAA.json"}
+    assert not settings.bars_dir.exists()
+
+
 def test_alpha_vantage_intraday_goes_to_its_own_lake(settings):
     with ReplayServer() as srv:
         srv.route("/query", Reply(200, fixture("alphavantage_intraday_AAPL_5min.json")))
