@@ -50,8 +50,9 @@ def check_body(body: object) -> None:
         raise PermanentError(f"alphavantage: {str(body['Error Message'])[:200]}")
 
 
-def parse_series(body: object, ticker: str) -> tuple[pd.DataFrame, bool]:
-    """Raw rows of a daily-adjusted or intraday answer, and whether it carries an event."""
+def parse_series(body: object, ticker: str) -> tuple[pd.DataFrame, set[str]]:
+    """Raw rows of a daily-adjusted or intraday answer, and the sessions (YYYY-MM-DD) with a
+    dividend or split."""
     if not isinstance(body, dict):
         raise MalformedResponse(f"alphavantage: {ticker}: body is not a JSON object")
     keys = [k for k in body if k.startswith("Time Series")]
@@ -61,7 +62,7 @@ def parse_series(body: object, ticker: str) -> tuple[pd.DataFrame, bool]:
     series = body[keys[0]]
     if not series:
         return pd.DataFrame(columns=["ticker", "date", "open", "high", "low", "close",
-                                     "volume"]), False
+                                     "volume"]), set()
     try:
         frame = pd.DataFrame.from_dict(series, orient="index", dtype=object)
     except ValueError as e:
@@ -86,11 +87,11 @@ def parse_series(body: object, ticker: str) -> tuple[pd.DataFrame, bool]:
     frame = frame.reset_index(drop=True)
     frame.insert(0, "date", stamps.to_numpy())
     frame.insert(0, "ticker", ticker)
-    events = False
+    events: set[str] = set()
     if "dividend" in frame.columns:
         div = pd.to_numeric(frame["dividend"], errors="coerce").fillna(0)
         split = pd.to_numeric(frame["split"], errors="coerce").fillna(1)
-        events = bool(((div != 0) | (split != 1)).any())
+        events = set(frame.loc[((div != 0) | (split != 1)).to_numpy(), "date"].astype(str))
     cols = ["ticker", "date", "open", "high", "low", "close", "volume"]
     cols += ["adj_close"] if "adj_close" in frame.columns else []
     return frame[cols], events
@@ -115,5 +116,5 @@ class AlphaVantageSource(ProviderSource):
                           adjusted="false", extended_hours="false")
         return client.get_json(f"{self.base_url.rstrip('/')}/query", params=params)
 
-    def parse(self, body: object) -> tuple[pd.DataFrame, bool]:
+    def parse(self, body: object) -> tuple[pd.DataFrame, set[str]]:
         return parse_series(body, self.ticker)

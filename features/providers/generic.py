@@ -64,7 +64,7 @@ class HttpSource(ProviderSource):
         url = self.base_url.format(ticker=self.ticker, since=day)
         return client.get_text(url)
 
-    def parse(self, body: object) -> tuple[pd.DataFrame, bool]:
+    def parse(self, body: object) -> tuple[pd.DataFrame, set[str]]:
         text, ctype = body  # type: ignore[misc]
         # A generic source names no events: its adj_close column is taken as given.
-        return parse_body(text, ctype, self.ticker), False
+        return parse_body(text, ctype, self.ticker), set()

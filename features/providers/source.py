@@ -76,13 +76,20 @@ class ProviderSource:
     def request(self, client: ProviderClient, since: pd.Timestamp | None) -> object:
         raise NotImplementedError
 
-    def parse(self, body: object) -> tuple[pd.DataFrame, bool]:
-        """Raw rows (``features.sources`` columns) and whether a split/dividend is in them."""
+    def parse(self, body: object) -> tuple[pd.DataFrame, set[str]]:
+        """Raw rows (``features.sources`` columns) and the sessions (YYYY-MM-DD) with a split
+        or dividend."""
         raise NotImplementedError
 
     def fetch(self) -> pd.DataFrame:
         frame, events = self._get(self.since)
-        if self.since is not None and events:
+        stored_before = (self.history_start is not None and self.since is not None
+                         and self.history_start < self.since)
+        # Only an event after the stored bars matters (Alpha Vantage's compact output repeats
+        # 100 days, including events the stored adj_factors already reflect).
+        new_event = stored_before and any(pd.Timestamp(d, tz="UTC") >= self.since
+                                          for d in events)
+        if new_event:
             # An event re-bases every earlier adjusted price: rebuild the stored history.
             self.refetched = True
             frame, _ = self._get(self.history_start)
@@ -93,7 +100,7 @@ class ProviderSource:
             frame = frame[day.isna() | (day >= self.since)].reset_index(drop=True)
         return frame
 
-    def _get(self, since: pd.Timestamp | None) -> tuple[pd.DataFrame, bool]:
+    def _get(self, since: pd.Timestamp | None) -> tuple[pd.DataFrame, set[str]]:
         body = None
         try:
             body = self.request(self.client, since)

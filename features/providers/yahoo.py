@@ -34,8 +34,9 @@ from features.providers.http import MalformedResponse, PermanentError, ProviderC
 from features.providers.source import ProviderSource
 
 
-def parse_chart(body: object, ticker: str) -> tuple[pd.DataFrame, bool]:
-    """Raw rows of one chart answer, and whether it carried a split or dividend event.
+def parse_chart(body: object, ticker: str) -> tuple[pd.DataFrame, set[str]]:
+    """Raw rows of one chart answer, and the sessions (YYYY-MM-DD) of its split and dividend
+    events.
 
     Raises:
         PermanentError: the answer is Yahoo's error object.
@@ -53,7 +54,7 @@ def parse_chart(body: object, ticker: str) -> tuple[pd.DataFrame, bool]:
             # No session in the window (a holiday, nothing new yet): Yahoo then omits
             # "timestamp" and sends empty quote objects.
             return pd.DataFrame(columns=["ticker", "date", "open", "high", "low", "close",
-                                         "volume", "adj_close"]), False
+                                         "volume", "adj_close"]), set()
         quote = res["indicators"]["quote"][0]
         adj = (res["indicators"].get("adjclose") or [{}])[0].get("adjclose")
         events = res.get("events") or {}
@@ -76,19 +77,23 @@ def parse_chart(body: object, ticker: str) -> tuple[pd.DataFrame, bool]:
     if adj is not None:
         frame["adj_close"] = pd.to_numeric(pd.Series(adj, dtype="object"), errors="coerce")
 
+    def session(epoch) -> str:
+        return pd.Timestamp(int(epoch), unit="s", tz="UTC").tz_convert(tz).strftime("%Y-%m-%d")
+
     splits = (events.get("splits") or {}).values()
     # Cumulative ratio of the splits after each bar: as traded = split-adjusted * ratio.
     ratio = np.ones(n)
     for s in splits:
-        when = pd.Timestamp(int(s["date"]), unit="s", tz="UTC").tz_convert(tz).strftime("%Y-%m-%d")
+        when = session(s["date"])
         r = float(s["numerator"]) / float(s["denominator"])
         ratio[(day < when).to_numpy()] *= r
     for k in ("open", "high", "low", "close"):
         frame[k] = frame[k] * ratio
     frame["volume"] = (frame["volume"] / ratio).round()
-    had_events = bool(events.get("splits") or events.get("dividends"))
+    event_days = {session(e["date"]) for kind in ("splits", "dividends")
+                  for e in (events.get(kind) or {}).values()}
     # Empty cells (Yahoo's nulls) stay empty text so validation names them.
-    return frame.astype(object).where(frame.notna(), ""), had_events
+    return frame.astype(object).where(frame.notna(), ""), event_days
 
 
 @dataclass
@@ -104,5 +109,5 @@ class YahooSource(ProviderSource):
                                params={"period1": start, "period2": end, "interval": "1d",
                                        "events": "div|split", "includeAdjustedClose": "true"})
 
-    def parse(self, body: object) -> tuple[pd.DataFrame, bool]:
+    def parse(self, body: object) -> tuple[pd.DataFrame, set[str]]:
         return parse_chart(body, self.ticker)

@@ -39,7 +39,7 @@ def _av(query: dict) -> Reply:
 
 def test_yahoo_unadjusts_splits_and_keeps_adjclose():
     frame, events = parse_chart(fixture("yahoo_chart_AAPL.json"), "AAPL")
-    assert events
+    assert events == {"2020-08-07", "2020-08-31"}
     row = frame.set_index("date")
     av = fixture("alphavantage_daily_AAPL.json")["Time Series (Daily)"]
     # Before the 4:1 split Yahoo's close is divided by 4; we store it as traded again.
@@ -168,6 +168,13 @@ def test_alpha_vantage_daily_adjusted_throttle_and_key_never_printed(settings):
     assert bars.at[d, "adj_factor"] == pytest.approx(107.775 / 431.10, rel=1e-9)
     text = describe(rep) + json.dumps(rep.to_dict(), default=str)
     assert "av-s3cr3t" not in text
+    # Alpha Vantage repeats old sessions (and their events) in every answer: events the
+    # stored bars already reflect do not trigger a full refetch.
+    with ReplayServer() as srv:
+        srv.route("/query", _av)
+        again = run_fetch(FetchConfig("alphavantage", ("AAPL",)), settings, _ps(srv))
+    assert again.ok and not again.refetched and again.http_calls == 1
+    assert again.since["AAPL"] == "2020-09-05" and again.ingest["rows_ok"] == 0
 
 
 def test_malformed_alpha_vantage_and_fred_bodies_are_kept_and_reported(settings):
