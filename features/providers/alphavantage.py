@@ -23,7 +23,7 @@ adjusted, so the raw ``adj_close`` is the provider's own field. Intraday is requ
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 
@@ -102,7 +102,7 @@ class AlphaVantageSource(ProviderSource):
     """Daily adjusted (``interval='1d'``) or intraday bars of one ticker."""
 
     provider: str = "alphavantage"
-    api_key: str = ""
+    api_key: str = field(default="", repr=False)  # never in a repr, log or report
     interval: str = "1d"
 
     def request(self, client: ProviderClient, since: pd.Timestamp | None) -> object:

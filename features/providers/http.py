@@ -149,13 +149,13 @@ class ProviderClient:
     name: str
     limits: ClientLimits = field(default_factory=ClientLimits)
     check_body: Callable[[object], None] | None = None
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict, repr=False)  # may hold a token
     calls: int = 0  # HTTP requests actually sent (attempts, not logical calls)
 
     def __post_init__(self) -> None:
         _install_log_filter()
         self._http = httpx.Client(timeout=self.limits.timeout_s, headers={
-            "User-Agent": "stockray/0.1 (+https://github.com/)", **self.headers})
+            "User-Agent": "stockray/0.1", **self.headers})
         self._limiter = MovingWindowRateLimiter(MemoryStorage())
         self._rate = parse_rate(self.limits.rate)
         self.breaker = pybreaker.CircuitBreaker(

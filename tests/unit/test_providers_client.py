@@ -123,3 +123,12 @@ def test_keys_never_reach_messages_or_logs(caplog):
         assert "s3cr3t" not in str(e.value) and "apikey=%2A%2A%2A" in str(e.value)
         assert "s3cr3t" not in caplog.text
         assert srv.requests("/query")[0].query["apikey"] == "s3cr3t"  # but it was sent
+
+
+def test_sources_and_clients_do_not_show_keys_in_their_repr():
+    from features.providers.alphavantage import AlphaVantageSource
+
+    c = ProviderClient("http", headers={"Authorization": "Bearer tok3n"})
+    src = AlphaVantageSource(ticker="AAPL", client=c, base_url="http://h", api_key="s3cr3t")
+    assert "s3cr3t" not in repr(src) and "tok3n" not in repr(src) and "tok3n" not in repr(c)
+    c.close()
