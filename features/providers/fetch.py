@@ -18,6 +18,7 @@ by more than ``tolerance`` (relative), or sessions only one side has, are listed
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -37,6 +38,24 @@ from features.settings import Settings
 from features.validate import validate_raw
 
 PROVIDERS = ("yahoo", "alphavantage", "http", "fred")
+INTRADAY = ("1min", "5min", "15min", "30min", "60min")  # Alpha Vantage's intervals
+# Symbols as providers spell them (BRK-B, ^GSPC, EURUSD=X, RDS.A); anything else could
+# escape a URL path or a lake partition.
+_SYMBOL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.^=\-]{0,19}$|^\^[A-Za-z0-9.=\-]{1,19}$")
+
+
+def check_config(cfg: FetchConfig) -> None:
+    """Raise ValueError naming what is wrong with a fetch request."""
+    for name in (cfg.provider, cfg.cross_check):
+        if name is not None and name not in PROVIDERS:
+            raise ValueError(f"unknown provider {name!r}; choose from {', '.join(PROVIDERS)}")
+    if cfg.cross_check in ("fred", cfg.provider):
+        raise ValueError(f"--cross-check needs another market provider, not {cfg.cross_check}")
+    if cfg.interval != "1d" and cfg.interval not in INTRADAY:
+        raise ValueError(f"--interval {cfg.interval!r}: use 1d or one of {', '.join(INTRADAY)}")
+    bad = [t for t in cfg.tickers if not _SYMBOL.match(t)]
+    if bad:
+        raise ValueError(f"not a ticker/series id: {bad}")
 
 
 @dataclass
@@ -126,8 +145,8 @@ def build_sources(provider: str, cfg: FetchConfig, ps: ProviderSettings, client:
         rng = stored_range(bars_dir, t)
         since = _since(cfg, rng[1] if rng else None, step)
         common = {"ticker": t, "client": client, "since": since,
-                      "history_start": rng[0] if rng else None, "quarantine_dir": quarantine_dir,
-                      "run_id": run_id}
+                  "history_start": rng[0] if rng else None, "quarantine_dir": quarantine_dir,
+                  "run_id": run_id}
         if cfg.interval != "1d":
             common["bar"] = pd.Timedelta(cfg.interval)  # "5min" -> 5 minutes
         if provider == "yahoo":
@@ -149,6 +168,7 @@ def build_sources(provider: str, cfg: FetchConfig, ps: ProviderSettings, client:
 def run_fetch(cfg: FetchConfig, settings: Settings, ps: ProviderSettings | None = None,
               run_id: str | None = None) -> FetchReport:
     """Fetch ``cfg.tickers`` from ``cfg.provider`` into the lake (see module docstring)."""
+    check_config(cfg)
     ps = ps or ProviderSettings()
     settings = settings.resolved()
     run_id = run_id or new_run_id("fetch")

@@ -16,7 +16,7 @@ from features.lake import read_bars
 from features.macro import join_macro
 from features.providers import fred
 from features.providers.config import ProviderSettings
-from features.providers.fetch import FetchConfig, describe, run_fetch
+from features.providers.fetch import FetchConfig, check_config, describe, run_fetch
 from features.providers.source import drop_unfinished
 from features.providers.yahoo import parse_chart
 from tests.provider_replay import ReplayServer, Reply, fixture, yahoo_window
@@ -268,6 +268,16 @@ def test_generic_csv_source_quarantines_bad_cells(settings, monkeypatch):
     assert s["rows_ok"] == 24 and s["by_rule"] == {"schema": 1}
     bars = read_bars(settings.bars_dir).set_index("ts")
     assert bars["adj_factor"].iloc[0] == pytest.approx(105.281432 / 421.91)
+
+
+def test_bad_requests_are_refused_before_any_call(settings):
+    bad = [FetchConfig("bloomberg", ("AAPL",)), FetchConfig("yahoo", ("../etc",)),
+           FetchConfig("yahoo", ("AAPL",), interval="7min"),
+           FetchConfig("yahoo", ("AAPL",), cross_check="yahoo")]
+    for cfg in bad:
+        with pytest.raises(ValueError):
+            run_fetch(cfg, settings)
+    check_config(FetchConfig("yahoo", ("BRK-B", "^GSPC", "RDS.A", "EURUSD=X")))
 
 
 def test_cli_fetch_reads_urls_and_keys_from_env(settings, monkeypatch):
