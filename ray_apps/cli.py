@@ -93,6 +93,45 @@ def ingest(
 
 
 @app.command()
+def fetch(
+    provider: Annotated[str, typer.Option(
+        help="yahoo | alphavantage | http (STOCKRAY_HTTP_SOURCE_URL template) | fred.")],
+    tickers: Annotated[str, typer.Option(
+        help="Comma-separated tickers (FRED: series ids, e.g. CPILFESL,AAA,BAA).")],
+    since: Annotated[str | None, typer.Option(
+        help="First session, YYYY-MM-DD (default: the day after each ticker's last stored "
+             "bar; all history for a new ticker).")] = None,
+    interval: Annotated[str, typer.Option(
+        help="1d, or an Alpha Vantage intraday interval (1min, 5min, 15min, 30min, 60min; "
+             "stored in lake/bars_<interval>).")] = "1d",
+    cross_check: Annotated[str | None, typer.Option(
+        help="Also fetch from this provider (not stored) and report disagreements in "
+             "reports/data_quality/crosscheck-<run>.json.")] = None,
+    tolerance: Annotated[float, typer.Option(
+        help="Relative close difference counted as a cross-check disagreement.")] = 0.005,
+) -> None:
+    """Fetch new bars (or FRED observations) from a provider into the lake, through the same
+    validation and quarantine as `ingest`. Base URLs, keys and limits come from STOCKRAY_*
+    env vars (README, Live data). Exit 1 if a ticker failed (the lake keeps its last good
+    bars), 2 on a configuration error."""
+    from features.providers.fetch import FetchConfig, describe, run_fetch
+
+    syms = _tickers(tickers)
+    if not syms:
+        raise typer.BadParameter("give at least one ticker", param_hint="--tickers")
+    try:
+        rep = run_fetch(FetchConfig(provider=provider.lower(), tickers=syms, since=since,
+                                    interval=interval, cross_check=cross_check,
+                                    tolerance=tolerance), _settings())
+    except ValueError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(describe(rep))
+    if not rep.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
 def features(
     engine: Annotated[str, typer.Option(
         help="auto (by row count) | ray (Ray Data) | local (one process).")] = "auto",
@@ -419,6 +458,62 @@ def retrain(
                              auth=auth), _settings(), log=typer.echo)
     typer.echo(f"ran {res.ran or 'nothing'}; skipped {res.skipped or 'nothing'}; "
                f"state {res.state_file}")
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def daily(
+    ctx: typer.Context,
+    provider: Annotated[str, typer.Option(help="Market provider, or 'none'.")] = "yahoo",
+    tickers: Annotated[str, typer.Option(help="Tickers to fetch.")] =
+        "AAPL,GOOG,IBM,MSFT,FB,^GSPC",
+    macro: Annotated[str, typer.Option(help="FRED series ids (needs STOCKRAY_FRED_API_KEY), "
+                                            "e.g. CPILFESL,AAA,BAA.")] = "",
+    retrain: Annotated[bool, typer.Option(help="Run `stockray retrain` afterwards (extra "
+                                               "arguments after the options go to it).")] = True,
+) -> None:
+    """The daily after-close job: fetch new bars and macro releases, then `stockray retrain`
+    (which skips unchanged steps). A failed provider does not stop it; exit 1 if any step
+    failed."""
+    from ray_apps.daily import DailyConfig, main
+
+    res = main(DailyConfig(provider=None if provider == "none" else provider,
+                           tickers=_tickers(tickers), macro=_tickers(macro), retrain=retrain,
+                           retrain_args=list(ctx.args)), _settings(), log=typer.echo)
+    raise typer.Exit(0 if res.ok else 1)
+
+
+@app.command()
+def schedule(
+    cron: Annotated[str, typer.Option(
+        help="Cron schedule, in the machine's time zone (default: 22:15 UTC on weekdays, "
+             "after the New York close all year, for a UTC machine).")] = "15 22 * * 1-5",
+    submit: Annotated[bool, typer.Option(
+        help="Submit to the running cluster (`stockray submit`); --no-submit runs it "
+             "standalone.")] = True,
+    args: Annotated[str, typer.Option(help="Arguments for `python -m ray_apps.daily`, e.g. "
+                                           "'--macro CPILFESL,AAA,BAA'.")] = "",
+    install: Annotated[bool, typer.Option(
+        help="Add (or replace) the line in this user's crontab instead of printing it.")] =
+        False,
+) -> None:
+    """Print (or install) the crontab line of the daily after-close job — the local
+    equivalent of cluster/ray-job.daily.yaml."""
+    from ray_apps.daily import cron_line
+
+    line = cron_line(_settings(), schedule=cron, daily_args=args, submit=submit)
+    if not install:
+        typer.echo(line)
+        return
+    marker = "# stockray daily"
+    old = subprocess.run(["crontab", "-l"], check=False, capture_output=True, text=True)
+    kept = [x for x in (old.stdout.splitlines() if old.returncode == 0 else [])
+            if not x.endswith(marker)]
+    new = "\n".join([*kept, f"{line} {marker}"]) + "\n"
+    done = subprocess.run(["crontab", "-"], check=False, input=new, text=True, capture_output=True)
+    if done.returncode != 0:
+        typer.echo(f"error: crontab failed: {done.stderr.strip()}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"installed in crontab: {line}")
 
 
 @app.command()

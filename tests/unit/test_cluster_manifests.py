@@ -19,6 +19,8 @@ def test_every_kuberay_manifest_pins_the_installed_ray():
     for name, doc in docs.items():
         if doc.get("apiVersion", "").startswith("ray.io/"):
             spec = doc["spec"]
+            if doc["kind"] == "RayCronJob":
+                spec = spec["jobTemplate"]["rayClusterSpec"]
             version = spec.get("rayVersion") or spec["rayClusterConfig"]["rayVersion"]
             assert version == ray.__version__, name
 
