@@ -470,15 +470,22 @@ def daily(
                                             "e.g. CPILFESL,AAA,BAA.")] = "",
     retrain: Annotated[bool, typer.Option(help="Run `stockray retrain` afterwards (extra "
                                                "arguments after the options go to it).")] = True,
+    monitor: Annotated[bool, typer.Option(help="Then `stockray monitor --act`.")] = True,
+    report: Annotated[bool, typer.Option(help="Then `stockray report` (needs the running "
+                                              "service).")] = True,
+    email_sink: Annotated[str | None, typer.Option(
+        help="Email the daily report through this sink of configs/alerts.yaml.")] = None,
 ) -> None:
-    """The daily after-close job: fetch new bars and macro releases, then `stockray retrain`
-    (which skips unchanged steps). A failed provider does not stop it; exit 1 if any step
-    failed."""
+    """The daily after-close job: fetch new bars and macro releases, `stockray retrain`
+    (which skips unchanged steps), `stockray monitor --act`, `stockray report`. A failed
+    step does not stop the next; exit 1 if any step failed."""
     from ray_apps.daily import DailyConfig, main
 
     res = main(DailyConfig(provider=None if provider == "none" else provider,
                            tickers=_tickers(tickers), macro=_tickers(macro), retrain=retrain,
-                           retrain_args=list(ctx.args)), _settings(), log=typer.echo)
+                           retrain_args=list(ctx.args), monitor=monitor, report=report,
+                           report_args=["--email-sink", email_sink] if email_sink else []),
+               _settings(), log=typer.echo)
     raise typer.Exit(0 if res.ok else 1)
 
 

@@ -4,7 +4,10 @@
 Steps: fetch new daily bars from a provider and new macro releases from FRED
 (``features.providers.fetch``), then ``stockray retrain`` — ingest -> validate -> features ->
 materialize -> evaluate -> train/promote, where every step whose inputs did not change is
-skipped, so the model is retrained only when it is due (new data or config).
+skipped, so the model is retrained only when it is due (new data or config) — then
+``stockray monitor --act`` (live performance of the served models, drift; rollback / retrain /
+promotion by rule) and ``stockray report`` (the daily report, emailed when a sink is given).
+The monitor and the report need the running service's audit log and gRPC port.
 
 A provider that fails does not stop the job: the lake keeps its last good bars, retrain runs
 on what is there, serving keeps answering (with older feature timestamps), and the job exits 1
@@ -38,22 +41,31 @@ class DailyConfig:
     macro: tuple[str, ...] = ()  # FRED series ids, e.g. CPILFESL,AAA,BAA
     retrain: bool = True
     retrain_args: list[str] = field(default_factory=list)  # extra `stockray retrain` options
+    monitor: bool = True            # `stockray monitor --act` after retrain
+    report: bool = True             # `stockray report` last
+    report_args: list[str] = field(default_factory=list)   # e.g. ["--email-sink", "desk"]
 
 
 @dataclass
 class DailyResult:
     fetches: list[FetchReport]
     retrain_exit: int | None
+    step_exits: dict[str, int] = field(default_factory=dict)  # monitor / report
 
     @property
     def ok(self) -> bool:
-        return all(f.ok for f in self.fetches) and self.retrain_exit in (0, None)
+        return (all(f.ok for f in self.fetches) and self.retrain_exit in (0, None)
+                and all(code == 0 for code in self.step_exits.values()))
+
+
+def cli_command(settings: Settings, command: str, extra: list[str]) -> list[str]:
+    """``python -m ray_apps.cli --data-dir D <command> ...`` with this interpreter."""
+    return [sys.executable, "-m", "ray_apps.cli", "--data-dir", str(settings.data_dir),
+            command, *extra]
 
 
 def retrain_command(settings: Settings, extra: list[str]) -> list[str]:
-    """``python -m ray_apps.cli --data-dir D retrain ...`` with this interpreter."""
-    return [sys.executable, "-m", "ray_apps.cli", "--data-dir", str(settings.data_dir),
-            "retrain", *extra]
+    return cli_command(settings, "retrain", extra)
 
 
 def main(cfg: DailyConfig, settings: Settings, log: Callable[[str], None] = print,
@@ -78,7 +90,14 @@ def main(cfg: DailyConfig, settings: Settings, log: Callable[[str], None] = prin
         cmd = retrain_command(settings, cfg.retrain_args)
         log("$ " + " ".join(cmd))
         code = run(cmd)
-    return DailyResult(reports, code)
+    steps = {}
+    for name, on, extra in (("monitor", cfg.monitor, ["--act"]),
+                            ("report", cfg.report, cfg.report_args)):
+        if on:  # each runs even when an earlier step failed: it reports what is there
+            cmd = cli_command(settings, name, extra)
+            log("$ " + " ".join(cmd))
+            steps[name] = run(cmd)
+    return DailyResult(reports, code, steps)
 
 
 def cron_line(settings: Settings, schedule: str = DEFAULT_CRON, workdir: str | None = None,
@@ -108,13 +127,19 @@ def _parse(argv: list[str] | None) -> tuple[DailyConfig, Settings]:
     p.add_argument("--tickers", default=",".join(DailyConfig().tickers))
     p.add_argument("--macro", default="", help="FRED series ids, comma-separated")
     p.add_argument("--no-retrain", action="store_true")
+    p.add_argument("--no-monitor", action="store_true")
+    p.add_argument("--no-report", action="store_true")
+    p.add_argument("--email-sink", default=None, help="email the daily report via this sink")
     p.add_argument("--data-dir", default=None, help="default: STOCKRAY_DATA_DIR or ./data")
     a, extra = p.parse_known_args(argv)
     split = (lambda s: tuple(x.strip() for x in s.split(",") if x.strip()))
     settings = Settings(data_dir=a.data_dir) if a.data_dir else Settings()
     return DailyConfig(provider=None if a.provider == "none" else a.provider,
                        tickers=split(a.tickers), macro=split(a.macro),
-                       retrain=not a.no_retrain, retrain_args=extra), settings
+                       retrain=not a.no_retrain, retrain_args=extra,
+                       monitor=not a.no_monitor, report=not a.no_report,
+                       report_args=["--email-sink", a.email_sink] if a.email_sink else []), \
+        settings
 
 
 if __name__ == "__main__":

@@ -95,8 +95,10 @@ def test_daily_job_reports_a_down_provider_and_still_retrains(settings, monkeypa
     assert not res.ok and res.retrain_exit == 0
     yahoo, fred = res.fetches
     assert "yahoo:AAPL" in yahoo.failed and "STOCKRAY_FRED_API_KEY" in fred.failed["fred"]
-    (cmd,) = ran
+    cmd, monitor, report = ran  # retrain, then the monitor and the daily report
     assert cmd[-3:] == ["retrain", "--max-folds", "1"]
+    assert monitor[-2:] == ["monitor", "--act"] and report[-1] == "report"
+    assert res.step_exits == {"monitor": 0, "report": 0}
     # The command really is the public `retrain` entry (its --help answers).
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     assert subprocess.run([*cmd[:-2], "--help"], capture_output=True, env=env,
