@@ -12,7 +12,6 @@ latency the retry adds.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import threading
 import time
@@ -22,6 +21,7 @@ from tempfile import TemporaryDirectory
 
 import numpy as np
 
+from bench import emit
 from serving.alerts.rules import AlertConfig, PredictionObservation, prediction_alerts
 from serving.alerts.sinks import Dispatcher
 
@@ -118,12 +118,7 @@ def main() -> None:
     p.add_argument("--backoff", type=float, default=0.5)
     p.add_argument("--out", type=Path, default=None)
     a = p.parse_args()
-    res = run(a.n, a.backoff)
-    text = json.dumps(res, indent=2)
-    print(text)
-    if a.out:
-        a.out.parent.mkdir(parents=True, exist_ok=True)
-        a.out.write_text(text)
+    emit(run(a.n, a.backoff), a.out)
 
 
 if __name__ == "__main__":

@@ -11,13 +11,13 @@ between the two so load drift hits both alike.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from bench import emit
 from bench.serving_quick import BenchReader, latencies_ms, make_bundles
 
 
@@ -68,12 +68,7 @@ def main() -> None:
     p.add_argument("--blocks", type=int, default=10)
     p.add_argument("--out", type=Path, default=None)
     a = p.parse_args()
-    res = run(a.calls, a.blocks)
-    text = json.dumps(res, indent=2)
-    print(text)
-    if a.out:
-        a.out.parent.mkdir(parents=True, exist_ok=True)
-        a.out.write_text(text)
+    emit(run(a.calls, a.blocks), a.out)
 
 
 if __name__ == "__main__":
