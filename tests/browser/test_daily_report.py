@@ -15,8 +15,8 @@ from features.settings import Settings
 from ray_apps.daily_report import DailyReportConfig, main
 from serving.grpc_server import BackgroundServer
 from tests.browser.test_analyst_app import CHROMIUM, _data_dir, _nonblank
-from tests.conftest import free_port
 from tests.serving_fixtures import make_bundles, synthetic_rows
+from tests.smtp_server import smtp_server
 from tests.unit.test_serving_contract import make_service
 
 pytestmark = [pytest.mark.browser,
@@ -25,37 +25,21 @@ pytestmark = [pytest.mark.browser,
 
 
 def test_daily_report_html_pdf_and_email(tmp_path):
-    from aiosmtpd.controller import Controller
-
-    class Inbox:
-        def __init__(self):
-            self.messages = []
-
-        async def handle_DATA(self, server, session, envelope):
-            self.messages.append(envelope)
-            return "250 OK"
-
     rows = synthetic_rows()
     settings: Settings = _data_dir(tmp_path / "d", list(rows))
     svc = make_service(make_bundles(tmp_path / "b"), rows)
-    inbox, smtp_port = Inbox(), free_port()
     alerts = tmp_path / "alerts.yaml"
-    alerts.write_text(f"""
+    lines: list[str] = []
+    with smtp_server() as (inbox, smtp_port), BackgroundServer(svc) as server:
+        alerts.write_text(f"""
 rules: [{{name: big, kind: prediction, when: move, threshold: 0.02}}]
 sinks:
   - {{name: desk, type: email, host: 127.0.0.1, port: {smtp_port}, sender: sr@localhost,
       to: [desk@localhost]}}
 """)
-    ctl = Controller(inbox, hostname="127.0.0.1", port=smtp_port)
-    ctl.start()
-    lines: list[str] = []
-    try:
-        with BackgroundServer(svc) as server:
-            paths = main(DailyReportConfig(horizon=5, tickers=(*rows, "ZZZZ"),
-                                           target=server.target, email_sink="desk",
-                                           alerts_config=alerts), settings, log=lines.append)
-    finally:
-        ctl.stop()
+        paths = main(DailyReportConfig(horizon=5, tickers=(*rows, "ZZZZ"),
+                                       target=server.target, email_sink="desk",
+                                       alerts_config=alerts), settings, log=lines.append)
     page = paths["html"].read_text()
     for section in ("fig-movers", "fig-drivers", "fig-equity", "Forecasts for the universe",
                     "Models vs baselines", "Data quality", "quarantined 3"):

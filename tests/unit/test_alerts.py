@@ -250,28 +250,14 @@ def test_sms_twilio_format(recorder, tmp_path, monkeypatch):
 
 
 def test_email_through_local_smtp_server(tmp_path):
-    from aiosmtpd.controller import Controller
+    from tests.smtp_server import smtp_server
 
-    class Handler:
-        def __init__(self):
-            self.messages = []
-
-        async def handle_DATA(self, server, session, envelope):
-            self.messages.append(envelope)
-            return "250 OK"
-
-    handler = Handler()
-    port = free_port()  # aiosmtpd probes its own port at start: 0 will not do
-    ctl = Controller(handler, hostname="127.0.0.1", port=port)
-    ctl.start()
-    try:
+    with smtp_server() as (handler, port):
         d = Dispatcher(_config(name="mail", type="email", host="127.0.0.1", port=port,
                                sender="alerts@stockray.local", to=["desk@example.com"]),
                        tmp_path)
         alert = _alert()
         rep = d.deliver([alert])["mail"]
-    finally:
-        ctl.stop()
     assert rep.delivered == 1 and len(handler.messages) == 1
     env = handler.messages[0]
     assert env.rcpt_tos == ["desk@example.com"]
