@@ -23,6 +23,7 @@ import json
 import logging
 import math
 import random
+import re
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -33,6 +34,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from serving.audit import AuditLog
+from serving.auth import CURRENT_KEY
 from serving.errors import (
     InvalidRequestError,
     ServingError,
@@ -50,6 +52,7 @@ log = logging.getLogger(__name__)
 DEFAULT_TOP_K = 5
 MAX_TOP_K = 1024  # >= any feature count (the catalogue grows; Explain returns all anyway)
 MAX_TICKER_LEN = 32
+TICKER_RE = re.compile(r"[A-Z0-9.\-]+")  # ASCII only (re's [A-Z] never matches other scripts)
 FUTURE_SLACK_S = 60.0
 
 # horizon -> (predicted return, the model that produced it)
@@ -212,13 +215,21 @@ def parse_as_of(text: str) -> float | None:
 
 
 def check_ticker(raw: str) -> str:
+    """Upper-cased ASCII symbol (letters, digits, '.', '-'), else InvalidRequestError.
+
+    ``str.isalnum`` alone would admit any Unicode letter or digit (``'ÄPL'``, ``'١٢'``); the
+    length is checked before ``upper()`` so an oversized value costs nothing."""
+    if len(raw) > 4 * MAX_TICKER_LEN:
+        raise InvalidRequestError(
+            f"ticker of {len(raw)} characters is not a symbol: at most {MAX_TICKER_LEN}"
+        )
     ticker = raw.strip().upper()
     if not ticker:
         raise InvalidRequestError("ticker is empty: pass a symbol such as 'AAPL'")
-    if len(ticker) > MAX_TICKER_LEN or not ticker.replace(".", "").replace("-", "").isalnum():
+    if len(ticker) > MAX_TICKER_LEN or not raw.isascii() or not TICKER_RE.fullmatch(ticker):
         raise InvalidRequestError(
-            f"ticker {raw[:40]!r} is not a symbol: use at most {MAX_TICKER_LEN} letters, "
-            "digits, '.' or '-'"
+            f"ticker {raw[:40]!r} is not a symbol: use at most {MAX_TICKER_LEN} ASCII "
+            "letters, digits, '.' or '-'"
         )
     return ticker
 
@@ -435,6 +446,7 @@ class PredictionService:
             "ts": time.time(),
             "request_id": request_id,
             "rpc": rpc,
+            "key": CURRENT_KEY.get(),  # the key's name, never its token
             "request": request,
             **extra,
             "latency_ms": (time.perf_counter() - t0) * 1e3,
