@@ -203,7 +203,6 @@ def serve(
 
     from ray_apps.cluster import local_cluster, wait_for_interrupt
     from ray_apps.serve import main
-    from serving.launch import serve_env
     from serving.models import registered_name_template
 
     try:
@@ -214,9 +213,13 @@ def serve(
         raise typer.BadParameter(
             "direct ingress serves the public port from one replica: use --ingress haproxy "
             "(or proxy) for --replicas > 1", param_hint="--replicas")
+    from ray_apps.serve import serve_env_of
+
     settings = _settings().resolved()
-    env = serve_env(settings.grpc_port, http_port=settings.http_port,
-                    ingress=ingress)  # type: ignore[arg-type]
+    try:
+        env = serve_env_of(settings, ingress)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--ingress") from None
     with local_cluster(settings, extra_env=env, auth=auth):
         ep = main(settings, mode=mode, family=family, ingress_replicas=replicas)
         typer.echo(f"gRPC {ep.grpc_target}, HTTP {ep.http_url} — Ctrl-C to stop")
@@ -239,12 +242,13 @@ def predict(
     """Ask the running gRPC service for a forecast (needs `stockray up` or `serve`)."""
     from google.protobuf.json_format import MessageToDict
 
+    from serving.auth import client_token
     from serving.client import PredictionClient, PredictionError, format_response
 
-    settings = _settings()
+    settings = _settings().resolved()
     tgt = target or f"127.0.0.1:{settings.grpc_port}"
     try:
-        with PredictionClient(tgt) as client:
+        with PredictionClient(tgt, token=client_token(settings.auth_path) or "") as client:
             resp = client.predict(ticker, list(horizon or []), explain=explain, top_k=top_k,
                                   timeout=timeout)
     except PredictionError as e:
@@ -277,11 +281,13 @@ def predict_batch(
     any ticker failed)."""
     from google.protobuf.json_format import MessageToDict
 
+    from serving.auth import client_token
     from serving.client import PredictionClient, PredictionError, format_batch
 
-    tgt = target or f"127.0.0.1:{_settings().grpc_port}"
+    settings = _settings().resolved()
+    tgt = target or f"127.0.0.1:{settings.grpc_port}"
     try:
-        with PredictionClient(tgt) as client:
+        with PredictionClient(tgt, token=client_token(settings.auth_path) or "") as client:
             resp = client.predict_batch(_tickers(tickers), list(horizon or []), explain=explain,
                                         top_k=top_k, model_alias=model_alias, timeout=timeout)
     except PredictionError as e:
@@ -483,6 +489,17 @@ def models() -> None:
             return f"{x:>10.4f}" if x is not None else f"{'-':>10}"
         typer.echo(f"  {v.name:<24} {v.version:>3} {','.join(v.aliases) or '-':<20} "
                    f"{f('val_rank_ic')} {f('wf_rank_ic_mean')}  {v.created}")
+
+
+def _register_security() -> None:
+    from ray_apps.security_cli import audit_app, auth_app, certs
+
+    app.add_typer(auth_app, name="auth")
+    app.add_typer(audit_app, name="audit")
+    app.command()(certs)
+
+
+_register_security()
 
 
 def main() -> None:

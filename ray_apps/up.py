@@ -15,7 +15,7 @@ from features.settings import Settings
 from features.sources import DEFAULT_TICKERS
 from ray_apps import build_features, ingest, serve, train
 from ray_apps.cluster import dashboard_url, local_cluster, wait_for_interrupt
-from serving.launch import ServeEndpoints, serve_env
+from serving.launch import ServeEndpoints
 
 
 @dataclass
@@ -59,7 +59,7 @@ def main(cfg: UpConfig, settings: Settings,
     settings = settings.resolved()
     t: dict[str, float] = {}
     t0 = time.perf_counter()
-    env = serve_env(settings.grpc_port, http_port=settings.http_port)
+    env = serve.serve_env_of(settings)
     _say(f"stockray: data dir {settings.data_dir}")
     with local_cluster(settings, extra_env=env, auth=cfg.auth) as ctx:
         t["ray_start_s"] = time.perf_counter() - t0
