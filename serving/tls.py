@@ -121,6 +121,9 @@ def channel_credentials(
     client_key: str | os.PathLike[str] | None = None,
 ) -> grpc.ChannelCredentials:
     """Client TLS trusting ``ca`` (None: the system roots), with an optional client pair."""
+    if bool(client_cert) != bool(client_key):
+        # grpcio aborts the whole process (a C++ CHECK) on a key without its chain.
+        raise ValueError("mTLS needs both a client certificate and its key")
     return grpc.ssl_channel_credentials(
         root_certificates=_read(ca) if ca else None,
         private_key=_read(client_key) if client_key else None,

@@ -42,7 +42,7 @@ from ray import serve
 from ray.serve.grpc_util import RayServegRPCContext
 from ray.serve.handle import DeploymentHandle
 
-from serving.auth import AccessConfig, Gate
+from serving.auth import AccessConfig, Gate, replica_gate, set_replica_gate
 from serving.config import RoutingConfig, StageConfig
 from serving.errors import RateLimitedError, RequestTooLargeError, ServingError, status_of
 from serving.explainer import Explanation
@@ -100,9 +100,6 @@ HTTP_RPCS = {
     "/v1/explain": "Explain",
     "/v1/models": "ListModels",
 }
-# This replica's gate, set by Ingress.__init__ (one Ingress per replica process). The ASGI
-# middleware is built by Starlette, not by us, so it finds the gate here.
-_GATE: Gate | None = None
 
 
 def _error_response(exc: BaseException) -> JSONResponse:
@@ -126,7 +123,7 @@ class HTTPGuard:
         rpc = HTTP_RPCS.get(scope.get("path", "")) if scope["type"] == "http" else None
         if rpc is None:  # /healthz, the OpenAPI page, lifespan
             return await self.app(scope, receive, send)
-        gate = _GATE
+        gate = replica_gate()  # set by Ingress.__init__ (one Ingress per replica process)
         if gate is None:
             resp = JSONResponse({"error": {"code": "UNAVAILABLE",
                                            "message": "replica starting; retry"}}, 503)
@@ -232,8 +229,8 @@ class Ingress:
         policy = cfg.policy() if cfg is not None else ServicePolicy()
         audit = cfg.build_audit() if cfg is not None else None
         self._service = PredictionService(stages, policy, audit=audit)
-        global _GATE
-        self._gate = _GATE = Gate(cfg.access if cfg is not None else AccessConfig(), audit)
+        self._gate = Gate(cfg.access if cfg is not None else AccessConfig(), audit)
+        set_replica_gate(self._gate)
 
     async def reconfigure(self, user_config: dict) -> None:
         """New ``user_config``: routing in place; a new ``reload_token`` re-resolves aliases."""
