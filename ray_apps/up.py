@@ -113,11 +113,14 @@ def main(cfg: UpConfig, settings: Settings,
 
 def usage(settings: Settings, ep: ServeEndpoints) -> str:
     return "\n".join([
-        "Call it yourself (from another terminal):",
+        "Call it yourself (from another terminal; token auth is on):",
         f"  stockray predict AAPL --horizon 5 --target {ep.grpc_target}",
+        f"  TOKEN=$(cat {settings.auth_path / 'api_token'})",
         (f"  curl -s -X POST {ep.http_url}/v1/predict -H 'content-type: application/json' "
+         "-H \"authorization: Bearer $TOKEN\" "
          "-d '{\"ticker\": \"AAPL\", \"horizons\": [5], \"explain\": true}'"),
-        (f"  grpcurl -plaintext -d '{{\"ticker\": \"AAPL\"}}' {ep.grpc_target} "
+        (f"  grpcurl -plaintext -H \"authorization: Bearer $TOKEN\" "
+         f"-d '{{\"ticker\": \"AAPL\"}}' {ep.grpc_target} "
          "stockray.v1.PredictionService/Predict"),
         f"  MLflow UI: mlflow ui --backend-store-uri {settings.tracking_uri}",
     ])
