@@ -44,6 +44,17 @@ def _global(
     _state["settings"] = Settings(**overrides)
 
 
+def _check_api_keys(settings: Settings) -> None:
+    """Create the API token on first start; refuse to start on unsafe key-file modes."""
+    from serving.auth import AuthSetupError, ensure_auth_dir
+
+    try:
+        ensure_auth_dir(settings.resolved().auth_path)
+    except AuthSetupError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(1) from None
+
+
 def _tickers(value: str) -> tuple[str, ...]:
     return tuple(t.strip().upper() for t in value.split(",") if t.strip())
 
@@ -64,6 +75,7 @@ def up(
     from ray_apps.up import UpConfig, main
 
     settings = _settings().model_copy(update={"serve_mode": mode})
+    _check_api_keys(settings)
     main(UpConfig(once=once, tickers=_tickers(tickers), start=start, end=end, engine=engine,
                   auth=auth), settings)
 
@@ -216,6 +228,7 @@ def serve(
     from ray_apps.serve import serve_env_of
 
     settings = _settings().resolved()
+    _check_api_keys(settings)
     try:
         env = serve_env_of(settings, ingress)
     except ValueError as e:

@@ -34,6 +34,7 @@ from typing import Annotated, Any
 
 import grpc
 from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from google.protobuf import json_format
 from grpc_health.v1 import health_pb2
@@ -44,7 +45,13 @@ from ray.serve.handle import DeploymentHandle
 
 from serving.auth import AccessConfig, Gate, replica_gate, set_replica_gate
 from serving.config import RoutingConfig, StageConfig
-from serving.errors import RateLimitedError, RequestTooLargeError, ServingError, status_of
+from serving.errors import (
+    InvalidRequestError,
+    RateLimitedError,
+    RequestTooLargeError,
+    ServingError,
+    status_of,
+)
 from serving.explainer import Explanation
 from serving.lookup import FeatureRow
 from serving.modelset import Watcher
@@ -140,6 +147,8 @@ class HTTPGuard:
             auth = headers.get(b"authorization")
             gate.admit(rpc, auth.decode("latin-1") if auth is not None else None)
         except ServingError as e:
+            if isinstance(e, RequestTooLargeError):
+                gate.record_refusal(rpc, e)  # auth refusals are recorded by the gate itself
             return await _error_response(e)(scope, receive, send)
         seen = 0
 
@@ -155,10 +164,24 @@ class HTTPGuard:
         try:
             return await self.app(scope, limited_receive, send)
         except RequestTooLargeError as e:
+            gate.record_refusal(rpc, e)
             return await _error_response(e)(scope, receive, send)
 
 
 api.add_middleware(HTTPGuard)
+
+
+@api.exception_handler(RequestValidationError)
+async def _invalid_body(request, exc: RequestValidationError) -> JSONResponse:
+    """A body that does not fit the schema (wrong type, int32 overflow, too long): 400
+    ``INVALID_ARGUMENT`` like gRPC, audited, instead of FastAPI's bare 422."""
+    first = exc.errors()[0] if exc.errors() else {}
+    where = ".".join(str(x) for x in first.get("loc", ()) if x != "body")
+    err = InvalidRequestError(f"invalid field {where or 'body'}: {first.get('msg', 'invalid')}"[:300])
+    gate = replica_gate()
+    if gate is not None:
+        gate.record_refusal(HTTP_RPCS.get(request.url.path, request.url.path), err)
+    return _error_response(err)
 
 
 class HandleStages:
@@ -231,6 +254,12 @@ class Ingress:
         self._service = PredictionService(stages, policy, audit=audit)
         self._gate = Gate(cfg.access if cfg is not None else AccessConfig(), audit)
         set_replica_gate(self._gate)
+
+    def __del__(self) -> None:
+        """Replica shutdown: seal and fsync the audit file (Serve calls ``__del__``)."""
+        audit = getattr(getattr(self, "_service", None), "audit", None)
+        if audit is not None:
+            audit.close()
 
     async def reconfigure(self, user_config: dict) -> None:
         """New ``user_config``: routing in place; a new ``reload_token`` re-resolves aliases."""

@@ -5,7 +5,7 @@ token auth, gRPC mTLS and HTTPS from a `stockray certs`-style dev pair; then
   core listeners, each listed and asserted as a documented exception (README "Security");
 - gRPC on the public port and through Serve's proxy: TLS required, client certificate
   required, token required (UNAUTHENTICATED with a message), health open;
-- HTTPS: 401 without a token, 413 for an oversized body (before decoding), 422 for a number
+- HTTPS: 401 without a token, 413 for an oversized body (before decoding), 400 for a number
   that overflows int32 (never 500), 400 for a non-ASCII ticker.
 """
 
@@ -47,16 +47,18 @@ def stack(tmp_path_factory):
                   "STOCKRAY_TLS_CLIENT_CERT": str(certs["client_cert"]),
                   "STOCKRAY_TLS_CLIENT_KEY": str(certs["client_key"])}
     bundles = make_bundles(tmp_path_factory.mktemp("bundles"), horizons=(1, 5))
+    audit = tmp_path_factory.mktemp("audit")
     with private_ray({**env, **client_env}, prefix="srsec-"):
         args = AppArgs(
             models=ModelSource(bundle_dirs=bundles),
             reader="tests.serving_fixtures:FakeReader",
             reader_kwargs={"rows": synthetic_rows()},
             access=AccessConfig(max_request_bytes=4096),
+            audit_dir=str(audit),
         )
         ep = start_serve(args, ports["grpc"], ports["http"], "127.0.0.1",
                          proxy_grpc_port=ports["pgrpc"], timeout_s=120)
-        yield {"ep": ep, "ports": ports, "certs": certs}
+        yield {"ep": ep, "ports": ports, "certs": certs, "audit": audit}
         serve.delete(args.app_name)
 
 
@@ -186,7 +188,25 @@ def test_https_auth_limits_and_validation(stack):
     big = json.dumps({"tickers": ["AAPL"] * 2000}).encode()
     status, body = _https(stack, "/v1/predict_batch", headers=ok, raw=big)
     assert status == 413 and "limit" in body["error"]["message"]
-    status, _ = _https(stack, "/v1/predict", {"ticker": "AAPL", "top_k": 2**40}, ok)
-    assert status == 422
+    status, body = _https(stack, "/v1/predict", {"ticker": "AAPL", "top_k": 2**40}, ok)
+    assert status == 400 and body["error"]["code"] == "INVALID_ARGUMENT", body
+    assert "top_k" in body["error"]["message"]
+    status, body = _https(stack, "/v1/predict", {"ticker": "AAPL", "horizons": [2**31]}, ok)
+    assert status == 400 and "horizons" in body["error"]["message"]
     status, body = _https(stack, "/v1/predict", {"ticker": "ÄAPL"}, ok)
     assert status == 400 and "ASCII" in body["error"]["message"]
+
+
+def test_refusals_are_audited_without_tokens(stack):
+    from serving.audit import read_audit, verify_audit
+
+    status, _ = _https(stack, "/v1/predict", {"ticker": "MSFT"}, {"authorization": "Bearer sr_bogus_Q7"})
+    assert status == 401
+    recs, bad = read_audit(stack["audit"])
+    codes = {r.get("error", {}).get("code") for r in recs}
+    assert {"UNAUTHENTICATED", "RESOURCE_EXHAUSTED", "INVALID_ARGUMENT"} <= codes, codes
+    assert {r["key"] for r in recs if "error" not in r} == {"owner"}  # names, not tokens
+    raw = b"".join(p.read_bytes() for p in stack["audit"].glob("*.jsonl"))
+    token = auth_headers()["authorization"].split()[1].encode()
+    assert token not in raw and b"sr_bogus_Q7" not in raw and b"sr_not_a_key" not in raw and bad == 0
+    assert verify_audit(stack["audit"]).ok
