@@ -47,6 +47,11 @@ KEYS_FILE = "keys.yaml"
 OWNER_KEY = "owner"  # the name of the key in api_token
 # The key name of the request being served (for the audit log); never the token.
 CURRENT_KEY: contextvars.ContextVar[str] = contextvars.ContextVar("stockray_key", default="")
+# Whether the request's key holds the Explain scope: without it, Predict's top-k contributions
+# are capped (serving.service), so `Predict(explain, top_k=1024)` is no back door to the full
+# attribution. True when auth is off.
+FULL_EXPLAIN: contextvars.ContextVar[bool] = contextvars.ContextVar("stockray_full_explain",
+                                                                    default=True)
 
 
 class AuthSetupError(RuntimeError):
@@ -284,6 +289,10 @@ class Authenticator:
                 found = k
         return found
 
+    def has_scope(self, name: str, scope: str) -> bool:
+        key = next((k for k in self._keys if k.name == name), None)
+        return key is not None and (scope in key.scopes or "admin" in key.scopes)
+
     def check(self, authorization: str | None, scope: str) -> str:
         """Return the key name, or raise Unauthenticated / PermissionDenied / RateLimited."""
         token = bearer(authorization)
@@ -348,6 +357,7 @@ class Gate:
             self.record_refusal(rpc, e)
             raise
         CURRENT_KEY.set(name)
+        FULL_EXPLAIN.set(self.auth.has_scope(name, self.access.scope_of("Explain")))
         return name
 
     def record_refusal(self, rpc: str, exc: Exception) -> None:

@@ -34,9 +34,10 @@ from typing import Any, Protocol
 import numpy as np
 
 from serving.audit import AuditLog
-from serving.auth import CURRENT_KEY
+from serving.auth import CURRENT_KEY, FULL_EXPLAIN
 from serving.errors import (
     InvalidRequestError,
+    PermissionDeniedError,
     ServingError,
     StaleFeaturesError,
     status_of,
@@ -51,6 +52,8 @@ from training.export import KIND_SEQUENCE
 log = logging.getLogger(__name__)
 DEFAULT_TOP_K = 5
 MAX_TOP_K = 1024  # >= any feature count (the catalogue grows; Explain returns all anyway)
+# Contributions a key without the Explain scope may ask for (the full vector is Explain's).
+TOP_K_WITHOUT_EXPLAIN_SCOPE = 10
 MAX_TICKER_LEN = 32
 TICKER_RE = re.compile(r"[A-Z0-9.\-]+")  # ASCII only (re's [A-Z] never matches other scripts)
 FUTURE_SLACK_S = 60.0
@@ -331,6 +334,11 @@ class PredictionService:
                 f"as_of {as_of_raw!r} is in the future: pass a past time or leave it empty"
             )
         tickers = [check_ticker(t) for t in tickers_raw]
+        if explain and top_k > TOP_K_WITHOUT_EXPLAIN_SCOPE and not FULL_EXPLAIN.get():
+            raise PermissionDeniedError(
+                f"top_k {top_k} needs a key with the Explain scope (at most "
+                f"{TOP_K_WITHOUT_EXPLAIN_SCOPE} contributions otherwise): lower top_k"
+            )
         return _Plan(tickers, horizons, alias, routed, as_of, explain, check_top_k(top_k))
 
     def _check_row(self, row: FeatureRow, as_of: float | None) -> tuple[float, bool]:

@@ -87,6 +87,13 @@ def test_scopes_rate_limit_and_reload(dirs, keys):
             assert c.predict("AAPL", explain=True, top_k=2).predictions  # top-k: predict scope
             e = _code(lambda: c.explain("AAPL"))
             assert e.code == grpc.StatusCode.PERMISSION_DENIED and "lacks scope 'explain'" in e.details
+            # no back door to the full attribution through Predict's top_k
+            e = _code(lambda: c.predict("AAPL", explain=True, top_k=11))
+            assert e.code == grpc.StatusCode.PERMISSION_DENIED and "Explain scope" in e.details
+            e = _code(lambda: c.predict_batch(["AAPL"], explain=True, top_k=100))
+            assert e.code == grpc.StatusCode.PERMISSION_DENIED
+        with PredictionClient(s.target, token=client_token(keys)) as c:  # owner: every scope
+            assert c.predict("AAPL", explain=True, top_k=100).predictions
         with PredictionClient(s.target, token=slow) as c:
             c.predict("AAPL")
             c.predict("AAPL")
