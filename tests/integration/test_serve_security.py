@@ -6,7 +6,8 @@ token auth, gRPC mTLS and HTTPS from a `stockray certs`-style dev pair; then
 - gRPC on the public port and through Serve's proxy: TLS required, client certificate
   required, token required (UNAUTHENTICATED with a message), health open;
 - HTTPS: 401 without a token, 413 for an oversized body (before decoding), 400 for a number
-  that overflows int32 (never 500), 400 for a non-ASCII ticker.
+  that overflows int32 (never 500), 400 for a non-ASCII ticker, 429 with retry-after;
+- the production profile: reflection off, Explain admin-only.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import ssl
+import time
 import urllib.error
 import urllib.request
 
@@ -22,7 +24,7 @@ import psutil
 import pytest
 
 from serving.app import AppArgs
-from serving.auth import AccessConfig
+from serving.auth import AccessConfig, add_key, default_auth_dir
 from serving.client import PredictionClient, PredictionError
 from serving.launch import serve_env, start_serve
 from serving.models import ModelSource
@@ -53,7 +55,7 @@ def stack(tmp_path_factory):
             models=ModelSource(bundle_dirs=bundles),
             reader="tests.serving_fixtures:FakeReader",
             reader_kwargs={"rows": synthetic_rows()},
-            access=AccessConfig(max_request_bytes=4096),
+            access=AccessConfig(max_request_bytes=4096, profile="production"),
             audit_dir=str(audit),
         )
         ep = start_serve(args, ports["grpc"], ports["http"], "127.0.0.1",
@@ -197,15 +199,71 @@ def test_https_auth_limits_and_validation(stack):
     assert status == 400 and "ASCII" in body["error"]["message"]
 
 
+def test_rate_limit_is_429_with_retry_after(stack):
+    token = add_key(default_auth_dir(), "slow-http", ["predict"], rate_per_s=0.2, burst=1)
+    hdr = {"authorization": f"Bearer {token}"}
+    deadline = time.monotonic() + 10
+    status = 401
+    while status == 401 and time.monotonic() < deadline:  # replicas re-read keys within 1 s
+        time.sleep(0.3)
+        status, body = _https(stack, "/v1/predict", {"ticker": "AAPL"}, hdr)
+    assert status == 200, body
+    ctx = ssl.create_default_context(cafile=str(stack["certs"]["cert"]))
+    req = urllib.request.Request(f"{stack['ep'].http_url}/v1/predict",
+                                 data=json.dumps({"ticker": "AAPL"}).encode(),
+                                 headers={"content-type": "application/json", **hdr})
+    with pytest.raises(urllib.error.HTTPError) as ei:
+        urllib.request.urlopen(req, timeout=10, context=ctx)
+    assert ei.value.code == 429 and int(ei.value.headers["retry-after"]) >= 1
+    assert "retry after" in json.loads(ei.value.read())["error"]["message"]
+
+
+def test_production_profile_reflection_off_and_explain_admin(stack):
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    from serving.tls import channel_credentials
+
+    analyst = add_key(default_auth_dir(), "analyst", ["predict", "explain"])
+    c = stack["certs"]
+    creds = channel_credentials(c["cert"], c["client_cert"], c["client_key"])
+    for target in (stack["ep"].grpc_target, stack["ep"].proxy_grpc_target):
+        with grpc.secure_channel(target, creds) as ch:
+            stub = reflection_pb2_grpc.ServerReflectionStub(ch)
+            req = reflection_pb2.ServerReflectionRequest(list_services="")
+            with pytest.raises(grpc.RpcError) as ei:
+                next(iter(stub.ServerReflectionInfo(iter([req]), timeout=10)))
+            assert ei.value.code() == grpc.StatusCode.UNIMPLEMENTED, target
+    with PredictionClient(stack["ep"].grpc_target, token=analyst) as cl:
+        deadline = time.monotonic() + 10
+        while True:  # replicas re-read keys within 1 s
+            try:
+                cl.predict("AAPL")
+                break
+            except PredictionError as e:
+                if e.code != grpc.StatusCode.UNAUTHENTICATED or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.3)
+        with pytest.raises(PredictionError) as ei:
+            cl.explain("AAPL")
+        assert ei.value.code == grpc.StatusCode.PERMISSION_DENIED  # production: admin only
+    with PredictionClient(stack["ep"].grpc_target) as cl:  # owner key: admin
+        assert cl.explain("AAPL").explanations
+
+
 def test_refusals_are_audited_without_tokens(stack):
     from serving.audit import read_audit, verify_audit
 
     status, _ = _https(stack, "/v1/predict", {"ticker": "MSFT"}, {"authorization": "Bearer sr_bogus_Q7"})
     assert status == 401
+    ok = auth_headers()
+    assert _https(stack, "/v1/predict", raw=b'{"ticker": "' + b"A" * 5000 + b'"}', headers=ok)[0] == 413
+    assert _https(stack, "/v1/predict", {"ticker": "AAPL", "top_k": "many"}, ok)[0] == 400
+    assert _https(stack, "/v1/predict", {"ticker": "AAPL"}, ok)[0] == 200
     recs, bad = read_audit(stack["audit"])
     codes = {r.get("error", {}).get("code") for r in recs}
     assert {"UNAUTHENTICATED", "RESOURCE_EXHAUSTED", "INVALID_ARGUMENT"} <= codes, codes
-    assert {r["key"] for r in recs if "error" not in r} == {"owner"}  # names, not tokens
+    names = {r["key"] for r in recs if "error" not in r}
+    assert "owner" in names and names <= {"owner", "analyst", "slow-http"}  # names, not tokens
     raw = b"".join(p.read_bytes() for p in stack["audit"].glob("*.jsonl"))
     token = auth_headers()["authorization"].split()[1].encode()
     assert token not in raw and b"sr_bogus_Q7" not in raw and b"sr_not_a_key" not in raw and bad == 0
