@@ -32,6 +32,15 @@ class Settings(BaseSettings):
         description="'fused': one replica holds every stage; 'split': one deployment per stage.",
     )
 
+    auth_dir: Path | None = Field(
+        None, description="API key files (api_token, keys.yaml); default <data_dir>/auth.")
+    tls_cert: Path | None = Field(None, description="Server certificate (PEM): TLS on.")
+    tls_key: Path | None = Field(None, description="Server private key (PEM, 0600).")
+    tls_client_ca: Path | None = Field(
+        None, description="CA of client certificates: gRPC requires one (mTLS).")
+    profile: str = Field(
+        "dev", description="'dev' or 'production' (reflection off, Explain/ListModels admin).")
+
     features_memory_gb: float = Field(
         2.0, gt=0,
         description="Memory budget of a feature run: ticker chunks in flight plus DuckDB's "
@@ -39,7 +48,20 @@ class Settings(BaseSettings):
 
     def resolved(self) -> Settings:
         """Return a copy whose ``data_dir`` is absolute (Ray workers run in other cwds)."""
-        return self.model_copy(update={"data_dir": self.data_dir.expanduser().resolve()})
+        return self.model_copy(update={
+            "data_dir": self.data_dir.expanduser().resolve(),
+            **({"auth_dir": self.auth_dir.expanduser().resolve()} if self.auth_dir else {}),
+        })
+
+    @property
+    def auth_path(self) -> Path:
+        """Where the API key files live (``auth_dir`` or ``<data_dir>/auth``)."""
+        return self.auth_dir if self.auth_dir is not None else self.data_dir / "auth"
+
+    @property
+    def certs_dir(self) -> Path:
+        """Where ``stockray certs`` writes a development pair."""
+        return self.data_dir / "certs"
 
     # -- layout below data_dir (pure path arithmetic; nothing is created here) --
     @property

@@ -46,6 +46,17 @@ def _global(
     _state["settings"] = Settings(**overrides)
 
 
+def _check_api_keys(settings: Settings) -> None:
+    """Create the API token on first start; refuse to start on unsafe key-file modes."""
+    from serving.auth import AuthSetupError, ensure_auth_dir
+
+    try:
+        ensure_auth_dir(settings.resolved().auth_path)
+    except AuthSetupError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(1) from None
+
+
 def _tickers(value: str) -> tuple[str, ...]:
     return tuple(t.strip().upper() for t in value.split(",") if t.strip())
 
@@ -66,6 +77,7 @@ def up(
     from ray_apps.up import UpConfig, main
 
     settings = _settings().model_copy(update={"serve_mode": mode})
+    _check_api_keys(settings)
     main(UpConfig(once=once, tickers=_tickers(tickers), start=start, end=end, engine=engine,
                   auth=auth), settings)
 
@@ -244,7 +256,6 @@ def serve(
 
     from ray_apps.cluster import local_cluster, wait_for_interrupt
     from ray_apps.serve import main
-    from serving.launch import serve_env
     from serving.models import registered_name_template
 
     try:
@@ -255,9 +266,14 @@ def serve(
         raise typer.BadParameter(
             "direct ingress serves the public port from one replica: use --ingress haproxy "
             "(or proxy) for --replicas > 1", param_hint="--replicas")
+    from ray_apps.serve import serve_env_of
+
     settings = _settings().resolved()
-    env = serve_env(settings.grpc_port, http_port=settings.http_port,
-                    ingress=ingress)  # type: ignore[arg-type]
+    _check_api_keys(settings)
+    try:
+        env = serve_env_of(settings, ingress)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--ingress") from None
     with local_cluster(settings, extra_env=env, auth=auth):
         ep = main(settings, mode=mode, family=family, ingress_replicas=replicas)
         typer.echo(f"gRPC {ep.grpc_target}, HTTP {ep.http_url} — Ctrl-C to stop")
@@ -280,12 +296,13 @@ def predict(
     """Ask the running gRPC service for a forecast (needs `stockray up` or `serve`)."""
     from google.protobuf.json_format import MessageToDict
 
+    from serving.auth import client_token
     from serving.client import PredictionClient, PredictionError, format_response
 
-    settings = _settings()
+    settings = _settings().resolved()
     tgt = target or f"127.0.0.1:{settings.grpc_port}"
     try:
-        with PredictionClient(tgt) as client:
+        with PredictionClient(tgt, token=client_token(settings.auth_path) or "") as client:
             resp = client.predict(ticker, list(horizon or []), explain=explain, top_k=top_k,
                                   timeout=timeout)
     except PredictionError as e:
@@ -318,11 +335,13 @@ def predict_batch(
     any ticker failed)."""
     from google.protobuf.json_format import MessageToDict
 
+    from serving.auth import client_token
     from serving.client import PredictionClient, PredictionError, format_batch
 
-    tgt = target or f"127.0.0.1:{_settings().grpc_port}"
+    settings = _settings().resolved()
+    tgt = target or f"127.0.0.1:{settings.grpc_port}"
     try:
-        with PredictionClient(tgt) as client:
+        with PredictionClient(tgt, token=client_token(settings.auth_path) or "") as client:
             resp = client.predict_batch(_tickers(tickers), list(horizon or []), explain=explain,
                                         top_k=top_k, model_alias=model_alias, timeout=timeout)
     except PredictionError as e:
@@ -627,6 +646,17 @@ def models() -> None:
             return f"{x:>10.4f}" if x is not None else f"{'-':>10}"
         typer.echo(f"  {v.name:<24} {v.version:>3} {','.join(v.aliases) or '-':<20} "
                    f"{f('val_rank_ic')} {f('wf_rank_ic_mean')}  {v.created}")
+
+
+def _register_security() -> None:
+    from ray_apps.security_cli import audit_app, auth_app, certs
+
+    app.add_typer(auth_app, name="auth")
+    app.add_typer(audit_app, name="audit")
+    app.command()(certs)
+
+
+_register_security()
 
 
 def main() -> None:

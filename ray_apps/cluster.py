@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from features.settings import Settings
+from serving import hardening
 
 # Ray puts Unix sockets under its temp dir, e.g. <tmp>/session_2026-11-24_07-20-45_487927_25409/
 # sockets/dash_MetricsHead (~66 bytes after <tmp>); a socket path must stay under 107 bytes.
@@ -69,12 +70,15 @@ def local_cluster(settings: Settings, *, extra_env: dict[str, str] | None = None
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     _reload_ray_config()
+    # Serve clusters: every Ray worker patches Serve's hard-coded wildcard binds
+    # (serving.hardening reads STOCKRAY_BIND_HOST / STOCKRAY_TLS_* from extra_env).
+    runtime_env = hardening.runtime_env() if hardening.BIND_HOST_ENV in env else None
     try:
         ctx = ray.init(
             include_dashboard=dashboard, dashboard_host=settings.host,
             dashboard_port=settings.dashboard_port, num_cpus=num_cpus,
             _temp_dir=ray_temp_dir(settings), log_to_driver=False,
-            configure_logging=True, logging_level="WARNING",
+            configure_logging=True, logging_level="WARNING", runtime_env=runtime_env,
         )
         try:
             yield ctx

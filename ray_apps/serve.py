@@ -14,7 +14,8 @@ from features.lake import list_tickers
 from features.settings import Settings
 from features.sources import MARKET_TICKER
 from serving.app import AppArgs
-from serving.launch import ServeEndpoints, start_serve
+from serving.auth import AccessConfig
+from serving.launch import ServeEndpoints, serve_env, start_serve
 from serving.models import DEFAULT_FAMILY, ModelSource, registered_name_template
 
 
@@ -42,7 +43,20 @@ def app_args(settings: Settings, horizons: list[int] | None = None,
                    app_name="stockray" if family == DEFAULT_FAMILY else f"stockray-{family}",
                    mode=mode or settings.serve_mode, host=settings.host,
                    ingress_replicas=ingress_replicas,
+                   access=AccessConfig(auth_dir=str(settings.auth_path),
+                                       profile=settings.profile),  # type: ignore[arg-type]
                    grpc_port=settings.grpc_port, http_port=settings.http_port)
+
+
+def serve_env_of(settings: Settings, ingress: str = "direct") -> dict[str, str]:
+    """``serve_env`` of a deployment's settings: ports, bind host and TLS paths."""
+    def p(x):
+        return str(x) if x else None
+
+    return serve_env(settings.grpc_port, http_port=settings.http_port,
+                     ingress=ingress, host=settings.host,  # type: ignore[arg-type]
+                     tls_cert=p(settings.tls_cert), tls_key=p(settings.tls_key),
+                     tls_client_ca=p(settings.tls_client_ca))
 
 
 def main(settings: Settings, horizons: list[int] | None = None,

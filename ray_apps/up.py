@@ -15,7 +15,7 @@ from features.settings import Settings
 from features.sources import DEFAULT_TICKERS
 from ray_apps import build_features, ingest, serve, train
 from ray_apps.cluster import dashboard_url, local_cluster, wait_for_interrupt
-from serving.launch import ServeEndpoints, serve_env
+from serving.launch import ServeEndpoints
 
 
 @dataclass
@@ -59,7 +59,7 @@ def main(cfg: UpConfig, settings: Settings,
     settings = settings.resolved()
     t: dict[str, float] = {}
     t0 = time.perf_counter()
-    env = serve_env(settings.grpc_port, http_port=settings.http_port)
+    env = serve.serve_env_of(settings)
     _say(f"stockray: data dir {settings.data_dir}")
     with local_cluster(settings, extra_env=env, auth=cfg.auth) as ctx:
         t["ray_start_s"] = time.perf_counter() - t0
@@ -113,11 +113,14 @@ def main(cfg: UpConfig, settings: Settings,
 
 def usage(settings: Settings, ep: ServeEndpoints) -> str:
     return "\n".join([
-        "Call it yourself (from another terminal):",
+        "Call it yourself (from another terminal; token auth is on):",
         f"  stockray predict AAPL --horizon 5 --target {ep.grpc_target}",
+        f"  TOKEN=$(cat {settings.auth_path / 'api_token'})",
         (f"  curl -s -X POST {ep.http_url}/v1/predict -H 'content-type: application/json' "
+         "-H \"authorization: Bearer $TOKEN\" "
          "-d '{\"ticker\": \"AAPL\", \"horizons\": [5], \"explain\": true}'"),
-        (f"  grpcurl -plaintext -d '{{\"ticker\": \"AAPL\"}}' {ep.grpc_target} "
+        (f"  grpcurl -plaintext -H \"authorization: Bearer $TOKEN\" "
+         f"-d '{{\"ticker\": \"AAPL\"}}' {ep.grpc_target} "
          "stockray.v1.PredictionService/Predict"),
         f"  MLflow UI: mlflow ui --backend-store-uri {settings.tracking_uri}",
     ])

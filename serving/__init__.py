@@ -12,5 +12,8 @@ Serve wrappers) -> ``app`` (``build_app(AppArgs)``) -> ``launch`` (``serve_env``
 ``start_serve``). ``grpc_server`` runs the same service on bare grpcio; ``client`` calls either.
 ``history`` reads sequence models' windows from the offline store.
 ``models`` finds bundles (directories or MLflow aliases); ``calibration`` turns a bundle's
-validation residuals into P(up) and conformal intervals; ``audit`` is the append-only log.
+validation residuals into P(up) and conformal intervals; ``audit`` is the hash-chained
+append-only log. Access: ``auth`` (API keys, scopes, rate limits, the ``Gate`` every transport
+calls first), ``tls`` (dev certificates, gRPC credentials), ``hardening`` (makes Ray Serve's
+hard-coded wildcard listeners bind the configured host, with TLS).
 """

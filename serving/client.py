@@ -1,13 +1,20 @@
-"""A small gRPC client for the prediction API and a human-readable formatter."""
+"""A small gRPC client for the prediction API and a human-readable formatter.
+
+Credentials by default: the token from ``$STOCKRAY_API_TOKEN`` or the server's token file
+(``$STOCKRAY_AUTH_DIR`` or ``<data_dir>/auth/api_token``, :func:`serving.auth.client_token`);
+TLS when ``tls_ca`` is given or ``$STOCKRAY_TLS_CA`` is set (plus a client pair for mTLS).
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Self
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from serving.auth import client_token
 from serving.errors import OVERLOAD_HINT
 from serving.protos import stockray_pb2 as pb
 from serving.protos import stockray_pb2_grpc as pb_grpc
@@ -28,14 +35,48 @@ class PredictionClient:
         target: ``host:port`` of the gRPC endpoint.
         application: Serve application name, sent as metadata (needed only when the Serve
             proxy hosts several applications).
+        token: API token; None reads ``$STOCKRAY_API_TOKEN`` or the token file, ``""`` sends
+            none.
+        tls_ca: CA (or self-signed server certificate) to trust: TLS on. None reads
+            ``$STOCKRAY_TLS_CA``; ``""`` forces plaintext.
+        client_cert / client_key: client pair for mTLS (default ``$STOCKRAY_TLS_CLIENT_CERT``
+            / ``_KEY``).
+        tls_server_name: the name to check in the server certificate when ``target`` is an
+            address the certificate does not list.
     """
 
-    def __init__(self, target: str, *, application: str | None = None) -> None:
+    def __init__(
+        self,
+        target: str,
+        *,
+        application: str | None = None,
+        token: str | None = None,
+        tls_ca: str | None = None,
+        client_cert: str | None = None,
+        client_key: str | None = None,
+        tls_server_name: str | None = None,
+    ) -> None:
+        from serving.tls import channel_credentials
+
         self.target = target
-        self._channel = grpc.insecure_channel(target)
+        ca = os.environ.get("STOCKRAY_TLS_CA", "") if tls_ca is None else tls_ca
+        if ca:
+            cc = client_cert or os.environ.get("STOCKRAY_TLS_CLIENT_CERT") or None
+            ck = client_key or os.environ.get("STOCKRAY_TLS_CLIENT_KEY") or None
+            opts = [("grpc.ssl_target_name_override", tls_server_name)] if tls_server_name else []
+            self._channel = grpc.secure_channel(target, channel_credentials(ca, cc, ck), opts)
+        else:
+            self._channel = grpc.insecure_channel(target)
+        self.tls = bool(ca)
         self._stub = pb_grpc.PredictionServiceStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
-        self._metadata = (("application", application),) if application else None
+        tok = client_token() if token is None else token
+        md = []
+        if application:
+            md.append(("application", application))
+        if tok:
+            md.append(("authorization", f"Bearer {tok}"))
+        self._metadata = tuple(md) or None
 
     def _call(self, rpc, req, timeout):
         try:

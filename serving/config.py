@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from serving.audit import AuditLog
+from serving.auth import AccessConfig
 from serving.history import OfflineHistory
 from serving.lookup import FeatureLookup, GenerationWatch
 from serving.models import ModelSource
@@ -85,6 +86,10 @@ class StageConfig(BaseModel):
     audit_dir: str | None = Field(None, description="Audit JSONL directory (None = off).")
     audit_fsync_every_s: float = Field(1.0, ge=0, description="fsync period of the audit log.")
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
+    access: AccessConfig = Field(
+        default_factory=AccessConfig,
+        description="Token auth, scopes, rate limits, reflection, request size limit.",
+    )
 
     def build_lookup(self) -> FeatureLookup:
         reader = build_reader(self.reader, self.reader_kwargs)

@@ -55,6 +55,41 @@ class OverloadedError(ServingError):
     http_status = 503
 
 
+class UnauthenticatedError(ServingError):
+    """No token, or a token that matches no key."""
+
+    grpc_code = grpc.StatusCode.UNAUTHENTICATED
+    http_status = 401
+
+
+class PermissionDeniedError(ServingError):
+    """The key is valid but lacks the scope the RPC needs."""
+
+    grpc_code = grpc.StatusCode.PERMISSION_DENIED
+    http_status = 403
+
+
+class RateLimitedError(ServingError):
+    """The key is over its rate limit; ``retry_after_s`` says when a token is free again."""
+
+    grpc_code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    http_status = 429
+
+    def __init__(self, message: str, retry_after_s: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+    def __reduce__(self):
+        return (type(self), (self.message, self.retry_after_s))
+
+
+class RequestTooLargeError(ServingError):
+    """The request body is over the configured size limit (checked before decoding)."""
+
+    grpc_code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    http_status = 413
+
+
 OVERLOAD_HINT = (
     "server overloaded (request queue full): retry with exponential backoff and jitter "
     "(e.g. 50 ms doubling to 2 s), or add replicas / raise max_queued_requests"

@@ -2,6 +2,11 @@
 
 No Ray: the latency floor for benchmarks, a fallback, and the unit tests' way to check the
 error mapping with a real client. ``python -m serving.grpc_server --help`` runs it.
+
+Same access rules as the Serve ingress (``serving.auth``): a Bearer token on every
+``PredictionService`` RPC (health open), reflection per ``AccessConfig``, requests larger than
+``max_request_bytes`` refused by grpcio before decoding (``RESOURCE_EXHAUSTED``), and TLS /
+mTLS when server credentials are given.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
+from serving.auth import AccessConfig, Gate
 from serving.config import StageConfig
 from serving.errors import status_of
 from serving.models import ModelSource
@@ -30,11 +36,13 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["PredictionService"].full_name
 
 
 class PredictionServicer(pb_grpc.PredictionServiceServicer):
-    def __init__(self, service: PredictionService) -> None:
-        self._service = service
+    def __init__(self, service: PredictionService, gate: Gate) -> None:
+        self._service, self._gate = service, gate
 
-    async def _call(self, fn, request, context):
+    async def _call(self, fn, request, context, rpc: str):
         try:
+            md = context.invocation_metadata() or ()
+            self._gate.admit(rpc, next((v for k, v in md if k == "authorization"), None))
             return await fn(request)
         except Exception as e:
             code, message, _ = status_of(e)
@@ -43,37 +51,57 @@ class PredictionServicer(pb_grpc.PredictionServiceServicer):
             await context.abort(code, message)
 
     async def Predict(self, request, context):
-        return await self._call(self._service.predict, request, context)
+        return await self._call(self._service.predict, request, context, "Predict")
 
     async def PredictBatch(self, request, context):
-        return await self._call(self._service.predict_batch, request, context)
+        return await self._call(self._service.predict_batch, request, context, "PredictBatch")
 
     async def Explain(self, request, context):
-        return await self._call(self._service.explain, request, context)
+        return await self._call(self._service.explain, request, context, "Explain")
 
     async def ListModels(self, request, context):
-        return await self._call(self._service.list_models, request, context)
+        return await self._call(self._service.list_models, request, context, "ListModels")
 
 
 async def start_server(
-    service: PredictionService, port: int = 0, host: str = "127.0.0.1"
+    service: PredictionService,
+    port: int = 0,
+    host: str = "127.0.0.1",
+    *,
+    access: AccessConfig | None = None,
+    credentials: grpc.ServerCredentials | None = None,
 ) -> tuple[grpc.aio.Server, int]:
-    """Start the server; returns it and the bound port (``port=0`` picks a free one)."""
-    server = grpc.aio.server()
-    pb_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(service), server)
+    """Start the server; returns it and the bound port (``port=0`` picks a free one).
+
+    Args:
+        access: auth, reflection and size limits (default ``AccessConfig()``: token auth on,
+            keys from :func:`serving.auth.default_auth_dir`).
+        credentials: ``serving.tls.server_credentials(...)`` for TLS (None: plaintext).
+    """
+    access = access or AccessConfig()
+    gate = Gate(access, service.audit)
+    server = grpc.aio.server(
+        options=[("grpc.max_receive_message_length", access.max_request_bytes)]
+    )
+    pb_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(service, gate), server)
     health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     for name in ("", SERVICE_NAME):
         await health.set(name, health_pb2.HealthCheckResponse.SERVING)
-    reflection.enable_server_reflection(
-        (
-            SERVICE_NAME,
-            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-            reflection.SERVICE_NAME,
-        ),
-        server,
-    )
-    bound = server.add_insecure_port(f"{host}:{port}")
+    if access.reflection_on():
+        reflection.enable_server_reflection(
+            (
+                SERVICE_NAME,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ),
+            server,
+        )
+    addr = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    if credentials is None:
+        bound = server.add_insecure_port(addr)
+    else:
+        bound = server.add_secure_port(addr, credentials)
     await server.start()
     return server, bound
 
@@ -81,8 +109,17 @@ async def start_server(
 class BackgroundServer:
     """The server on its own event-loop thread (for tests, benchmarks, notebooks)."""
 
-    def __init__(self, service: PredictionService, port: int = 0, host: str = "127.0.0.1"):
+    def __init__(
+        self,
+        service: PredictionService,
+        port: int = 0,
+        host: str = "127.0.0.1",
+        *,
+        access: AccessConfig | None = None,
+        credentials: grpc.ServerCredentials | None = None,
+    ):
         self._service, self._port, self._host = service, port, host
+        self._access, self._credentials = access, credentials
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._server: grpc.aio.Server | None = None
@@ -91,7 +128,14 @@ class BackgroundServer:
     def __enter__(self) -> Self:
         self._thread.start()
         fut = asyncio.run_coroutine_threadsafe(
-            start_server(self._service, self._port, self._host), self._loop
+            start_server(
+                self._service,
+                self._port,
+                self._host,
+                access=self._access,
+                credentials=self._credentials,
+            ),
+            self._loop,
         )
         self._server, self.port = fut.result(timeout=30)
         return self
@@ -142,7 +186,11 @@ def main(argv: list[str] | None = None) -> None:
 
     async def run() -> None:
         service = PredictionService(cfg.build_local_stages(), cfg.policy(), audit=cfg.build_audit())
-        server, bound = await start_server(service, port, host)
+        from serving.hardening import grpc_server_credentials_from_env
+
+        server, bound = await start_server(
+            service, port, host, access=cfg.access, credentials=grpc_server_credentials_from_env()
+        )
         print(f"serving stockray.v1.PredictionService on {host}:{bound}", flush=True)
         await server.wait_for_termination()
 

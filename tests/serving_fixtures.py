@@ -196,3 +196,10 @@ def make_sequence_bundles(root: Path, result, *, version: str = "2") -> dict[int
                                             model_version=version,
                                             extra={"metrics": result.metrics[h]}))
             for h in hs}
+
+
+def auth_headers() -> dict[str, str]:
+    """HTTP headers a client sends: the API token the test servers use (tests/conftest.py)."""
+    from serving.auth import client_token
+
+    return {"authorization": f"Bearer {client_token()}"}

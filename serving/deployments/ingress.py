@@ -15,6 +15,13 @@ Hot model swap: a watcher thread re-resolves the registry aliases every
 ``RoutingConfig.alias_poll_s`` and swaps models atomically (``serving.modelset``); changing
 ``user_config`` (``reconfigure``) updates canary/shadow routing in place and a new
 ``reload_token`` forces an immediate re-resolution.
+
+Access (``serving.auth``): every gRPC method but ``Check`` reads ``authorization`` from
+``grpc_context.invocation_metadata()`` (the proxy forwards client metadata, direct ingress has
+it first-hand) and asks the replica's :class:`~serving.auth.Gate`; HTTP goes through
+:class:`HTTPGuard`, an ASGI middleware that refuses an oversized body (``content-length`` or
+counted while streaming) and an unauthenticated call *before* FastAPI decodes the JSON.
+``/healthz`` stays open.
 """
 
 # No `from __future__ import annotations`: Serve rebuilds the FastAPI endpoints from the real
@@ -23,20 +30,28 @@ Hot model swap: a watcher thread re-resolves the registry aliases every
 import logging
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any
 
 import grpc
 from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from google.protobuf import json_format
 from grpc_health.v1 import health_pb2
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StringConstraints
 from ray import serve
 from ray.serve.grpc_util import RayServegRPCContext
 from ray.serve.handle import DeploymentHandle
 
+from serving.auth import AccessConfig, Gate, replica_gate, set_replica_gate
 from serving.config import RoutingConfig, StageConfig
-from serving.errors import ServingError, status_of
+from serving.errors import (
+    InvalidRequestError,
+    RateLimitedError,
+    RequestTooLargeError,
+    ServingError,
+    status_of,
+)
 from serving.explainer import Explanation
 from serving.lookup import FeatureRow
 from serving.modelset import Watcher
@@ -49,37 +64,124 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["PredictionService"].full_name
 MODELS_TTL_S = 1.0  # split mode: how long the ingress trusts its copy of the model table
 
 api = FastAPI(title="stockray prediction API", version="1")
+# The proto's int32 fields: a JSON number outside them is a 422 from validation, never a
+# ValueError (500) when the protobuf message is built.
+Int32 = Annotated[int, Field(ge=-(2**31), le=2**31 - 1)]
+Str = Annotated[str, StringConstraints(max_length=256)]
 
 
 class PredictBody(BaseModel):
     """JSON twin of ``PredictRequest``."""
 
-    ticker: str
-    horizons: list[int] = Field(default_factory=list)
+    ticker: Str
+    horizons: list[Int32] = Field(default_factory=list, max_length=1024)
     explain: bool = False
-    top_k: int = 0
-    as_of: str = ""
-    model_alias: str = ""
+    top_k: Int32 = 0
+    as_of: Str = ""
+    model_alias: Str = ""
 
 
 class PredictBatchBody(BaseModel):
     """JSON twin of ``PredictBatchRequest``."""
 
-    tickers: list[str]
-    horizons: list[int] = Field(default_factory=list)
+    tickers: list[Str] = Field(max_length=65536)
+    horizons: list[Int32] = Field(default_factory=list, max_length=1024)
     explain: bool = False
-    top_k: int = 0
-    as_of: str = ""
-    model_alias: str = ""
+    top_k: Int32 = 0
+    as_of: Str = ""
+    model_alias: Str = ""
 
 
 class ExplainBody(BaseModel):
     """JSON twin of ``ExplainRequest``."""
 
-    ticker: str
-    horizons: list[int] = Field(default_factory=list)
-    as_of: str = ""
-    model_alias: str = ""
+    ticker: Str
+    horizons: list[Int32] = Field(default_factory=list, max_length=1024)
+    as_of: Str = ""
+    model_alias: Str = ""
+
+
+HTTP_RPCS = {
+    "/v1/predict": "Predict",
+    "/v1/predict_batch": "PredictBatch",
+    "/v1/explain": "Explain",
+    "/v1/models": "ListModels",
+}
+
+
+def _error_response(exc: BaseException) -> JSONResponse:
+    code, message, http_status = status_of(exc)
+    headers = {}
+    if isinstance(exc, RateLimitedError):
+        headers["retry-after"] = str(max(1, round(exc.retry_after_s + 0.5)))
+    return JSONResponse(
+        {"error": {"code": code.name, "message": message}}, status_code=http_status,
+        headers=headers,
+    )
+
+
+class HTTPGuard:
+    """ASGI middleware: body size limit and token check before any decoding."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        rpc = HTTP_RPCS.get(scope.get("path", "")) if scope["type"] == "http" else None
+        if rpc is None:  # /healthz, the OpenAPI page, lifespan
+            return await self.app(scope, receive, send)
+        gate = replica_gate()  # set by Ingress.__init__ (one Ingress per replica process)
+        if gate is None:
+            resp = JSONResponse({"error": {"code": "UNAVAILABLE",
+                                           "message": "replica starting; retry"}}, 503)
+            return await resp(scope, receive, send)
+        limit = gate.access.max_request_bytes
+        headers = dict(scope.get("headers") or ())
+        try:
+            length = headers.get(b"content-length")
+            if length is not None and (not length.isdigit() or int(length) > limit):
+                raise RequestTooLargeError(
+                    f"request body of {length.decode(errors='replace')[:20]} bytes is over the "
+                    f"{limit}-byte limit: send fewer tickers per call"
+                )
+            auth = headers.get(b"authorization")
+            gate.admit(rpc, auth.decode("latin-1") if auth is not None else None)
+        except ServingError as e:
+            if isinstance(e, RequestTooLargeError):
+                gate.record_refusal(rpc, e)  # auth refusals are recorded by the gate itself
+            return await _error_response(e)(scope, receive, send)
+        seen = 0
+
+        async def limited_receive():  # chunked bodies have no content-length
+            nonlocal seen
+            msg = await receive()
+            if msg["type"] == "http.request":
+                seen += len(msg.get("body", b""))
+                if seen > limit:
+                    raise RequestTooLargeError(f"request body over the {limit}-byte limit")
+            return msg
+
+        try:
+            return await self.app(scope, limited_receive, send)
+        except RequestTooLargeError as e:
+            gate.record_refusal(rpc, e)
+            return await _error_response(e)(scope, receive, send)
+
+
+api.add_middleware(HTTPGuard)
+
+
+@api.exception_handler(RequestValidationError)
+async def _invalid_body(request, exc: RequestValidationError) -> JSONResponse:
+    """A body that does not fit the schema (wrong type, int32 overflow, too long): 400
+    ``INVALID_ARGUMENT`` like gRPC, audited, instead of FastAPI's bare 422."""
+    first = exc.errors()[0] if exc.errors() else {}
+    where = ".".join(str(x) for x in first.get("loc", ()) if x != "body")
+    err = InvalidRequestError(f"invalid field {where or 'body'}: {first.get('msg', 'invalid')}"[:300])
+    gate = replica_gate()
+    if gate is not None:
+        gate.record_refusal(HTTP_RPCS.get(request.url.path, request.url.path), err)
+    return _error_response(err)
 
 
 class HandleStages:
@@ -150,6 +252,14 @@ class Ingress:
         policy = cfg.policy() if cfg is not None else ServicePolicy()
         audit = cfg.build_audit() if cfg is not None else None
         self._service = PredictionService(stages, policy, audit=audit)
+        self._gate = Gate(cfg.access if cfg is not None else AccessConfig(), audit)
+        set_replica_gate(self._gate)
+
+    def __del__(self) -> None:
+        """Replica shutdown: seal and fsync the audit file (Serve calls ``__del__``)."""
+        audit = getattr(getattr(self, "_service", None), "audit", None)
+        if audit is not None:
+            audit.close()
 
     async def reconfigure(self, user_config: dict) -> None:
         """New ``user_config``: routing in place; a new ``reload_token`` re-resolves aliases."""
@@ -158,8 +268,12 @@ class Ingress:
         if self._watcher is not None:
             await self._watcher.apply(routing.alias_poll_s, routing.reload_token)
 
-    async def _grpc(self, fn, request, grpc_context: RayServegRPCContext, empty):
+    async def _grpc(self, fn, request, grpc_context: RayServegRPCContext, empty, rpc: str):
         try:
+            auth = next(
+                (v for k, v in grpc_context.invocation_metadata() if k == "authorization"), None
+            )
+            self._gate.admit(rpc, auth)
             return await fn(request)
         except Exception as e:
             code, message, _ = status_of(e)
@@ -173,25 +287,37 @@ class Ingress:
     async def Predict(
         self, request: pb.PredictRequest, grpc_context: RayServegRPCContext
     ) -> pb.PredictResponse:
-        return await self._grpc(self._service.predict, request, grpc_context, pb.PredictResponse())
+        return await self._grpc(
+            self._service.predict, request, grpc_context, pb.PredictResponse(), "Predict"
+        )
 
     async def PredictBatch(
         self, request: pb.PredictBatchRequest, grpc_context: RayServegRPCContext
     ) -> pb.PredictBatchResponse:
         return await self._grpc(
-            self._service.predict_batch, request, grpc_context, pb.PredictBatchResponse()
+            self._service.predict_batch,
+            request,
+            grpc_context,
+            pb.PredictBatchResponse(),
+            "PredictBatch",
         )
 
     async def Explain(
         self, request: pb.ExplainRequest, grpc_context: RayServegRPCContext
     ) -> pb.ExplainResponse:
-        return await self._grpc(self._service.explain, request, grpc_context, pb.ExplainResponse())
+        return await self._grpc(
+            self._service.explain, request, grpc_context, pb.ExplainResponse(), "Explain"
+        )
 
     async def ListModels(
         self, request: pb.ListModelsRequest, grpc_context: RayServegRPCContext
     ) -> pb.ListModelsResponse:
         return await self._grpc(
-            self._service.list_models, request, grpc_context, pb.ListModelsResponse()
+            self._service.list_models,
+            request,
+            grpc_context,
+            pb.ListModelsResponse(),
+            "ListModels",
         )
 
     # ---- gRPC: grpc.health.v1.Health ----
@@ -213,37 +339,39 @@ class Ingress:
         return health_pb2.HealthCheckResponse.SERVING
 
     # ---- HTTP/JSON ----
-    async def _http(self, fn, req) -> Any:
+    async def _http(self, fn, make_req) -> Any:
         try:
-            resp = await fn(req)
+            resp = await fn(make_req())
         except Exception as e:
-            code, message, http_status = status_of(e)
+            code, _, _ = status_of(e)
             if code == grpc.StatusCode.INTERNAL:
                 log.exception("%s failed", fn.__name__)
-            return JSONResponse(
-                {"error": {"code": code.name, "message": message}}, status_code=http_status
-            )
+            return _error_response(e)
         return json_format.MessageToDict(
             resp, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
         )
 
     @api.post("/v1/predict")
     async def http_predict(self, body: PredictBody) -> Any:
-        return await self._http(self._service.predict, pb.PredictRequest(**body.model_dump()))
+        return await self._http(
+            self._service.predict, lambda: pb.PredictRequest(**body.model_dump())
+        )
 
     @api.post("/v1/predict_batch")
     async def http_predict_batch(self, body: PredictBatchBody) -> Any:
         return await self._http(
-            self._service.predict_batch, pb.PredictBatchRequest(**body.model_dump())
+            self._service.predict_batch, lambda: pb.PredictBatchRequest(**body.model_dump())
         )
 
     @api.post("/v1/explain")
     async def http_explain(self, body: ExplainBody) -> Any:
-        return await self._http(self._service.explain, pb.ExplainRequest(**body.model_dump()))
+        return await self._http(
+            self._service.explain, lambda: pb.ExplainRequest(**body.model_dump())
+        )
 
     @api.get("/v1/models")
     async def http_models(self) -> Any:
-        return await self._http(self._service.list_models, pb.ListModelsRequest())
+        return await self._http(self._service.list_models, pb.ListModelsRequest)
 
     @api.get("/healthz")
     async def healthz(self) -> Any:

@@ -17,6 +17,7 @@ from ray_apps.train import TrainConfig
 from ray_apps.up import UpConfig, main
 from serving.client import PredictionClient, PredictionError
 from serving.models import load_bundle
+from tests.serving_fixtures import auth_headers
 from training.lgbm import LgbmParams
 
 pytestmark = pytest.mark.integration
@@ -57,7 +58,8 @@ def test_main_job_serves_true_predictions_with_explanations(settings):
             assert "1, 5, 20" in e.value.details or "[1, 5, 20]" in e.value.details
         body = json.dumps({"ticker": "AAPL", "horizons": [5], "explain": False}).encode()
         req = urllib.request.Request(f"{ep.http_url}/v1/predict", data=body,
-                                     headers={"content-type": "application/json"})
+                                     headers={"content-type": "application/json",
+                                              **auth_headers()})
         with urllib.request.urlopen(req, timeout=10) as r:
             checks["http"] = json.loads(r.read())
         out = CliRunner().invoke(app, ["predict", "AAPL", "--horizon", "5",

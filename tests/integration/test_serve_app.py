@@ -21,7 +21,13 @@ from serving.launch import serve_env, start_serve
 from serving.models import ModelSource, resolve_bundles
 from serving.scorer import Scorer
 from tests.ray_fixtures import private_ray
-from tests.serving_fixtures import FEATURES, free_port, make_bundles, synthetic_rows
+from tests.serving_fixtures import (
+    FEATURES,
+    auth_headers,
+    free_port,
+    make_bundles,
+    synthetic_rows,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -114,9 +120,11 @@ def test_reflection_on_public_port(app):
     assert "stockray.v1.PredictionService" in names
 
 
-def _post(url, body):
+def _post(url, body, headers=None):
+    headers = auth_headers() if headers is None else headers
     req = urllib.request.Request(
-        url, data=json.dumps(body).encode(), headers={"content-type": "application/json"}
+        url, data=json.dumps(body).encode(), headers={"content-type": "application/json",
+                                                      **headers}
     )
     try:
         with urllib.request.urlopen(req, timeout=10) as r:
@@ -191,7 +199,8 @@ def test_contract_v1_rpcs_through_serve(app):
         with pytest.raises(PredictionError) as ei:
             c.predict("AAPL", model_alias="challenger")
         assert ei.value.code == grpc.StatusCode.INVALID_ARGUMENT
-    with urllib.request.urlopen(f"{app.http_url}/v1/models", timeout=10) as r:
+    models = urllib.request.Request(f"{app.http_url}/v1/models", headers=auth_headers())
+    with urllib.request.urlopen(models, timeout=10) as r:
         assert json.loads(r.read())["aliases"] == ["champion"]
     status, body = _post(f"{app.http_url}/v1/predict_batch", {"tickers": ["AAPL", "ZZZZ"]})
     assert status == 200 and body["results"][1]["error"]["code"] == "NOT_FOUND"

@@ -36,10 +36,10 @@ def _listening(port: int) -> str:
 def test_fused_app_behind_haproxy(tmp_path):
     from ray import serve
 
-    gp, hp = free_port(), free_port()
+    gp, hp, stats, metrics = free_port(), free_port(), free_port(), free_port()
     hdir = tempfile.mkdtemp(prefix="/tmp/srh-")  # short: unix sockets live under it
-    env = serve_env(gp, hp, ingress="haproxy", haproxy_stats_port=free_port(),
-                    haproxy_metrics_port=free_port(), haproxy_dir=hdir)
+    env = serve_env(gp, hp, ingress="haproxy", haproxy_stats_port=stats,
+                    haproxy_metrics_port=metrics, haproxy_dir=hdir)
     args = AppArgs(models=ModelSource(bundle_dirs=make_bundles(tmp_path, horizons=(1, 5))),
                    reader="tests.serving_fixtures:FakeReader",
                    reader_kwargs={"rows": synthetic_rows()}, ingress_replicas=2,
@@ -59,8 +59,11 @@ def test_fused_app_behind_haproxy(tmp_path):
             with urllib.request.urlopen(f"{ep.http_url}/healthz", timeout=10) as r:
                 assert r.status == 200 and json.loads(r.read())["status"] == "SERVING"
             if shutil.which("ss"):
-                local = {line.split()[3] for line in _listening(gp).splitlines()}
-                assert local == {f"127.0.0.1:{gp}"}, local
+                # public gRPC, and the stats/metrics ports Ray's template binds on every
+                # interface (rewritten to STOCKRAY_BIND_HOST by serving.hardening)
+                for port in (gp, stats, metrics):
+                    local = {line.split()[3] for line in _listening(port).splitlines()}
+                    assert local == {f"127.0.0.1:{port}"}, (port, local)
             serve.delete(args.app_name)
     finally:
         shutil.rmtree(hdir, ignore_errors=True)

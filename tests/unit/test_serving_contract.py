@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from serving.audit import AuditLog, read_audit
+from serving.auth import client_token
 from serving.calibration import Calibration
 from serving.client import PredictionClient, PredictionError, format_batch
 from serving.errors import OVERLOAD_HINT, InvalidRequestError, StaleFeaturesError, status_of
@@ -394,6 +395,7 @@ def test_fuzzed_requests_never_break_the_server(dirs, rows):
             )
             for n in ("Predict", "PredictBatch", "Explain", "ListModels")
         }
+        md = (("authorization", f"Bearer {client_token()}"),)
         for i in range(300):
             name = list(methods)[i % 4]
             kind = "bytes" if i % 2 else "fields"
@@ -402,7 +404,7 @@ def test_fuzzed_requests_never_break_the_server(dirs, rows):
             else:
                 body = _random_request(name, rng).SerializeToString()
             try:
-                methods[name](body, timeout=5)
+                methods[name](body, timeout=5, metadata=md)
                 codes[kind].add("OK")
             except grpc.RpcError as e:
                 codes[kind].add(e.code().name)

@@ -38,7 +38,13 @@ def test_haproxy_env_moves_the_fallback_proxy_and_haproxy_ports(tmp_path):
         serve_env(9100, ingress="haproxy")
     with pytest.raises(ValueError, match="ingress must be one of"):
         serve_env(9100, 8100, ingress="nginx")  # type: ignore[arg-type]
-    assert serve_env(9100, 8100, ingress="proxy") == {}
+    # Serve's own proxy needs no Ray switches; only our bind host and Serve's message limit
+    assert serve_env(9100, 8100, ingress="proxy") == {
+        "STOCKRAY_BIND_HOST": "127.0.0.1",
+        "RAY_SERVE_GRPC_MAX_MESSAGE_SIZE": str(4 * 1024 * 1024),
+    }
+    with pytest.raises(ValueError, match="TLS with ingress='haproxy'"):
+        serve_env(9100, 8100, ingress="haproxy", tls_cert="c", tls_key="k")
 
 
 def test_every_variable_we_set_is_one_ray_reads(tmp_path):
@@ -48,7 +54,8 @@ def test_every_variable_we_set_is_one_ray_reads(tmp_path):
         *serve_env(9100, 8100),
         *serve_env(9100, 8100, ingress="haproxy", haproxy_dir=str(tmp_path)),
     }
-    assert [k for k in keys if f'"{k}"' not in text] == []
+    ray_keys = [k for k in keys if not k.startswith("STOCKRAY_")]  # ours: serving.hardening
+    assert [k for k in ray_keys if f'"{k}"' not in text] == []
 
 
 def test_configured_ingress_reads_the_environment(monkeypatch):
