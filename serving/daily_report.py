@@ -20,8 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from serving.analyst.app import quality_markdown
-from serving.analyst.data import AnalystData
+from serving.analyst.data import AnalystData, quality_markdown
 from training import plots
 
 CHROMIUM_ARGS = ("--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

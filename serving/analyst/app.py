@@ -13,12 +13,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+import gradio as gr
 import pandas as pd
 
 from features.settings import Settings
 from serving.analyst import charts
-from serving.analyst.data import AnalystData
+from serving.analyst.data import AnalystData, quality_markdown
 from serving.client import PredictionClient, PredictionError
+from serving.errors import ServingError
 from training import plots
 
 ALIASES = ("champion", "challenger")
@@ -33,12 +35,16 @@ class AnalystConfig:
     Attributes:
         settings: the deployment's settings (data dir).
         target: gRPC ``host:port`` of the prediction service.
-        client_options: extra keyword arguments for `PredictionClient` (e.g. a token).
+        client_options: extra keyword arguments for `PredictionClient` (e.g. TLS files).
+        login: ask each user for an API token (checked against the deployment's keys, scope
+            ``predict``) and call the service with that user's token; without it the app
+            calls with the deployment's own token (``<data_dir>/auth/api_token``).
     """
 
     settings: Settings
     target: str
     client_options: dict = field(default_factory=dict)
+    login: bool = False
 
 
 def _fmt(x: float | None, spec: str = "+.4f") -> str:
@@ -71,37 +77,38 @@ def models_table(resp) -> pd.DataFrame:
                           "calibrated": m.calibrated} for m in resp.models])
 
 
-def quality_markdown(report: dict | None, quarantine: pd.DataFrame) -> str:
-    if report is None:
-        return "No data-quality report yet: run `stockray features`."
-    c = report.get("contract", {})
-    f = report.get("features", {})
-    lines = [f"**Run** `{report.get('run_id')}` at {report.get('created_at', '')[:19]}",
-             (f"- rows in {c.get('rows_in', 0):,}, accepted {c.get('rows_ok', 0):,}, "
-             f"quarantined {c.get('rows_quarantined', 0):,} {c.get('by_rule') or ''}"),
-             f"- outlier jumps flagged: {c.get('outlier_jumps_flagged', 0)}",
-             (f"- feature rows {f.get('rows', 0):,} for {len(f.get('tickers') or [])} tickers, "
-             f"{str(f.get('first_ts', ''))[:10]} .. {str(f.get('last_ts', ''))[:10]}"),
-             f"- quarantined rows in the lake, all runs: {int(quarantine['rows'].sum())}"]
-    return "\n".join(lines)
-
-
 class AnalystSession:
     """The app's callbacks, free of Gradio so they can be tested directly."""
 
     def __init__(self, cfg: AnalystConfig) -> None:
         self.cfg = cfg
         self.data = AnalystData(cfg.settings)
+        self._tokens: dict[str, str] = {}  # signed-in user -> the token they signed in with
 
-    def client(self) -> PredictionClient:
-        return PredictionClient(self.cfg.target, **self.cfg.client_options)
+    def login(self, user: str, token: str) -> bool:
+        """Gradio's auth callback: accept ``token`` if it is a key with the predict scope."""
+        from serving.auth import Authenticator
 
-    def forecast(self, ticker: str, alias: str, horizon: int | None):
+        try:
+            Authenticator(self.cfg.settings.auth_path).check(f"Bearer {token}", "predict")
+        except ServingError:
+            return False
+        self._tokens[user] = token
+        return True
+
+    def client(self, user: str | None = None) -> PredictionClient:
+        """A client with the signed-in user's token (login on) or the deployment's token."""
+        opts = dict(self.cfg.client_options)
+        if self.cfg.login:
+            opts["token"] = self._tokens.get(user or "", "")  # no session: no token at all
+        return PredictionClient(self.cfg.target, **opts)
+
+    def forecast(self, ticker: str, alias: str, horizon: int | None, user: str | None = None):
         """(message, forecast table, SHAP waterfall of ``horizon``)."""
         if not ticker:
             return "Pick a ticker.", _no_forecast(), None
         try:
-            with self.client() as c:
+            with self.client(user) as c:
                 resp = c.predict(ticker, [], explain=True, top_k=50, model_alias=alias)
         except PredictionError as e:
             return f"**{e.code.name}**: {e.details}", _no_forecast(), None
@@ -122,9 +129,9 @@ class AnalystSession:
             raise ValueError(f"no price history for {ticker} in the lake") from None
         return charts.price_figure(bars, indicators, title=f"{ticker}: adjusted price")
 
-    def feature_names(self) -> list[str]:
+    def feature_names(self, user: str | None = None) -> list[str]:
         try:
-            with self.client() as c:
+            with self.client(user) as c:
                 resp = c.list_models()
         except PredictionError:
             return []
@@ -142,10 +149,11 @@ class AnalystSession:
         current = float(hist[feature].iloc[-1])
         return charts.feature_history_figure(hist, feature, current)
 
-    def models(self, alias: str = "champion", horizon: int | None = None):
+    def models(self, alias: str = "champion", horizon: int | None = None,
+               user: str | None = None):
         """(summary + the model card of ``alias`` at ``horizon``, table of served models)."""
         try:
-            with self.client() as c:
+            with self.client(user) as c:
                 resp = c.list_models()
         except PredictionError as e:
             return f"**{e.code.name}**: {e.details}", pd.DataFrame()
@@ -179,8 +187,7 @@ class AnalystSession:
 
 def build_app(cfg: AnalystConfig):
     """The ``gr.Blocks`` of the analyst app."""
-    import gradio as gr
-
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no network here
     s = AnalystSession(cfg)
     tickers = s.data.tickers()
     with gr.Blocks(title="stockray analyst") as demo:
@@ -214,20 +221,26 @@ def build_app(cfg: AnalystConfig):
         with gr.Tab("Data quality"):
             quality_md = gr.Markdown(elem_id="quality")
 
-        def on_predict(t, a, h, ind):
-            msg, tab, fig = s.forecast(t, a, h)
+        def user_of(request: gr.Request | None) -> str | None:
+            return getattr(request, "username", None) if request is not None else None
+
+        def on_predict(t, a, h, ind, request: gr.Request):
+            msg, tab, fig = s.forecast(t, a, h, user_of(request))
             try:
                 pfig = s.price(t, ind)
             except ValueError as e:
                 msg, pfig = f"{msg}\n\n{e}", None
             return msg, tab, fig, pfig
 
-        def on_load():
+        def on_models(a, h, request: gr.Request):
+            return s.models(a, h, user_of(request))
+
+        def on_load(request: gr.Request):
             text, figs = s.evaluation()
             updates = [gr.update(value=f, visible=True, label=k) for k, f in figs]
             updates += [gr.update(visible=False)] * (len(eval_plots) - len(updates))
-            mtext, mdf = s.models("champion", 5)
-            names = s.feature_names()
+            mtext, mdf = s.models("champion", 5, user_of(request))
+            names = s.feature_names(user_of(request))
             return [text, *updates, mtext, mdf, s.quality(),
                     gr.update(choices=names, value=names[0] if names else None)]
 
@@ -239,20 +252,23 @@ def build_app(cfg: AnalystConfig):
         horizon.change(on_predict, inputs, outputs)
         indicators.change(lambda t, ind: s.price(t, ind), [ticker, indicators], price)
         for ctl in (alias, horizon):  # the card follows the chosen alias and horizon
-            ctl.change(s.models, [alias, horizon], [models_md, models_df])
+            ctl.change(on_models, [alias, horizon], [models_md, models_df])
         feature.change(s.feature, [ticker, feature], feature_plot)
         demo.load(on_load, None, [eval_md, *eval_plots, models_md, models_df, quality_md,
                                   feature])
         demo.load(on_predict, inputs, outputs)
+    demo.stockray_session = s  # launch() hands its login check to Gradio
     return demo
 
 
 def launch(cfg: AnalystConfig, *, host: str = "127.0.0.1", port: int = 7860,
            block: bool = True):
     """Serve the app on ``host:port`` (loopback unless configured); returns the Blocks."""
-    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no network here
     demo = build_app(cfg)
     demo.queue(default_concurrency_limit=4)
+    session = getattr(demo, "stockray_session", None)
     demo.launch(server_name=host, server_port=port, prevent_thread_lock=not block,
+                auth=session.login if cfg.login else None,
+                auth_message="Sign in with any user name and your stockray API token.",
                 share=False, show_error=True, inbrowser=False)
     return demo

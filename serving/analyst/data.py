@@ -74,3 +74,18 @@ class AnalystData:
         frame = pd.concat([pd.read_parquet(f, columns=["run_id", "rule"]) for f in files])
         return (frame.groupby(["run_id", "rule"]).size().rename("rows").reset_index()
                 .sort_values(["run_id", "rule"]))
+
+
+def quality_markdown(report: dict | None, quarantine: pd.DataFrame) -> str:
+    if report is None:
+        return "No data-quality report yet: run `stockray features`."
+    c = report.get("contract", {})
+    f = report.get("features", {})
+    lines = [f"**Run** `{report.get('run_id')}` at {report.get('created_at', '')[:19]}",
+             (f"- rows in {c.get('rows_in', 0):,}, accepted {c.get('rows_ok', 0):,}, "
+             f"quarantined {c.get('rows_quarantined', 0):,} {c.get('by_rule') or ''}"),
+             f"- outlier jumps flagged: {c.get('outlier_jumps_flagged', 0)}",
+             (f"- feature rows {f.get('rows', 0):,} for {len(f.get('tickers') or [])} tickers, "
+             f"{str(f.get('first_ts', ''))[:10]} .. {str(f.get('last_ts', ''))[:10]}"),
+             f"- quarantined rows in the lake, all runs: {int(quarantine['rows'].sum())}"]
+    return "\n".join(lines)

@@ -135,3 +135,41 @@ def test_pick_a_ticker_and_see_prediction_and_chart(tmp_path):
     for png in (forecast_png, chart_png):
         assert png.stat().st_size > 20_000 and _nonblank(png) > 0.05, png
     (ARTIFACTS / "analyst_load_seconds.txt").write_text(f"{load_s:.2f}\n")
+
+
+def test_login_with_an_api_token(tmp_path):
+    """With login on, a user signs in with their API token; the app calls the service (auth on)
+    with that token, and a wrong token does not get in."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from serving.analyst.app import AnalystConfig, launch
+    from serving.auth import AccessConfig, client_token, ensure_auth_dir
+
+    rows = synthetic_rows()
+    settings = _data_dir(tmp_path / "d", list(rows))
+    ensure_auth_dir(settings.auth_path)
+    token = client_token(settings.auth_path)
+    svc = make_service(make_bundles(tmp_path / "b"), rows)
+    port = free_port()
+    access = AccessConfig(auth_dir=str(settings.auth_path))
+    with BackgroundServer(svc, access=access) as server:
+        demo = launch(AnalystConfig(settings, server.target, login=True), port=port,
+                      block=False)
+        try:
+            with sync_playwright() as p:
+                browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+                page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                page.goto(f"http://127.0.0.1:{port}/", wait_until="networkidle")
+                for secret, ok in (("not-a-token", False), (token, True)):
+                    page.locator("input[type=text]").first.fill("analyst")
+                    page.locator("input[type=password]").fill(secret)
+                    page.get_by_role("button", name="Login").click()
+                    if not ok:
+                        expect(page.get_by_text("Incorrect Credentials")).to_be_visible(
+                            timeout=15_000)
+                expect(page.locator("#forecast")).to_contain_text("stockray-lgbm-h5",
+                                                                   timeout=30_000)
+                page.screenshot(path=str(ARTIFACTS / "analyst_login.png"), full_page=True)
+                browser.close()
+        finally:
+            demo.close()
