@@ -107,6 +107,7 @@ def test_pick_a_ticker_and_see_prediction_and_chart(tmp_path):
                 waterfall = page.locator("#waterfall .js-plotly-plot")
                 expect(waterfall).to_be_visible(timeout=30_000)
                 expect(page.locator("#waterfall")).to_contain_text("prediction")
+                expect(page.locator("#waterfall g.trace").first).to_be_visible()  # bars drawn
                 forecast_png = ARTIFACTS / "analyst_forecast.png"
                 page.screenshot(path=str(forecast_png), full_page=True)
                 page.get_by_role("tab", name="Chart").click()
@@ -133,7 +134,8 @@ def test_pick_a_ticker_and_see_prediction_and_chart(tmp_path):
         finally:
             demo.close()
     for png in (forecast_png, chart_png):
-        assert png.stat().st_size > 20_000 and _nonblank(png) > 0.05, png
+        # a blank page scores 0; these pages are mostly white with text, tables and charts
+        assert png.stat().st_size > 20_000 and _nonblank(png) > 0.02, png
     (ARTIFACTS / "analyst_load_seconds.txt").write_text(f"{load_s:.2f}\n")
 
 
