@@ -182,9 +182,8 @@ class MinuteEngine:
         s["last_ns"][rows] = ns
         s["bars"][rows] += 1
         self.last[rows] = out
-        res = r.copy()
-        res[self.columns] = out
-        return res
+        # one concat, not 40 column inserts (those cost ~10 ms a batch)
+        return pd.concat([r, pd.DataFrame(out, columns=self.columns, index=r.index)], axis=1)
 
     def session_bars(self, tickers) -> pd.DataFrame:
         """The running session bar (open, high, low, close, volume so far) of ``tickers``,
