@@ -44,12 +44,15 @@ HISTORY_DAYS = 300
 
 
 def push_intraday(store, rows: pd.DataFrame) -> int:
-    """Write intraday rows (``MinuteEngine.intraday_rows``) online through the PushSource."""
-    from feast.data_source import PushMode
+    """Write intraday rows (``MinuteEngine.intraday_rows``) into the PushSource's view.
 
+    Same effect as ``store.push(INTRADAY_PUSH, rows, to=PushMode.ONLINE)``, whose only view is
+    :data:`INTRADAY_VIEW`; but ``push`` re-reads every view and service of the registry to
+    find that out (30-60 ms a call here, measured), so the view is written directly (5 ms).
+    """
     if rows.empty:
         return 0
-    store.push(INTRADAY_PUSH, rows, to=PushMode.ONLINE)
+    store.write_to_online_store(INTRADAY_VIEW, rows)
     return len(rows)
 
 

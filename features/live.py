@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from features.events import AlertSink, EventRules, detect, event_dicts, write_events
-from features.intraday import DailyHistory, push_intraday, session_rows
+from features.intraday import INTRADAY_VIEW, DailyHistory, push_intraday, session_rows
 from features.microbatch import MinuteEngine
 from kernels.engine import DEFAULT_FEATURES
 
@@ -88,6 +88,12 @@ class StreamRunner:
         self.sinks = list(sinks)
         self.on_events = on_events or self._send
         self.store = store if store is not None else open_store(self.data_dir)
+        try:
+            self.store.get_feature_view(INTRADAY_VIEW)
+        except Exception as e:  # Feast raises its own FeatureViewNotFoundException
+            raise RuntimeError(f"the Feast repo under {self.data_dir}/feast has no "
+                               f"{INTRADAY_VIEW!r} view: run `stockray features` (it applies "
+                               "the definitions) before streaming") from e
         self.path = state_path(self.data_dir)
         self.meta: dict = {"batches": 0, "bars": 0, "events": 0, "last_daily_ns": None}
         if self.path.exists():

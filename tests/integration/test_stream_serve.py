@@ -164,7 +164,7 @@ def test_replay_moves_the_served_feature_timestamp_and_resumes_exactly(world):
     for k in a.s:
         np.testing.assert_array_equal(a.s[k], b.s[k], err_msg=k)
     assert set(read_events(twin)["event_id"]) == set(events["event_id"])
-    cols = ["intraday_features:m1_rsi_14", "intraday_features:intraday_ts",
+    cols = ["intraday_features:m1_rsi_14", "intraday_features:m1_zscore_20", "intraday_features:intraday_ts",
             "technical_features:feature_ts", "technical_features:ret_1d"]
     rows = [s.get_online_features(features=cols, entity_rows=[{"ticker": "AAPL"}]).to_dict()
             for s in (StreamRunner(data).store, runner.store)]
