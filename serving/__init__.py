@@ -13,4 +13,5 @@ Serve wrappers) -> ``app`` (``build_app(AppArgs)``) -> ``launch`` (``serve_env``
 ``history`` reads sequence models' windows from the offline store.
 ``models`` finds bundles (directories or MLflow aliases); ``calibration`` turns a bundle's
 validation residuals into P(up) and conformal intervals; ``audit`` is the append-only log.
+``alerts`` turns stream events into alerts with a fresh prediction (through ``client``).
 """
