@@ -49,3 +49,35 @@ def test_stream_writes_intraday_and_refreshes_daily_on_events(tmp_path):
     assert {k: v for k, v in pushed.items() if k != "ticker"} == \
         {k: v for k, v in mine.items() if k != "ticker"}
     assert push_intraday(store, rows.iloc[:0]) == 0
+
+
+def test_websocket_stream_into_the_online_store(tmp_path):
+    import asyncio
+
+    from features.bar_sources import WebSocketBarSource
+    from features.replay_server import serve_bars
+
+    data = tmp_path / "d"
+    _daily_lake(data)
+    bars = _minute_bars().iloc[:45]
+    runner = StreamRunner(data, StreamConfig(daily_every_min=0, macro=None))
+
+    async def main():
+        stop = asyncio.Event()
+        ready = asyncio.get_running_loop().create_future()
+        server = asyncio.create_task(serve_bars(bars, "k", "s", ready=ready, stop=stop))
+        src = WebSocketBarSource(f"ws://127.0.0.1:{await ready}", ["AAPL"], key="k", secret="s")
+        try:
+            return await runner.run(src)
+        finally:
+            stop.set()
+            await server
+
+    summary = asyncio.run(main())
+    assert summary["bars"] == 45 and summary["this_run"]["duplicates"] == 0
+    end = (bars["ts"].max() + pd.Timedelta(minutes=1)).timestamp()
+    row = FeastOnlineReader(str(data / "feast")).read(["AAPL"])["AAPL"]
+    assert row["feature_ts"] == end  # finish() refreshed the served daily row
+    got = runner.store.get_online_features(features=[f"{INTRADAY_VIEW}:{INTRADAY_TS}"],
+                                           entity_rows=[{"ticker": "AAPL"}]).to_dict()
+    assert got[INTRADAY_TS] == [end]
