@@ -3,7 +3,11 @@ quarantine (``validate``), the Parquet lake (``lake``), data contracts and the p
 data-quality report (``contracts``), macro series by release date (``macro``), the feature
 pipeline, one process or Ray Data (``pipeline``), its generated catalogue (``catalogue``), the
 Feast repo and readers (``feature_repo``, ``store``), the optional Redis online store
-(``redis_server``) and the live provider adapters behind ``stockray fetch`` (``providers``).
+(``redis_server``), the live provider adapters behind ``stockray fetch`` (``providers``), the
+memory-bounded offline build (``stream``), and the minute-bar stream: sources (``bar_sources``,
+``replay_server``), engine microbatches (``microbatch``), what it writes online
+(``intraday``), event rules, the events table and alert sinks (``events``), and the processing
+loop (``live``).
 
 May import: ``kernels``. Never trains or serves models.
 """

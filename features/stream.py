@@ -115,6 +115,7 @@ class ChunkResult:
     market_wide_jumps: int
     quarantine: pd.DataFrame
     jumps: pd.DataFrame
+    node_id: str = ""  # the Ray node that ran it (engine="ray"; "" locally)
 
 
 def run_chunk(chunk: Chunk, bars_dir: Path, index_bars: pd.DataFrame,
@@ -144,7 +145,14 @@ def run_chunk(chunk: Chunk, bars_dir: Path, index_bars: pd.DataFrame,
 
 def _ray_chunks(batch: pd.DataFrame, **kwargs) -> pd.DataFrame:
     # One Ray Data row = one chunk descriptor; the result rides back pickled (it is small).
-    out = [pickle.dumps(run_chunk(pickle.loads(b), **kwargs)) for b in batch["chunk"]]
+    import ray
+
+    node = ray.get_runtime_context().get_node_id()
+    out = []
+    for b in batch["chunk"]:
+        r = run_chunk(pickle.loads(b), **kwargs)
+        r.node_id = node  # where it ran: multi-node runs report their spread
+        out.append(pickle.dumps(r))
     return pd.DataFrame({"result": out})
 
 
@@ -331,6 +339,7 @@ class StreamResult:
     chunks: int
     chunk_rows: int
     seconds: dict = field(default_factory=dict)  # per step
+    nodes: dict = field(default_factory=dict)  # Ray node id -> chunks it ran (engine="ray")
 
 
 def _check_index(bars_dir: Path, counts: dict[str, int], run_id: str):
@@ -420,9 +429,13 @@ def build_offline(bars_dir: Path, offline_dir: Path, work_dir: Path, *, engine: 
         if not keep_work:
             shutil.rmtree(work_dir, ignore_errors=True)
     contract = _merge_contracts(idx, results)
+    nodes: dict[str, int] = {}
+    for r in results:
+        if r.node_id:
+            nodes[r.node_id] = nodes.get(r.node_id, 0) + 1
     return StreamResult(paths=paths, contract=contract, stats=stats, tickers=tickers,
-                        engine=engine,
-                        chunks=len(chunks), chunk_rows=max_rows, seconds=secs)
+                        engine=engine, chunks=len(chunks), chunk_rows=max_rows,
+                        seconds=secs, nodes=nodes)
 
 
 def _run_local(chunks: list[Chunk], kw: dict, progress: bool, total: int

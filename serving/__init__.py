@@ -15,5 +15,7 @@ Serve wrappers) -> ``app`` (``build_app(AppArgs)``) -> ``launch`` (``serve_env``
 validation residuals into P(up) and conformal intervals; ``audit`` is the hash-chained
 append-only log. Access: ``auth`` (API keys, scopes, rate limits, the ``Gate`` every transport
 calls first), ``tls`` (dev certificates, gRPC credentials), ``hardening`` (makes Ray Serve's
-hard-coded wildcard listeners bind the configured host, with TLS).
+hard-coded wildcard listeners bind the configured host, with TLS). ``alerts``: rules, sinks and
+delivery (``rules``, ``sinks``, ``signing``, ``scan``), and ``alerts.on_event``, which turns
+stream events into alerts with a fresh prediction (through ``client``).
 """

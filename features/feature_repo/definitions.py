@@ -7,6 +7,9 @@ paths depend on the run's data directory.
   ``cross_sectional_features``, ``macro_features``. Every view is keyed by ticker: market and
   macro values repeat per ticker, so one online read per ticker returns every family and the
   point-in-time join stays a single (ticker, ts) key.
+- ``intraday_features``: the minute stream's engine indicators (``m1_*``) and ``intraday_ts``,
+  written through the PushSource ``intraday_push`` (``features.intraday``); not in any
+  service: the daily models serve daily features (refreshed for the running session).
 - ``labels``: forward returns and directions, offline only (never materialized or served).
 - One FeatureService per feature-set version, ``stockray_lgbm_<version>``
   (``features.pipeline.FEATURE_SETS``), e.g. ``stockray_lgbm_v2`` for the current models.
@@ -17,9 +20,11 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from feast import Entity, FeatureService, FeatureView, Field, FileSource
+from feast import Entity, FeatureService, FeatureView, Field, FileSource, PushSource
 from feast.types import Float64, String
 
+from features.intraday import INTRADAY_PUSH, INTRADAY_VIEW
+from features.microbatch import INTRADAY_TS, intraday_columns
 from features.pipeline import (
     ALL_LABEL_COLUMNS,
     FAMILIES,
@@ -93,6 +98,17 @@ def definitions(offline_dir: Path, service_name_: str | None = None) -> list:
         schema=[Field(name="ticker", dtype=String)]
         + [Field(name=n, dtype=Float64) for n in ALL_LABEL_COLUMNS],
         description="Training labels (forward log returns and directions). Offline only.")
+    # The minute stream pushes here; its batch source is where an offline copy would go.
+    intraday_push = PushSource(name=INTRADAY_PUSH, batch_source=FileSource(
+        name="intraday_batch_source", path=str(offline_dir / "intraday.parquet"),
+        timestamp_field="ts"))
+    # One session: an intraday row older than a day is yesterday's and must not be served.
+    intraday_view = FeatureView(
+        name=INTRADAY_VIEW, entities=[ticker], ttl=timedelta(days=1), online=True,
+        source=intraday_push,
+        schema=[Field(name="ticker", dtype=String)]
+        + [Field(name=n, dtype=Float64) for n in [*intraday_columns(), INTRADAY_TS]],
+        description="Minute-bar indicators of the stream (kernels.Engine), pushed per batch.")
     services = []
     for version, names in FEATURE_SETS.items():
         # What the models of one feature-set version read, plus feature_ts; one service each.
@@ -109,4 +125,4 @@ def definitions(offline_dir: Path, service_name_: str | None = None) -> list:
         services.append(FeatureService(
             name=name, features=projections,
             description=f"Features of the stockray LightGBM models, feature set {version}."))
-    return [ticker, *views.values(), label_view, *services]
+    return [ticker, *views.values(), intraday_view, label_view, *services]

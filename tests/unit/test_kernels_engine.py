@@ -83,3 +83,23 @@ def test_feature_parsing_and_errors():
     eng = Engine(["sma:3"], n_tickers=2)
     with pytest.raises(ValueError):
         eng.update(close=np.ones(3))
+
+
+def test_update_of_some_rows_leaves_the_others_alone_and_equals_batch():
+    o, h, lo, c, v = panel(90, 3, seed=3, nan_rate=0.0)
+    eng = Engine(n_tickers=2)
+    eng.add_tickers(1)
+    got = {i: [] for i in range(3)}
+    for t in range(90):
+        rows = [i for i in range(3) if (t + i) % 4]  # each ticker misses every 4th step
+        out = eng.update(o[t, rows], h[t, rows], lo[t, rows], c[t, rows], v[t, rows], rows=rows)
+        for k, i in enumerate(rows):
+            got[i].append((t, out[k]))
+    for i in range(3):
+        ts = [t for t, _ in got[i]]
+        want = batch_columns(o[ts, i], h[ts, i], lo[ts, i], c[ts, i], v[ts, i])
+        rows_i = np.stack([r for _, r in got[i]])
+        for j, col in enumerate(eng.columns):
+            np.testing.assert_array_equal(rows_i[:, j], want[col], err_msg=f"{col} {i}")
+    with pytest.raises(ValueError, match="unique"):
+        eng.update(close=[1.0, 2.0], rows=[0, 0])
