@@ -46,6 +46,15 @@ def atomic_write_table(table: pa.Table, path: Path) -> None:
             tmp.unlink()
 
 
+def read_table_once(path: Path, **kwargs) -> pa.Table:
+    """``pq.read_table`` through one open file handle. Given a path, pyarrow opens the file
+    once for the footer and again for the pages; a concurrent :func:`atomic_write_table`
+    between the two opens yields "Page was smaller than expected". One handle pins one
+    inode, so a reader sees the old file or the new one, never a mix."""
+    with open(path, "rb") as f:
+        return pq.read_table(f, **kwargs)
+
+
 def replace_dir(tmp: Path, out: Path) -> None:
     """Replace directory ``out`` by the complete directory ``tmp`` with two renames, so a
     reader sees the old or the new directory, never a partial one (the old one is removed

@@ -27,9 +27,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from features.lake import atomic_write_table
+from features.lake import atomic_write_table, read_table_once
 from kernels.engine import DEFAULT_FEATURES, Engine
 
 #: Columns of a canonical minute bar (``ts`` = bar start, UTC, as Alpaca's ``t``).
@@ -238,7 +237,7 @@ class MinuteEngine:
     @classmethod
     def load(cls, path: Path) -> tuple[MinuteEngine, dict]:
         """Restore a :meth:`save` snapshot; returns the engine and the saved ``meta``."""
-        table = pq.read_table(path)
+        table = read_table_once(path)
         md = table.schema.metadata or {}
         features = json.loads(md[b"stockray_features"])
         me = cls(table.column("ticker").to_pylist(), features)

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from features.lake import read_table_once
 from serving.errors import FeaturesUnavailableError
 from serving.lookup import FileWatch
 
@@ -83,14 +84,13 @@ class OfflineHistory:
         return gen
 
     def _load(self, ticker: str) -> TickerHistory:
-        import pyarrow.parquet as pq
-
         if not os.path.exists(self.path):
             raise FeaturesUnavailableError(
                 f"the offline feature store {self.path} does not exist: sequence models read "
                 "each ticker's history from it; run `stockray features` first"
             )
-        table = pq.read_table(self.path, filters=[("ticker", "==", ticker)])
+        # one file handle: the file may be replaced by a feature build while we read
+        table = read_table_once(self.path, filters=[("ticker", "==", ticker)])
         self.reads += 1
         ts = table.column(TS_COLUMN).to_numpy()
         ts_s = np.asarray(ts, dtype="datetime64[ns]").astype(np.int64) / 1e9

@@ -75,3 +75,33 @@ def test_failed_write_leaves_previous_partition_intact(tmp_path, monkeypatch):
         lake.write_bars(frame.assign(close=2.0), tmp_path)
     assert target.read_bytes() == before
     assert [p.name for p in target.parent.iterdir()] == ["bars.parquet"]
+
+
+def test_reader_never_sees_a_mix_of_two_atomic_writes(tmp_path):
+    # a path-based pq.read_table opens the file twice (footer, then pages); a replace in
+    # between fails with "Page was smaller than expected" — read_table_once pins one file
+    import threading
+
+    import numpy as np
+    import pyarrow as pa
+
+    from features.lake import atomic_write_table, read_table_once
+
+    path = tmp_path / "state.parquet"
+    atomic_write_table(pa.table({"a": np.arange(10)}), path)
+    stop = threading.Event()
+
+    def writer():
+        i = 0
+        while not stop.is_set():
+            i += 1
+            atomic_write_table(pa.table({"a": np.arange(1000 + (i % 7) * 100) * i}), path)
+
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        lengths = {read_table_once(path).num_rows for _ in range(400)}
+    finally:
+        stop.set()
+        t.join()
+    assert lengths <= {10} | {1000 + k * 100 for k in range(7)}
