@@ -13,8 +13,21 @@ def warmup() -> None:
     cache makes it 0.6 s (idle) to 3.9 s (load 9) per process. Call it in a Ray actor's
     ``__init__`` or at service start so the first real tick does not pay the compile.
     """
-    import kernels as K
+    # the kernel modules, not the package: this module is imported by the package's __init__
+    from types import SimpleNamespace
+
+    import kernels.alpha158
+    import kernels.changes
+    import kernels.dispersion
+    import kernels.moving
+    import kernels.oscillators
+    import kernels.rolling
+    import kernels.volume
     from kernels.engine import Engine
+
+    mods = (kernels.changes, kernels.dispersion, kernels.moving, kernels.oscillators,
+            kernels.rolling, kernels.volume, kernels.alpha158)
+    K = SimpleNamespace(**{k: v for m in mods for k, v in vars(m).items() if not k.startswith("_")})
 
     x = np.linspace(1.0, 2.0, 8)
     K.returns(x), K.log_returns(x), K.roc(x, 2), K.momentum(x, 2)

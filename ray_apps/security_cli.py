@@ -15,7 +15,7 @@ audit_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
 
 
 def _settings():
-    from ray_apps.cli import _settings as s
+    from ray_apps.cli_state import settings as s
 
     return s().resolved()
 

@@ -1,10 +1,12 @@
 """The prediction service: the ``.proto``, pure stage objects (feature lookup, scorer,
 explainer), Ray Serve deployments (one per module), the typed app builder, and clients.
 
-May import: ``features`` (online store reader) and model artifacts that ``training`` exported
-(plus ``training.export``'s small bundle-format helpers); never training code — except, only
-when a sequence (LSTM / Transformer) bundle is loaded, the torch net and integrated gradients
-(``training.sequence.net_from_state``, ``training.attribution``) that explain it.
+May import: ``features`` (online store reader) and model artifacts that ``training`` exported,
+read through ``training.bundle`` (the bundle format: no training imports); never training code.
+The only other ``training`` modules allowed (tests/unit/test_import_graph.py) are torch-only or
+plotting-only: ``training.nets`` rebuilds a sequence bundle's net from its ``state.pt`` and
+``training.attribution`` explains it with integrated gradients; ``training.plots`` draws the
+report figures.
 
 Map: ``lookup``/``scorer``/``explainer`` (stages, no Ray) -> ``modelset`` (models by alias,
 hot swap) -> ``service`` (validation, routing, calibration, audit) -> ``deployments/`` (thin

@@ -1,6 +1,6 @@
 """Direction probability and conformal intervals from a bundle's validation residuals.
 
-``training.export.residual_calibration`` stores, in ``bundle.json`` under
+``training.bundle.residual_calibration`` stores, in ``bundle.json`` under
 ``extra.metrics``: ``val_resid_mean``, ``val_resid_std`` and ``val_conformal_q80`` /
 ``val_conformal_q90`` (split-conformal half-widths: the finite-sample-corrected quantile of
 ``|y - prediction|`` on the purged validation rows the booster never saw).

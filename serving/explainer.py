@@ -22,7 +22,7 @@ import numpy as np
 from serving.errors import ServingError
 from serving.models import ModelBundle
 from serving.scorer import feature_vector
-from training.export import KIND_SEQUENCE
+from training.bundle import KIND_SEQUENCE
 
 # Interpolation steps of integrated gradients: 50 gives a completeness gap ~1e-4 relative
 # (STACK.md: 0.83 ms per LSTM window, batched).
@@ -57,7 +57,7 @@ class SequenceAttributor:
         import torch
 
         from training.attribution import integrated_gradients
-        from training.sequence import load_state, net_from_state
+        from training.nets import load_state, net_from_state
 
         torch.set_num_threads(1)  # one row per request; the replica's CPU share is < 1 core
         self._ig = integrated_gradients

@@ -3,7 +3,7 @@
 Registry convention: one registered model per family and horizon, named
 ``stockray-{family}-h{h}`` (``lgbm`` by default; ``lstm`` / ``transformer`` for sequence
 networks, `registered_name_template`); the version to serve carries the alias ``champion``;
-that version's run holds the bundle (see ``training.export``) under the artifact path
+that version's run holds the bundle (see ``training.export``; format in ``training.bundle``) under the artifact path
 ``bundle/``. The registered name and version override whatever ``bundle.json`` says, since the
 registry is the source of truth.
 
@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, model_validator
 
-from training.export import (
+from training.bundle import (
     BOOSTER_FILE,
     KIND_LGBM,
     KIND_SEQUENCE,

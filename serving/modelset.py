@@ -20,7 +20,7 @@ from serving.explainer import Explainer
 from serving.history import OfflineHistory
 from serving.models import ModelSource, alias_versions, resolve_bundles
 from serving.scorer import ModelInfo, Scorer
-from training.export import KIND_SEQUENCE
+from training.bundle import KIND_SEQUENCE
 
 log = logging.getLogger(__name__)
 CHAMPION, CHALLENGER = "champion", "challenger"

@@ -23,7 +23,7 @@ import numpy as np
 from serving.calibration import Calibration
 from serving.errors import FeaturesUnavailableError
 from serving.models import DEFAULT_ALIAS, ModelBundle
-from training.export import KIND_SEQUENCE, onnx_session
+from training.bundle import KIND_SEQUENCE, onnx_session
 
 
 @dataclass(frozen=True)

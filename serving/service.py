@@ -48,7 +48,7 @@ from serving.metrics import ServingMetrics
 from serving.modelset import CHALLENGER, CHAMPION, ServedModels
 from serving.protos import stockray_pb2 as pb
 from serving.scorer import ModelInfo, input_groups, model_input
-from training.export import KIND_SEQUENCE
+from training.bundle import KIND_SEQUENCE
 
 log = logging.getLogger(__name__)
 DEFAULT_TOP_K = 5

@@ -15,7 +15,7 @@ A bundle is a directory; ``bundle.json``'s ``kind`` says which of two layouts it
 - ``model.onnx``  — the whole network, standardisation included (input ``window`` float32
   ``[B, L, F]`` of *raw* features, NaN allowed; output ``returns`` float32 ``[B, H]``, one
   column per horizon of ``horizons``), dynamic batch;
-- ``state.pt``    — the torch state (``training.sequence.save_state`` format) that serving's
+- ``state.pt``    — the torch state (``training.nets.save_state`` format) that serving's
   explainer rebuilds the net from for integrated gradients;
 - ``bundle.json`` — as above plus ``architecture``, ``window`` (L), ``horizons``,
   ``output_index`` (the column of ``horizon``), ``calibration`` (per horizon, keyed by
@@ -25,10 +25,10 @@ A sequence network forecasts every horizon at once, but the registry holds one v
 horizon (``stockray-lstm-h5`` ...): each registered version carries the same graph with its own
 ``horizon`` / ``output_index`` (`retarget_sequence_bundle`).
 
-This module owns the bundle *format* (file names, metadata read/write, ONNX provider choice);
-``serving`` imports those small helpers, never the training code. The heavy converters
-(onnxmltools, lightgbm) are imported inside :func:`export_bundle` so ``serving`` can import
-this module with only onnxruntime installed.
+The format itself (file names, kinds, metadata read/write, ONNX provider choice, calibration)
+lives in ``training.bundle``, which ``serving`` imports; its names are re-exported here for
+writers. The heavy converters (onnxmltools, lightgbm, torch) are imported inside the export
+functions.
 
 ``model_version`` is only known after MLflow registration: export first, register, then call
 :func:`write_bundle_meta` with ``model_version=...`` (atomic rewrite of ``bundle.json``).
@@ -36,10 +36,8 @@ this module with only onnxruntime installed.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import tempfile
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,92 +46,30 @@ from typing import Any
 import numpy as np
 
 from features.lake import staged_dir
+from training.bundle import (  # noqa: F401  (the format lives in training.bundle)
+    BOOSTER_FILE,
+    CONFORMAL_COVERAGES,
+    KIND_LGBM,
+    KIND_SEQUENCE,
+    META_FILE,
+    ONNX_FILE,
+    ONNX_INPUT_NAME,
+    STATE_FILE,
+    TORCH_ONNX_INPUT_NAME,
+    TORCH_ONNX_OUTPUT_NAME,
+    onnx_providers,
+    onnx_session,
+    read_bundle_meta,
+    residual_calibration,
+    write_bundle_meta,
+    write_json_atomic,
+)
 
-ONNX_FILE = "model.onnx"
-BOOSTER_FILE = "model.txt"
-STATE_FILE = "state.pt"
-META_FILE = "bundle.json"
-KIND_LGBM, KIND_SEQUENCE = "lgbm", "sequence"
-ONNX_INPUT_NAME = "features"
-# onnxmltools 1.16 converts LightGBM up to opset 15 (17 raises; see STACK.md).
+# onnxmltools 1.16 converts LightGBM up to opset 15 (17 raises).
 ONNX_TARGET_OPSET = 15
 # Parity check on this many synthetic rows; a float32 model vs float64 LightGBM drifts ~1e-6.
 PARITY_ROWS = 256
 PARITY_MAX_ABS_LIMIT = 1e-3
-
-# Preference order: TensorRT, then CUDA, then CPU. onnxruntime-gpu lists GPU providers even
-# without a GPU and silently falls back (STACK.md), so callers must check ``get_providers()``.
-_PROVIDER_PREFERENCE = (
-    "TensorrtExecutionProvider",
-    "CUDAExecutionProvider",
-    "CPUExecutionProvider",
-)
-
-
-def onnx_providers(available: Sequence[str] | None = None) -> list[str]:
-    """Execution providers to request, best first: TensorRT > CUDA > CPU.
-
-    Args:
-        available: provider names to choose from; defaults to
-            ``onnxruntime.get_available_providers()``.
-
-    Returns:
-        The available providers among TensorRT/CUDA/CPU in preference order; always ends with
-        ``CPUExecutionProvider`` so a session can fall back.
-    """
-    if available is None:
-        import onnxruntime as ort
-
-        available = ort.get_available_providers()
-    chosen = [p for p in _PROVIDER_PREFERENCE if p in available]
-    if "CPUExecutionProvider" not in chosen:
-        chosen.append("CPUExecutionProvider")
-    return chosen
-
-
-def onnx_session(path: str | os.PathLike[str], *, intra_op_threads: int = 1) -> Any:
-    """An ``onnxruntime.InferenceSession`` on the best provider (see :func:`onnx_providers`).
-
-    One intra-op thread: single-row requests gain nothing from more and the box has 2 cores
-    shared by every replica. The provider actually used is ``session.get_providers()[0]``.
-    """
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = intra_op_threads
-    opts.inter_op_num_threads = 1
-    return ort.InferenceSession(str(path), sess_options=opts, providers=onnx_providers())
-
-
-def read_bundle_meta(bundle_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    """Return the parsed ``bundle.json`` of a bundle directory."""
-    path = Path(bundle_dir) / META_FILE
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{path} does not exist: {bundle_dir} is not a model bundle "
-            "(export one with training.export.export_bundle)"
-        )
-    return json.loads(path.read_text())
-
-
-def write_bundle_meta(bundle_dir: str | os.PathLike[str], **updates: Any) -> dict[str, Any]:
-    """Update fields of ``bundle.json`` atomically (e.g. ``model_version`` after registering).
-
-    Returns:
-        The metadata as written.
-    """
-    meta = read_bundle_meta(bundle_dir)
-    meta.update(updates)
-    _write_json_atomic(Path(bundle_dir) / META_FILE, meta)
-    return meta
-
-
-def _write_json_atomic(path: Path, obj: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, path)
 
 
 def _parity_sample(booster: Any, n_features: int, rows: int, seed: int = 0) -> np.ndarray:
@@ -261,14 +197,12 @@ def export_bundle(
             "created_at": datetime.now(UTC).isoformat(),
             "extra": dict(extra or {}),
         }
-        _write_json_atomic(tmp / META_FILE, meta)
+        write_json_atomic(tmp / META_FILE, meta)
     return out
 
 
 # --- torch models (sequence networks) ----------------------------------------------------------
 
-TORCH_ONNX_INPUT_NAME = "window"
-TORCH_ONNX_OUTPUT_NAME = "returns"
 # One file up to this size: ONNX protobufs cannot exceed 2 GiB, so larger models keep the
 # exporter's side file ``<name>.onnx.data``.
 TORCH_ONNX_INLINE_MAX_BYTES = 1 << 30
@@ -373,36 +307,6 @@ def export_torch_onnx(
     }
 
 
-# --- validation residual calibration (serving's conformal intervals and P(up)) ---------------
-
-# Coverages of the split-conformal half-widths stored by :func:`residual_calibration`.
-CONFORMAL_COVERAGES = (0.8, 0.9)
-
-
-def residual_calibration(residuals: Any) -> dict[str, float]:
-    """Validation-residual statistics a served model needs for intervals and P(up).
-
-    ``residuals`` are ``y - prediction`` on held-out (validation) rows the booster never saw.
-    Returns ``val_resid_mean``, ``val_resid_std``, ``val_resid_n`` and, per coverage c in
-    :data:`CONFORMAL_COVERAGES`, ``val_conformal_q{100c}``: the split-conformal half-width, the
-    ``ceil((n + 1) c) / n`` empirical quantile of ``|residual|`` (finite-sample corrected), so
-    ``prediction ± q`` covers a new label with probability >= c under exchangeability. Empty
-    when fewer than 20 finite residuals.
-    """
-    r = np.asarray(residuals, dtype=np.float64)
-    r = r[np.isfinite(r)]
-    n = int(r.size)
-    if n < 20:
-        return {}
-    out = {"val_resid_mean": float(r.mean()), "val_resid_std": float(r.std(ddof=1)),
-           "val_resid_n": float(n)}
-    a = np.sort(np.abs(r))
-    for c in CONFORMAL_COVERAGES:
-        k = min(n, int(np.ceil((n + 1) * c)))
-        out[f"val_conformal_q{round(100 * c)}"] = float(a[k - 1])
-    return out
-
-
 # --- sequence bundles (LSTM / Transformer) -----------------------------------------------------
 
 # Random windows for the parity check: values ~N(mean, (3 std)^2) around the train mean (so the
@@ -442,7 +346,7 @@ def export_sequence_bundle(
     ``onnx_parity_max_abs``.
 
     Args:
-        net: a trained ``training.sequence.SequenceNet`` (put in eval mode).
+        net: a trained ``training.nets.SequenceNet`` (put in eval mode).
         feature_names: the net's input columns, in order (``F`` of ``[B, L, F]``).
         out_dir: bundle directory to create.
         model_name: registered name, e.g. ``stockray-lstm-h5``.
@@ -464,7 +368,7 @@ def export_sequence_bundle(
     """
     import torch
 
-    from training.sequence import EpochState, save_state
+    from training.nets import EpochState, save_state
 
     cfg = net.cfg
     names = [str(n) for n in feature_names]
@@ -517,7 +421,7 @@ def export_sequence_bundle(
             "created_at": datetime.now(UTC).isoformat(),
             "extra": dict(extra or {}),
         }
-        _write_json_atomic(tmp / META_FILE, meta)
+        write_json_atomic(tmp / META_FILE, meta)
     return out
 
 

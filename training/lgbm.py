@@ -248,7 +248,7 @@ def fit_horizon(frame: pd.DataFrame, feature_names: list[str], horizon: int,
             metrics[f"baseline_{name}_ic"] = ic(base, y, d)
             metrics[f"baseline_{name}_rank_ic"] = rank_ic(base, y, d)
     if params.objective != "lambdarank":  # residuals of rank scores mean nothing
-        from training.export import residual_calibration  # serving's intervals and P(up)
+        from training.bundle import residual_calibration  # serving's intervals and P(up)
 
         metrics.update(residual_calibration(y - pred))
     return HorizonResult(horizon=horizon, booster_text=booster.model_to_string(),

@@ -233,9 +233,8 @@ def sequence_walkforward_settings(path: str | Path | None = None) -> dict:
     """
     import yaml
 
-    from training.config import CONFIG_DIR
-
-    path = Path(path) if path else CONFIG_DIR / "sequence.yaml"
+    # the shipped configs/ dir, spelt out here: training.config imports this module
+    path = Path(path) if path else Path(__file__).resolve().parent.parent / "configs" / "sequence.yaml"
     raw = yaml.safe_load(path.read_text()) or {}
     wf = dict(raw.get("walkforward") or {})
     samples = wf.pop("samples_per_epoch", None)
