@@ -118,6 +118,7 @@ def default_universe_retrain(offline_dir: Path, threads: int, ray_fixed_s: float
     from training.config import CONFIG_DIR, DEFAULT_CONFIG, load_experiment
     from training.data import load_training_frame
     from training.lgbm import LgbmModel
+    from training.model import Dataset
     from training.sequence import (
         SequenceModel,
         SequenceNet,
@@ -154,7 +155,8 @@ def default_universe_retrain(offline_dir: Path, threads: int, ray_fixed_s: float
     for h in cfg.horizons:
         rows = frame[tr & purge_mask(frame, h, vs)]
         t0 = time.perf_counter()
-        LgbmModel(FEATURE_NAMES, h, exp.params).fit(rows)
+        LgbmModel(FEATURE_NAMES, h, exp.params).fit(
+            Dataset.of(rows, FEATURE_NAMES, f"fwd_ret_{h}d", train=None))
         lgbm_s[h] = time.perf_counter() - t0
     lgbm_total = float(sum(lgbm_s.values()))
     return {

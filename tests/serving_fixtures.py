@@ -168,6 +168,7 @@ def latest_rows(frame) -> dict[str, dict[str, float]]:
 
 def train_sequence(frame, model: str = "lstm", window: int = 6, epochs: int = 3, seed: int = 0):
     """A `training.sequence.SequenceResult` of a small net fitted on ``frame`` (a few s)."""
+    from training.model import Dataset
     from training.sequence import SequenceConfig, SequenceModel, segment_masks, sequence_result
 
     d = sorted(frame["ts"].unique())
@@ -176,7 +177,7 @@ def train_sequence(frame, model: str = "lstm", window: int = 6, epochs: int = 3,
     cfg = SequenceConfig(model=model, window=window, hidden=8, heads=2, epochs=epochs,
                          lr=3e-3, dropout=0.0, horizons=(1, 5), seed=seed, num_threads=1)
     tr, va, _ = segment_masks(frame, seg)
-    fitted = SequenceModel(cfg, FEATURES).fit(frame, tr, va)
+    fitted = SequenceModel(cfg, FEATURES).fit(Dataset.of(frame, FEATURES, train=tr, valid=va))
     return sequence_result(fitted.net, frame, FEATURES, seg, history=fitted.history,
                            n_train=int(tr.sum()))
 

@@ -16,16 +16,25 @@ clipped at 0 and normalised to sum to 1. A regime with fewer than ``min_dates`` 
 no member has a positive RankIC, falls back to the weights fitted on all rows (and those to
 equal weights). Fit it on rows the members were **not** trained on (the walk-forward fold's
 validation segment), never on the rows it is evaluated on.
+
+As a `training.model.Model` it is a stacker: its dataset's features are the members'
+out-of-sample predictions, one column per member (`stack_members` builds one), so it has the
+same ``fit(dataset)`` / ``predict(dataset, segment)`` as every other candidate.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from training.bundle import write_json_atomic
 from training.evaluate import rank_ic
+from training.model import TEST, TRAIN, Dataset, keyed
+
+ENSEMBLE_FILE = "ensemble.json"
 
 REGIMES = ("up-lovol", "up-hivol", "down-lovol", "down-hivol")
 
@@ -78,16 +87,21 @@ class RegimeEnsemble:
         self.vol_threshold_: float | None = None
         self.weights_: dict[str, dict[str, float]] = {}
 
-    def fit(self, frame: pd.DataFrame, preds: Mapping[str, pd.Series], target_col: str,
-            ts_col: str = "ts") -> RegimeEnsemble:
-        """Fit the threshold and weights on ``frame`` (with each member's ``preds`` on it)."""
-        missing = [m for m in self.members if m not in preds]
+    name = "regime_ensemble"
+
+    def fit(self, dataset: Dataset) -> RegimeEnsemble:
+        """Fit the threshold and weights on the ``train`` rows of ``dataset`` (members'
+        predictions as columns, `stack_members`; its ``target`` the label)."""
+        missing = [m for m in self.members if m not in dataset.frame]
         if missing:
             raise KeyError(f"RegimeEnsemble.fit: no predictions for members {missing}")
+        if dataset.target is None:
+            raise ValueError("RegimeEnsemble.fit: the dataset names no target column")
+        frame, ts_col = dataset.rows(TRAIN), "ts"
         vol = frame["mkt_vol_20"].to_numpy(float)
         self.vol_threshold_ = float(np.nanmedian(vol)) if np.isfinite(vol).any() else 0.0
-        y, d = frame[target_col].to_numpy(float), frame[ts_col].to_numpy()
-        z = {m: cross_sectional_z(preds[m].reindex(frame.index), d) for m in self.members}
+        y, d = frame[dataset.target].to_numpy(float), frame[ts_col].to_numpy()
+        z = {m: cross_sectional_z(frame[m].to_numpy(float), d) for m in self.members}
         overall = _weights(z, y, d) or {m: 1.0 / len(self.members) for m in self.members}
         reg = regime_labels(frame, self.vol_threshold_)
         self.weights_ = {}
@@ -99,16 +113,41 @@ class RegimeEnsemble:
             self.weights_[r] = w or dict(overall)
         return self
 
-    def predict(self, frame: pd.DataFrame, preds: Mapping[str, pd.Series],
-                ts_col: str = "ts") -> pd.Series:
-        """Blended score aligned to ``frame.index``."""
+    def predict(self, dataset: Dataset, segment: str | None = TEST) -> pd.Series:
+        """Blended score of ``segment``'s rows, indexed by (ts, ticker) in row order."""
         if self.vol_threshold_ is None:
             raise RuntimeError("RegimeEnsemble.predict called before fit")
-        d = frame[ts_col].to_numpy()
+        frame = dataset.rows(segment)
+        d = frame["ts"].to_numpy()
         reg = regime_labels(frame, self.vol_threshold_)
         out = np.zeros(len(frame))
         for m in self.members:
-            z = cross_sectional_z(preds[m].reindex(frame.index), d)
+            z = cross_sectional_z(frame[m].to_numpy(float), d)
             w = np.array([self.weights_[r][m] for r in reg]) if len(reg) else np.zeros(0)
             out += w * z
-        return pd.Series(out, index=frame.index, name="regime_ensemble")
+        return keyed(frame, out, "regime_ensemble")
+
+    def export(self, out_dir: Path) -> Path:
+        """Write the fitted blend (members, volatility threshold, weights per regime) to
+        ``out_dir/ensemble.json``. Not a serving bundle: serving runs each member's own."""
+        if self.vol_threshold_ is None:
+            raise RuntimeError("RegimeEnsemble.export called before fit")
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(out / ENSEMBLE_FILE, {
+            "kind": "regime_ensemble", "members": self.members, "min_dates": self.min_dates,
+            "vol_threshold": self.vol_threshold_, "weights": self.weights_})
+        return out
+
+
+def stack_members(frame: pd.DataFrame, preds: Mapping[str, pd.Series], target: str | None = None,
+                  **segments: np.ndarray | None) -> Dataset:
+    """The ensemble's dataset: ``frame`` plus one column per member holding its predictions
+    on those rows (one value per row, in row order, as a member's ``predict`` returns them)."""
+    cols = {}
+    for name, p in preds.items():
+        if len(p) != len(frame):
+            raise ValueError(f"stack_members: member {name!r} has {len(p)} predictions for "
+                             f"{len(frame)} rows")
+        cols[name] = np.asarray(p, float)
+    return Dataset.of(frame.assign(**cols), tuple(preds), target, **segments)

@@ -1,8 +1,9 @@
 """LightGBM per horizon: regression on the forward log return, or lambdarank on per-date
 quantile buckets of it; fit on a purged time-ordered split, scored against naive baselines.
 
-Two objectives share one model class, `LgbmModel` (``fit(frame)`` / ``predict(frame) ->
-pd.Series`` indexed like the frame):
+Two objectives share one model class, `LgbmModel`, a `training.model.Model` (``fit(dataset)``
+on its ``train`` rows, ``predict(dataset, segment) -> pd.Series`` indexed by (ts, ticker),
+``export(dir)`` to a serving bundle):
 
 - ``regression``: L2 on ``fwd_ret_{h}d``; its output is a return forecast.
 - ``lambdarank``: one query group per trading date, relevance label = the row's quantile
@@ -16,11 +17,13 @@ Pure logic: no Ray, no MLflow. ``training.tune`` runs it as Ray Tune trials.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from training.evaluate import ic, rank_ic, rmse
+from training.model import TEST, TRAIN, Dataset, keyed
 from training.splits import time_split
 
 
@@ -154,10 +157,15 @@ class LgbmModel:
     def target(self) -> str:
         return f"fwd_ret_{self.horizon}d"
 
-    def fit(self, frame: pd.DataFrame, ts_col: str = "ts") -> LgbmModel:
-        """Fit on the rows of ``frame`` with a finite target (any row order)."""
+    @property
+    def name(self) -> str:
+        return "lgbm_reg" if self.params.objective == "regression" else "lgbm_rank"
+
+    def fit(self, dataset: Dataset) -> LgbmModel:
+        """Fit on the ``train`` rows of ``dataset`` with a finite target (any row order)."""
         import lightgbm as lgb
 
+        frame, ts_col = dataset.rows(TRAIN), "ts"
         data = frame[np.isfinite(frame[self.target].to_numpy(float))]
         if len(data) < 50:
             raise ValueError(f"LgbmModel(h={self.horizon}, objective={self.params.objective}): "
@@ -178,13 +186,27 @@ class LgbmModel:
         self.booster = float32_thresholds(booster)
         return self
 
-    def predict(self, frame: pd.DataFrame) -> pd.Series:
-        """Scores aligned to ``frame.index`` (a return for regression, a rank score else)."""
+    def predict(self, dataset: Dataset, segment: str | None = TEST) -> pd.Series:
+        """Scores of ``segment``'s rows (a return for regression, a rank score else), indexed
+        by (ts, ticker) in row order."""
         if self.booster is None:
             raise RuntimeError("LgbmModel.predict called before fit")
+        frame = dataset.rows(segment)
         p = self.booster.predict(model_matrix(frame, self.feature_names),
                                  num_threads=self.params.num_threads)
-        return pd.Series(p, index=frame.index, name=f"lgbm_{self.params.objective}")
+        return keyed(frame, p, f"lgbm_{self.params.objective}")
+
+    def export(self, out_dir: Path, *, model_name: str | None = None,
+               model_version: str = "unregistered", extra: dict | None = None) -> Path:
+        """A ``kind: "lgbm"`` serving bundle (ONNX + booster text) under ``out_dir``."""
+        from training.export import export_bundle
+
+        if self.booster is None:
+            raise RuntimeError("LgbmModel.export called before fit")
+        family = "lgbm" if self.params.objective == "regression" else "lgbmrank"
+        return export_bundle(self.booster, self.feature_names, out_dir,
+                             model_name=model_name or f"stockray-{family}-h{self.horizon}",
+                             model_version=model_version, horizon=self.horizon, extra=extra)
 
     def feature_importance(self) -> pd.Series:
         """Total gain per feature."""
@@ -236,7 +258,8 @@ def fit_horizon(frame: pd.DataFrame, feature_names: list[str], horizon: int,
     if len(train) < 100 or len(valid) < 10:
         raise ValueError(f"horizon {horizon}: too little data ({len(train)} train, "
                          f"{len(valid)} valid rows); ingest a longer history")
-    booster = LgbmModel(feature_names, horizon, params).fit(train).booster
+    booster = LgbmModel(feature_names, horizon, params).fit(
+        Dataset.of(train, feature_names, target, train=None)).booster
     pred = booster.predict(model_matrix(valid, feature_names), num_threads=params.num_threads)
     y, d = valid[target].to_numpy(float), valid["ts"].to_numpy()
     metrics = {"val_ic": ic(pred, y, d), "val_rank_ic": rank_ic(pred, y, d),

@@ -60,6 +60,29 @@ class Dataset:
         """True when ``segment`` exists and selects at least one row."""
         return segment in self.segments and bool(np.asarray(self.segments[segment]).any())
 
+    @classmethod
+    def of(cls, frame: pd.DataFrame, features, target: str | None = None,
+           **segments: np.ndarray | None) -> Dataset:
+        """A dataset over ``frame``; each keyword is a segment mask (None = every row), e.g.
+        ``Dataset.of(train_rows, names, train=None)`` to fit on every row of a frame."""
+        n = len(frame)
+        masks = {k: np.ones(n, bool) if v is None else np.asarray(v, bool)
+                 for k, v in segments.items()}
+        return cls(frame, tuple(features), target, masks)
+
+
+def keyed(rows: pd.DataFrame, values, name: str) -> pd.Series:
+    """``values`` (one per row of ``rows``, in order) as a Series indexed by (ts, ticker).
+
+    Rows without both columns (e.g. a cross-section-free toy frame) keep their own index.
+    """
+    values = np.asarray(values)
+    if "ts" in rows and "ticker" in rows:
+        index = pd.MultiIndex.from_arrays([rows["ts"], rows["ticker"]], names=["ts", "ticker"])
+    else:
+        index = rows.index
+    return pd.Series(values, index=index, name=name)
+
 
 @runtime_checkable
 class Model(Protocol):

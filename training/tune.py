@@ -119,6 +119,7 @@ def lgbm_search_trainable(config: dict, frame: pd.DataFrame | None = None) -> No
 
     from training.evaluate import rank_ic
     from training.lgbm import LgbmModel
+    from training.model import Dataset
 
     base = dict(config["base_params"])
     sample = {k: v for k, v in config.items() if k in LgbmParams.__dataclass_fields__}
@@ -129,8 +130,9 @@ def lgbm_search_trainable(config: dict, frame: pd.DataFrame | None = None) -> No
     scores = []
     for fold in folds:
         train, valid, _ = fold.split(data)
-        model = LgbmModel(config["feature_names"], h, params).fit(train)
-        p = model.predict(valid)
+        model = LgbmModel(config["feature_names"], h, params).fit(
+            Dataset.of(train, config["feature_names"], target, train=None))
+        p = model.predict(Dataset.of(valid, config["feature_names"], target, test=None))
         scores.append(rank_ic(p, valid[target], valid["ts"]))
         tune.report({"rank_ic": float(np.nanmean(scores)), "fold_rank_ic": scores[-1],
                      "folds": len(scores)})

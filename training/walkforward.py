@@ -42,14 +42,13 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from training.baselines import BASELINE_NAMES, LinearBaseline, baseline_predictions
-from training.ensemble import RegimeEnsemble
+from training.baselines import BASELINE_NAMES
 from training.evaluate import (
     calibration_table,
     daily_ic,
@@ -57,21 +56,23 @@ from training.evaluate import (
     market_wide_features,
     rank_ic,
 )
-from training.lgbm import LgbmModel, LgbmParams
+from training.folds import (  # noqa: F401  (re-exported: the fold API)
+    LGBM_MODELS,
+    LINEAR_NAME,
+    MODEL_NAMES,
+    PAST_RETURN_COLS,
+    SCORE_MODELS,
+    SEQUENCE_MODELS,
+    FoldOutput,
+    WalkForwardPlan,
+    fold_predictions,
+    plan_walkforward,
+    usable_features,
+)
+from training.lgbm import LgbmParams
 from training.report import RunResult, comparison_table, write_report
-from training.splits import walk_forward
 
-LGBM_MODELS = ("lgbm_reg", "lgbm_rank", "regime_ensemble")
-#: Candidates whose output is a rank score with no return scale (reported by score decile).
-SCORE_MODELS = ("lgbm_rank", "regime_ensemble")
-SEQUENCE_MODELS = ("lstm", "transformer")
-# every walk-forward candidate, in report order
-MODEL_NAMES = (*LGBM_MODELS, *SEQUENCE_MODELS)
-# SequenceConfig fields the walk-forward sets itself (per candidate, seed and horizon)
 _SEQUENCE_FIXED = ("model", "seed", "horizons")
-LINEAR_NAME = "linear"
-# past-return feature columns the momentum / reversal baselines read (lookback -> column)
-PAST_RETURN_COLS = {1: "ret_1d", 5: "ret_5d", 20: "ret_20d"}
 # which walk-forward model stands for which registry family (see training.registry)
 FAMILY_MODEL = {"lgbm": "lgbm_reg", "lgbmrank": "lgbm_rank"}
 
@@ -249,236 +250,9 @@ def sequence_walkforward_settings(path: str | Path | None = None) -> dict:
     return {"sequence": seq, "sequence_samples_per_epoch": samples}
 
 
-def usable_features(frame: pd.DataFrame, feature_names) -> list[str]:
-    """Features that carry information here: drop all-NaN and constant columns (e.g.
-    ``volume_z_20`` on close-only data)."""
-    keep = []
-    for f in feature_names:
-        v = frame[f].to_numpy(float)
-        v = v[np.isfinite(v)]
-        if len(v) and np.ptp(v) > 0:
-            keep.append(f)
-    return keep
-
-
-def _linear_baseline(train, test, features, target, alpha) -> pd.Series:
-    """Ridge on the features that are at least half present in this fold's train rows, gaps
-    filled with the train medians (sparse inputs such as macro series would otherwise leave
-    no complete row)."""
-    present = [f for f in features if np.isfinite(train[f].to_numpy(float)).mean() >= 0.5]
-    med = train[present].median()
-    model = LinearBaseline(present, alpha).fit(train[present].fillna(med).assign(
-        **{target: train[target]}), target)
-    return model.predict(test[present].fillna(med))
-
-
 def pred_column(name: str, seed: int | None) -> str:
     """Column of `WalkForwardResult.predictions` holding one run's test predictions."""
     return name if seed is None else f"{name}@{seed}"
-
-
-def _fit_fold(train, valid, test, features, cfg: WalkForwardConfig, seed: int):
-    """The selected LightGBM candidates of one fold and seed -> (test predictions,
-    importances). The ensemble's members are fitted whenever the ensemble is selected."""
-    target = f"fwd_ret_{cfg.horizon}d"
-    want = set(cfg.models)
-    need_members = "regime_ensemble" in want
-    preds_valid, preds_test, imp = {}, {}, {}
-    for name, objective in (("lgbm_reg", "regression"), ("lgbm_rank", "lambdarank")):
-        if name not in want and not need_members:
-            continue
-        params = LgbmParams(**{**asdict(cfg.params), "objective": objective, "seed": seed})
-        model = LgbmModel(features, cfg.horizon, params).fit(train)
-        preds_test[name] = model.predict(test)
-        if need_members:
-            preds_valid[name] = model.predict(valid)
-        imp[name] = model.feature_importance()
-    if need_members:
-        ens = RegimeEnsemble(["lgbm_reg", "lgbm_rank"], min_dates=cfg.ensemble_min_dates)
-        ens.fit(valid, preds_valid, target)
-        preds_test["regime_ensemble"] = ens.predict(test, preds_test)
-    return ({m: p for m, p in preds_test.items() if m in want},
-            {m: v for m, v in imp.items() if m in want})
-
-
-def fit_sequence(train_windows, seq_cfg, n_features: int,
-                 samples_per_epoch: int | None = None):
-    """Train a `SequenceNet` on one fold's training windows with the plain torch loop.
-
-    The same steps as `SequenceModel.fit` (seeded init, scalers from the training windows
-    only, AdamW on the masked loss); with ``samples_per_epoch`` below the number of windows,
-    each epoch trains on a fresh seeded draw of that many windows instead of all of them.
-
-    Args:
-        train_windows: `training.sequence.Windows` of the purged training rows.
-        seq_cfg: `SequenceConfig` (``seed`` seeds the init, batch order and draws).
-        n_features: input width.
-        samples_per_epoch: windows per epoch; None = all.
-
-    Returns:
-        ``(net in eval mode, epoch history)``.
-
-    Raises:
-        ValueError: fewer than 100 labelled training windows.
-    """
-    import torch
-
-    from training.sequence import SequenceNet, fit_scalers, make_optimizer, train_epochs
-
-    x, y = train_windows.x, train_windows.y
-    n_lab = int(np.isfinite(y).any(axis=1).sum())
-    if n_lab < 100:
-        raise ValueError(f"sequence candidate {seq_cfg.model}: only {n_lab} labelled training "
-                         f"windows in this fold; lengthen WalkForwardConfig.train_days")
-    torch.manual_seed(seq_cfg.seed)
-    net = SequenceNet(n_features, seq_cfg)
-    fit_scalers(net, x, y)
-    opt = make_optimizer(net, seq_cfg)
-    if samples_per_epoch is None or len(x) <= samples_per_epoch:
-        state = train_epochs(net, opt, x, y, seq_cfg)
-    else:
-        rng = np.random.default_rng(seq_cfg.seed)
-        state = None
-        for epoch in range(seq_cfg.epochs):
-            # sorted draw: contiguous-ish memory reads; train_epochs shuffles the batches
-            idx = np.sort(rng.choice(len(x), samples_per_epoch, replace=False))
-            state = train_epochs(net, opt, x[idx], y[idx], replace(seq_cfg, epochs=epoch + 1),
-                                 start_epoch=epoch, state=state)
-    net.eval()
-    return net, (state.history if state is not None else [])
-
-
-def _sequence_fold(data, train_mask, test_mask, features, cfg: WalkForwardConfig, seeds):
-    """Test predictions ``{(model, seed): Series aligned to data's test rows}`` of the
-    selected sequence candidates in one fold. Training windows are cut once per window
-    length and shared by candidates and seeds."""
-    from training.sequence import build_windows, predict_array
-
-    target = f"fwd_ret_{cfg.horizon}d"
-    out = {}
-    windows: dict = {}  # window length -> (train, test) windows of this fold
-    test_index = data.index[test_mask]
-    # build_windows returns (ts, ticker) order; data is sorted the same way, so map by key
-    key = pd.MultiIndex.from_arrays([data.loc[test_index, "ts"].to_numpy(),
-                                     data.loc[test_index, "ticker"].to_numpy()])
-    for name in (m for m in cfg.models if m in SEQUENCE_MODELS):
-        for seed in seeds:
-            seq_cfg = cfg.sequence_config(name, seed)
-            L = seq_cfg.window
-            if L not in windows:
-                windows[L] = (build_windows(data, features, L, [target], train_mask),
-                              build_windows(data, features, L, (), test_mask))
-            train_w, test_w = windows[L]
-            net, _hist = fit_sequence(train_w, seq_cfg, len(features),
-                                      cfg.sequence_samples_per_epoch)
-            pred = pd.Series(predict_array(net, test_w.x)[:, 0].astype(float),
-                             index=test_w.index)
-            out[(name, seed)] = pd.Series(pred.reindex(key).to_numpy(), index=test_index,
-                                          name=name)
-    return out
-
-
-@dataclass
-class WalkForwardPlan:
-    """What every fold job shares: the labelled rows, the folds and the baselines.
-
-    Attributes:
-        data: rows with a finite target, sorted by ``(ts, ticker)``, with a RangeIndex.
-        features: model inputs (`usable_features`).
-        folds: `training.splits.Fold` s of ``data``.
-        baselines: every baseline's predictions on the stitched test rows.
-        test_index: the stitched test rows (``data`` index), in fold order.
-        fold_of: fold number of each ``data`` row (-1 outside every test segment).
-        names_per_leg: names per backtest leg.
-    """
-
-    data: pd.DataFrame
-    features: list[str]
-    folds: list
-    baselines: pd.DataFrame
-    test_index: np.ndarray
-    fold_of: pd.Series
-    names_per_leg: int
-
-
-@dataclass
-class FoldOutput:
-    """One fold's test predictions ``{(model, seed): Series}`` and LightGBM gain importances
-    ``{(model, seed): Series}`` for some seeds, and the seconds it took."""
-
-    fold: int
-    seeds: tuple[int, ...]
-    preds: dict
-    importances: dict
-    seconds: float
-
-
-def plan_walkforward(frame: pd.DataFrame, feature_names,
-                     cfg: WalkForwardConfig) -> WalkForwardPlan:
-    """Cut ``frame`` into folds and compute the (deterministic) baselines on each test
-    segment; see `run_walkforward`."""
-    h, target = cfg.horizon, f"fwd_ret_{cfg.horizon}d"
-    if h not in PAST_RETURN_COLS:
-        raise ValueError(f"horizon {h}: the momentum baseline needs a past {h}-day return "
-                         f"column; have {sorted(PAST_RETURN_COLS)}")
-    data = frame[np.isfinite(frame[target].to_numpy(float))].sort_values(["ts", "ticker"])
-    data = data.reset_index(drop=True)
-    features = usable_features(data, feature_names)
-    folds = walk_forward(data["ts"], horizon=h, train_days=cfg.train_days,
-                         valid_days=cfg.valid_days, test_days=cfg.test_days,
-                         max_folds=cfg.max_folds)
-    # 3-5 names (the default universe) would give 0 names per leg at 20%: keep at least one
-    n_per_leg = cfg.top_k or max(
-        1, int(np.floor(data.groupby("ts")["ticker"].nunique().median() * cfg.quantile)))
-    test_idx, base_parts = [], []
-    fold_of = pd.Series(-1, index=data.index)
-    for fold in folds:
-        train, _valid, test = fold.split(data)
-        test_idx.append(test.index)
-        fold_of.loc[test.index] = fold.index
-        lin = _linear_baseline(train, test, features, target, cfg.ridge_alpha)
-        b = baseline_predictions(test, h, price_col=None, past_return_cols=PAST_RETURN_COLS)
-        b[LINEAR_NAME] = lin
-        base_parts.append(b)
-    return WalkForwardPlan(data=data, features=features, folds=list(folds),
-                           baselines=pd.concat(base_parts),
-                           test_index=np.concatenate(test_idx), fold_of=fold_of,
-                           names_per_leg=n_per_leg)
-
-
-def fold_predictions(data: pd.DataFrame, features, fold, cfg: WalkForwardConfig,
-                     seeds=None) -> FoldOutput:
-    """Fit every selected candidate on one fold for ``seeds`` (default: all of ``cfg``'s)
-    and predict its test rows: the unit of work of a walk-forward (a Ray task per fold and
-    seed in `ray_apps.retrain.evaluate_walkforward`).
-
-    Args:
-        data: `WalkForwardPlan.data`.
-        features: `WalkForwardPlan.features`.
-        fold: one of `WalkForwardPlan.folds`.
-        cfg: the walk-forward's config.
-        seeds: seeds to fit; the sequence candidates share their windows across them.
-    """
-    t0 = time.perf_counter()
-    seeds = tuple(cfg.seeds if seeds is None else seeds)
-    train, valid, test = fold.split(data)
-    preds, imps = {}, {}
-    if any(m in LGBM_MODELS for m in cfg.models):
-        for seed in seeds:
-            p, imp = _fit_fold(train, valid, test, features, cfg, seed)
-            preds.update({(m, seed): v for m, v in p.items()})
-            imps.update({(m, seed): v for m, v in imp.items()})
-    if any(m in SEQUENCE_MODELS for m in cfg.models):
-        train_mask = np.zeros(len(data), bool)
-        train_mask[train.index] = True  # data has a RangeIndex
-        test_mask = np.zeros(len(data), bool)
-        test_mask[test.index] = True
-        torch_threads = _set_torch_threads(cfg.sequence.get("num_threads"))
-        try:
-            preds.update(_sequence_fold(data, train_mask, test_mask, features, cfg, seeds))
-        finally:
-            _set_torch_threads(torch_threads)
-    return FoldOutput(fold.index, seeds, preds, imps, time.perf_counter() - t0)
 
 
 def run_walkforward(frame: pd.DataFrame, feature_names, cfg: WalkForwardConfig | None = None,
@@ -573,17 +347,6 @@ def assemble_walkforward(plan: WalkForwardPlan, outputs, cfg: WalkForwardConfig,
                              feature_names=plan.features, config=cfg, seconds=seconds,
                              names_per_leg=plan.names_per_leg, predictions=predictions,
                              market_wide=market_wide_features(plan.data, plan.features))
-
-
-def _set_torch_threads(n: int | None) -> int | None:
-    """Set torch's intra-op threads to ``n`` (None/0: leave them); return the previous value."""
-    if not n:
-        return None
-    import torch
-
-    prev = torch.get_num_threads()
-    torch.set_num_threads(int(n))
-    return prev
 
 
 def write_walkforward_report(result: WalkForwardResult, out_dir: Path, *, title: str,

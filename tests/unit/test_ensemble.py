@@ -4,7 +4,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training.ensemble import REGIMES, RegimeEnsemble, cross_sectional_z, regime_labels
+from training.ensemble import (
+    REGIMES,
+    RegimeEnsemble,
+    cross_sectional_z,
+    regime_labels,
+    stack_members,
+)
 
 
 def test_regime_labels_split_trend_sign_and_volatility_threshold():
@@ -37,14 +43,14 @@ def _panel(n_dates=80, n=10, seed=0):
 
 def test_weights_follow_the_member_that_works_in_each_regime():
     f, preds = _panel()
-    ens = RegimeEnsemble(["a", "b"], min_dates=10).fit(f, preds, "y")
+    ens = RegimeEnsemble(["a", "b"], min_dates=10).fit(stack_members(f, preds, "y", train=None))
     assert set(ens.weights_) == set(REGIMES)
     # all volatility equals the median, so every row is "hivol"
     assert ens.weights_["up-hivol"]["a"] > 0.9
     assert ens.weights_["down-hivol"]["b"] > 0.9
     # regimes without data fall back to the all-rows weights (sum to 1)
     assert sum(ens.weights_["up-lovol"].values()) == pytest.approx(1.0)
-    out = ens.predict(f, preds)
+    out = ens.predict(stack_members(f, preds, test=None))
     from training.evaluate import rank_ic
 
     assert rank_ic(out, f["y"], f["ts"]) > max(rank_ic(p, f["y"], f["ts"])
@@ -54,6 +60,6 @@ def test_weights_follow_the_member_that_works_in_each_regime():
 def test_predict_before_fit_and_missing_member_fail_loudly():
     f, preds = _panel(n_dates=10)
     with pytest.raises(RuntimeError, match="before fit"):
-        RegimeEnsemble(["a"]).predict(f, preds)
+        RegimeEnsemble(["a"]).predict(stack_members(f, preds, test=None))
     with pytest.raises(KeyError, match="c"):
-        RegimeEnsemble(["a", "c"]).fit(f, preds, "y")
+        RegimeEnsemble(["a", "c"]).fit(stack_members(f, preds, "y", train=None))

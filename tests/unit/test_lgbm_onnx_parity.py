@@ -12,6 +12,7 @@ import pandas as pd
 
 from training.export import export_bundle, read_bundle_meta
 from training.lgbm import LgbmModel, LgbmParams, float32_thresholds, model_matrix
+from training.model import Dataset
 
 
 def test_onnx_equals_lightgbm_on_training_rows_with_discrete_features(tmp_path):
@@ -27,7 +28,8 @@ def test_onnx_equals_lightgbm_on_training_rows_with_discrete_features(tmp_path):
     frame["fwd_ret_5d"] = (0.01 * frame["spread"] - 0.02 * frame["spread_chg"]
                            + rng.normal(0, 0.01, n))
     names = ["spread", "spread_chg", "x"]
-    model = LgbmModel(names, 5, LgbmParams(num_boost_round=80, min_data_in_leaf=20)).fit(frame)
+    model = LgbmModel(names, 5, LgbmParams(num_boost_round=80, min_data_in_leaf=20)).fit(
+        Dataset.of(frame, names, train=None))
     out = export_bundle(model.booster, names, tmp_path / "b", model_name="m", model_version="1",
                         horizon=5)
     sess = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
@@ -85,7 +87,7 @@ def test_lambdarank_bundle_scores_like_lightgbm_and_is_not_a_return(tmp_path):
     frame["fwd_ret_5d"] = 0.01 * upper + 0.005 * frame["x"] + rng.normal(0, 0.01, n)
     names = ["pair", "x"]
     params = LgbmParams(objective="lambdarank", num_boost_round=60, min_data_in_leaf=20)
-    model = LgbmModel(names, 5, params).fit(frame)
+    model = LgbmModel(names, 5, params).fit(Dataset.of(frame, names, train=None))
     x = model_matrix(frame, names)
     assert _float32_flips(model.booster, x) == 0  # `float32_thresholds` ran in fit
 

@@ -13,6 +13,7 @@ from features.pipeline import FEATURE_NAMES, build_features_local
 from features.sources import MARKET_TICKER
 from training.attribution import integrated_gradients
 from training.export import export_torch_onnx, onnx_providers
+from training.model import Dataset
 from training.sequence import (
     SequenceConfig,
     SequenceModel,
@@ -60,13 +61,13 @@ def fitted(planted):
     cfg = SequenceConfig(
         model="lstm", window=8, hidden=16, epochs=4, lr=3e-3, dropout=0.0, num_threads=1
     )
-    return SequenceModel(cfg, FEATURE_NAMES).fit(frame, tr, va)
+    return SequenceModel(cfg, FEATURE_NAMES).fit(Dataset.of(frame, FEATURE_NAMES, train=tr, valid=va))
 
 
 def test_lstm_finds_the_planted_signal(planted, fitted):
     market, frame, seg = planted
     _, va, _ = segment_masks(frame, seg)
-    pred = fitted.predict_frame(frame, va)
+    pred = fitted.predict_frame(Dataset.of(frame, FEATURE_NAMES, valid=va), "valid")
     got = ic_by_horizon(pred, frame)
     oracle = empirical_oracle_ic(market, 1, start=seg["valid"][0])
     print(
@@ -77,7 +78,7 @@ def test_lstm_finds_the_planted_signal(planted, fitted):
     assert got[1] > 0.05  # well above noise (~0.01 per date-mean over 130 dates x 30 names)
     # the per-epoch validation IC logged during fit agrees with scoring afterwards
     assert fitted.history[-1]["val_ic_1d"] == pytest.approx(got[1], abs=1e-4)
-    s = fitted.predict(frame, va, horizon=5)
+    s = fitted.predict(Dataset.of(frame, FEATURE_NAMES, valid=va), "valid", horizon=5)
     assert list(s.index.names) == ["ts", "ticker"] and len(s) == va.sum()
     assert s.name == "pred_5d"
 
@@ -96,8 +97,9 @@ def test_transformer_fits_and_predicts(planted):
         dropout=0.0,
         num_threads=1,
     )
-    model = SequenceModel(cfg, FEATURE_NAMES).fit(frame, tr, va)
-    pred = model.predict_frame(frame, va)
+    ds = Dataset.of(frame, FEATURE_NAMES, train=tr, valid=va)
+    model = SequenceModel(cfg, FEATURE_NAMES).fit(ds)
+    pred = model.predict_frame(ds, "valid")
     assert pred.shape == (va.sum(), 3) and np.isfinite(pred.to_numpy()).all()
     assert ic_by_horizon(pred, frame)[1] > 0.0
 

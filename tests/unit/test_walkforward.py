@@ -13,6 +13,7 @@ from features.pipeline import FEATURE_NAMES
 from tests.training_fixtures import planted_frame
 from training.baselines import BASELINE_NAMES
 from training.lgbm import LgbmModel, LgbmParams, quantile_buckets
+from training.model import Dataset
 from training.walkforward import (
     LGBM_MODELS,
     MODEL_NAMES,
@@ -54,11 +55,13 @@ def test_lambdarank_learns_the_planted_cross_sectional_order():
     cut = f["ts"].unique()[300]
     train, test = f[f["ts"] < cut], f[f["ts"] >= cut]
     params = LgbmParams(objective="lambdarank", num_boost_round=40)
-    m = LgbmModel(FEATURE_NAMES, 1, params).fit(train.sample(frac=1, random_state=0))
+    m = LgbmModel(FEATURE_NAMES, 1, params).fit(
+        Dataset.of(train.sample(frac=1, random_state=0), FEATURE_NAMES, train=None))
     from training.evaluate import rank_ic
 
-    p = m.predict(test)
-    assert p.index.equals(test.index)
+    p = m.predict(Dataset.of(test, FEATURE_NAMES, test=None))
+    # one prediction per test row, in row order, keyed by (ts, ticker)
+    assert p.index.equals(pd.MultiIndex.from_frame(test[["ts", "ticker"]]))
     assert rank_ic(p, test["fwd_ret_1d"], test["ts"]) > 0.1  # planted reversal ~0.2
     with pytest.raises(ValueError, match="objective"):
         LgbmParams(objective="poisson")

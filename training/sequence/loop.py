@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -174,3 +175,38 @@ def train_epochs(
         if on_epoch_end is not None:
             on_epoch_end(state, metrics)
     return state
+
+
+def fit_net(
+    x: np.ndarray,
+    y: np.ndarray,
+    cfg: SequenceConfig,
+    *,
+    valid: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    samples_per_epoch: int | None = None,
+) -> tuple[SequenceNet, list[dict[str, float]]]:
+    """A fresh `SequenceNet` trained on windows ``x`` / labels ``y``: seeded init, scalers from
+    these windows only, AdamW on the masked loss.
+
+    With ``samples_per_epoch`` below ``len(x)``, each epoch trains on a fresh seeded draw of
+    that many windows instead of all of them (bounds the cost of long histories).
+
+    Returns:
+        ``(net in eval mode, epoch history)``.
+    """
+    torch.manual_seed(cfg.seed)
+    net = SequenceNet(x.shape[2], cfg)
+    fit_scalers(net, x, y)
+    opt = make_optimizer(net, cfg)
+    if samples_per_epoch is None or len(x) <= samples_per_epoch:
+        state = train_epochs(net, opt, x, y, cfg, valid=valid)
+    else:
+        rng = np.random.default_rng(cfg.seed)
+        state = None
+        for epoch in range(cfg.epochs):
+            # sorted draw: contiguous-ish memory reads; train_epochs shuffles the batches
+            idx = np.sort(rng.choice(len(x), samples_per_epoch, replace=False))
+            state = train_epochs(net, opt, x[idx], y[idx], replace(cfg, epochs=epoch + 1),
+                                 start_epoch=epoch, state=state, valid=valid)
+    net.eval()
+    return net, (state.history if state is not None else [])
