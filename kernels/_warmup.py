@@ -8,9 +8,8 @@ import numpy as np
 def warmup() -> None:
     """Call every batch kernel, state and the engine once on a tiny input.
 
-    With an empty numba cache this compiles everything once: measured 17.5 s on 2 idle cores
-    before alpha158 existed, 47 s with alpha158 at load average 9. Afterwards numba's on-disk
-    cache makes it 0.6 s (idle) to 3.9 s (load 9) per process. Call it in a Ray actor's
+    With an empty numba cache this compiles everything once (tens of seconds); afterwards
+    numba's on-disk cache makes it a few seconds per process. Call it in a Ray actor's
     ``__init__`` or at service start so the first real tick does not pay the compile.
     """
     # the kernel modules, not the package: this module is imported by the package's __init__

@@ -24,8 +24,7 @@ from serving.models import ModelBundle
 from serving.scorer import feature_vector
 from training.bundle import KIND_SEQUENCE
 
-# Interpolation steps of integrated gradients: 50 gives a completeness gap ~1e-4 relative
-# (STACK.md: 0.83 ms per LSTM window, batched).
+# Interpolation steps of integrated gradients: 50 gives a completeness gap ~1e-4 relative.
 IG_STEPS = 50
 
 
@@ -82,7 +81,7 @@ class Explainer:
     bundles; integrated gradients (`SequenceAttributor`) for sequence bundles.
 
     ``pred_contrib`` equals ``shap.TreeExplainer`` exactly and needs no extra dependency; one
-    thread because default threading went to 6 ms under load (STACK.md). Daily features change
+    thread because default threading is slower per row on a loaded host. Daily features change
     once a day, so explanations are cached by the exact model input — feature vector, or
     window for sequence models (``cache_size`` 0 = off).
     """

@@ -10,7 +10,7 @@ says the attributions sum to ``f(x) - f(x')``; the quadrature's gap is returned 
 ``delta`` so callers (and tests) can check the approximation is good enough.
 
 Batched: all ``(steps + 1) * N`` interpolated windows go through one forward/backward per
-chunk, which is what makes IG cheap enough to serve (STACK.md: 50 steps in ~0.8 ms for an LSTM).
+chunk, which is what makes IG cheap enough to serve.
 
 The default baseline of a `SequenceNet` is its training mean (``x_mean`` at every position):
 the input the network reads as "nothing unusual". NaN inputs, which the network already reads

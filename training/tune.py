@@ -1,8 +1,10 @@
-"""Ray Tune wrappers: one trial per horizon (and, later, per hyperparameter sample).
+"""Ray Tune for LightGBM (one trial per horizon; ASHA over hyperparameter samples), and the
+Tune pieces the sequence search shares (`tune_domain`, `asha_scheduler`,
+`raise_failed_trials`).
 
-A function trainable (not Ray Train's LightGBMTrainer) because Ray Train costs ~10-12 s of fixed
-overhead per fit on this 2-core machine and reporting every boosting round ~1.9 s per round
-(STACK.md); one trial = one horizon = one ``fit_horizon`` call, reported once at the end.
+A function trainable (not Ray Train's LightGBMTrainer): Ray Train's fixed start cost per fit
+and per-round reporting would dominate a small booster's training (figures in bench/); one
+trial = one horizon = one ``fit_horizon`` call, reported once at the end.
 """
 
 from __future__ import annotations
@@ -59,10 +61,9 @@ def train_horizons(frame: pd.DataFrame, feature_names: list[str], horizons: list
                                   verbose=0),
     )
     grid = tuner.fit()
+    raise_failed_trials(grid, "training")
     out: dict[int, HorizonResult] = {}
     for res in grid:
-        if res.error is not None:
-            raise RuntimeError(f"training trial failed: {res.error}") from res.error
         with res.checkpoint.as_directory() as d:
             meta = json.loads(Path(d, "result.json").read_text())
             text = Path(d, "model.txt").read_text()
@@ -76,22 +77,52 @@ def train_horizons(frame: pd.DataFrame, feature_names: list[str], horizons: list
 
 # --- hyperparameter search: ASHA over walk-forward folds inside train + valid ------------------
 
-def search_space(spec: dict) -> dict:
-    """Ray Tune domains from the YAML spec: ``{name: {choice|uniform|loguniform|randint: v}}``."""
+DOMAIN_KINDS = ("choice", "uniform", "loguniform", "randint")
+
+
+def tune_domain(kind: str, arg):
+    """One Ray Tune domain from a YAML ``{kind: arg}`` (shared by the LightGBM and sequence
+    searches): ``choice: [..]``, ``uniform`` / ``loguniform`` / ``randint: [lo, hi]``."""
     from ray import tune
 
-    makers = {"choice": lambda v: tune.choice(list(v)), "uniform": lambda v: tune.uniform(*v),
-              "loguniform": lambda v: tune.loguniform(*v), "randint": lambda v: tune.randint(*v)}
+    if kind == "choice":
+        return tune.choice(list(arg))
+    if kind == "uniform":
+        return tune.uniform(float(arg[0]), float(arg[1]))
+    if kind == "loguniform":
+        return tune.loguniform(float(arg[0]), float(arg[1]))
+    if kind == "randint":
+        return tune.randint(int(arg[0]), int(arg[1]))
+    raise ValueError(f"unknown search-space kind {kind!r} ({', '.join(DOMAIN_KINDS)})")
+
+
+def asha_scheduler(max_t: int, grace_period: int, reduction_factor: int):
+    """ASHA on ``training_iteration`` (one report per fold or epoch), for both searches."""
+    from ray.tune.schedulers import ASHAScheduler
+
+    return ASHAScheduler(time_attr="training_iteration", max_t=int(max_t),
+                         grace_period=int(grace_period), reduction_factor=int(reduction_factor))
+
+
+def raise_failed_trials(grid, what: str) -> None:
+    """Raise the first failed trial's error (a search never silently drops a trial)."""
+    for res in grid:
+        if res.error is not None:
+            raise RuntimeError(f"{what} trial failed: {res.error}") from res.error
+
+
+def search_space(spec: dict) -> dict:
+    """Ray Tune domains from the YAML spec: ``{name: {choice|uniform|loguniform|randint: v}}``."""
     out = {}
     for name, dom in spec.items():
-        if not isinstance(dom, dict) or len(dom) != 1 or next(iter(dom)) not in makers:
+        if not isinstance(dom, dict) or len(dom) != 1 or next(iter(dom)) not in DOMAIN_KINDS:
             raise ValueError(f"search space {name}: {dom!r}; use one of "
                              f"{{choice: [..]}}, {{uniform: [lo, hi]}}, {{loguniform: [lo, hi]}}, "
                              f"{{randint: [lo, hi]}}")
         if name not in LgbmParams.__dataclass_fields__:
             raise ValueError(f"search space {name}: not a LgbmParams field")
         kind, v = next(iter(dom.items()))
-        out[name] = makers[kind](v)
+        out[name] = tune_domain(kind, v)
     return out
 
 
@@ -153,7 +184,6 @@ def tune_lgbm(frame: pd.DataFrame, feature_names: list[str], *, horizon: int,
         (best params, one row per trial with its sampled values and final ``rank_ic``).
     """
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler
 
     base = {**asdict(base_params), "objective": objective}
     space = {**search_space(search), "base_params": base, "horizon": horizon,
@@ -161,8 +191,7 @@ def tune_lgbm(frame: pd.DataFrame, feature_names: list[str], *, horizon: int,
              "max_folds": max_folds}
     trainable = tune.with_resources(tune.with_parameters(lgbm_search_trainable, frame=frame),
                                     {"cpu": 1})
-    sched = ASHAScheduler(time_attr="training_iteration", max_t=max_folds,
-                          grace_period=grace_period, reduction_factor=reduction_factor)
+    sched = asha_scheduler(max_folds, grace_period, reduction_factor)
     tuner = tune.Tuner(
         trainable, param_space=space,
         tune_config=tune.TuneConfig(metric="rank_ic", mode="max", scheduler=sched,
@@ -171,10 +200,9 @@ def tune_lgbm(frame: pd.DataFrame, feature_names: list[str], *, horizon: int,
         run_config=tune.RunConfig(name=experiment, storage_path=str(storage_path), verbose=0),
     )
     grid = tuner.fit()
+    raise_failed_trials(grid, "tuning")
     rows = []
     for res in grid:
-        if res.error is not None:
-            raise RuntimeError(f"tuning trial failed: {res.error}") from res.error
         cfg = {k: res.config[k] for k in search}
         rows.append({**cfg, "rank_ic": res.metrics.get("rank_ic"),
                      "folds": res.metrics.get("folds")})

@@ -1,6 +1,8 @@
 """Walk-forward evaluation: every model against every baseline, out of sample, over seeds.
 
-Per fold (`training.splits.walk_forward`: train | purge | valid | purge | test, anchored):
+Per fold (`training.splits.walk_forward`: train | purge | valid | purge | test, anchored;
+`training.folds.fold_predictions` builds each candidate and calls only the
+`training.model.Model` interface on it):
 
 - ``lgbm_reg`` (LightGBM regression) and ``lgbm_rank`` (LightGBM lambdarank by date) are fitted
   on the fold's purged train rows;
@@ -12,9 +14,8 @@ Per fold (`training.splits.walk_forward`: train | purge | valid | purge | test, 
   ``window`` rows ending at its date, so test windows reach back into train/valid rows but
   never past their own date. They are fitted inside the fold's job (`fold_predictions`: a
   Ray task, or this process) with the plain torch loop (`training.sequence.train_epochs`),
-  not Ray Train: the report compares models, and Ray
-  Train's fixed start cost (10-12 s per ``fit()`` quiet, ~30 s under load; bench/training.py)
-  would be paid once per fold x seed x model and dominate. Optionally each epoch trains on
+  not Ray Train: the report compares models, and Ray Train's fixed start cost per ``fit()``
+  (bench/training.py) would be paid once per fold x seed x model and dominate. Optionally each epoch trains on
   a fresh random draw of ``sequence_samples_per_epoch`` windows of the fold's train segment,
   which bounds the cost of late folds on long histories;
 - every member predicts the fold's test rows; test segments tile the data without overlap, so

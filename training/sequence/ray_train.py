@@ -178,19 +178,17 @@ def fit_ray_train(
 ) -> Any:
     """Run `train_loop_per_worker` with ``TorchTrainer`` on the connected Ray cluster.
 
-    One worker with ``cpus_per_worker`` CPUs by default (it beat two 1-CPU DDP workers on
-    this 2-core box, STACK.md); GPUs are used when torch sees one. ``FailureConfig``
+    One worker with ``cpus_per_worker`` CPUs by default (on a small CPU host one multi-thread
+    worker beats 1-CPU DDP workers); GPUs are used when torch sees one. ``FailureConfig``
     restarts a dead worker group from the latest checkpoint up to ``max_failures`` times.
 
     ``worker_niceness``: the niceness the Ray Train worker processes add to the raylet's
     (``RAY_worker_niceness`` in their runtime env, via Ray Train's DeveloperAPI
     ``RunConfig.worker_runtime_env``; the driver's own ``RAY_worker_niceness`` wins when set).
     Ray starts every task/actor worker at +15, so whenever something else wants the same CPU
-    (another job on this shared 2-core box, Ray's own nice-0 raylet/GCS/driver threads) the
-    training loop yields to it, where a plain loop at 0 would not. Measured here with epochs
-    alternating in one worker, each paired with a plain-process epoch: 1.17x the plain epoch
-    at +15 vs 1.03x at 0 under the box's usual load (~5), 1.00x vs 0.96x when it was quiet;
-    `bench.training`'s in-loop ratio 1.29x -> 0.95x (40 epochs, load ~1). 0 (default) runs
+    (another job on a shared host, Ray's own nice-0 raylet/GCS/driver threads) the training
+    loop yields to it, where a plain loop at 0 would not (`bench.training` measures the
+    in-loop cost against a plain process). 0 (default) runs
     the loop at the priority of the process that started Ray, as Ray's job supervisor does
     for job drivers; None keeps Ray's +15. Ray's helper actors stay at +15 either way.
 

@@ -14,6 +14,7 @@ from training.nets import EpochState, SequenceConfig, SequenceNet
 from training.sequence.loop import fit_scalers, make_optimizer, train_epochs
 from training.sequence.model import SequenceModel
 from training.sequence.windows import purge_labels, segment_masks
+from training.tune import asha_scheduler, raise_failed_trials, tune_domain
 
 
 def sequence_trainable(
@@ -94,19 +95,11 @@ def load_sequence_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def _tune_domain(spec: Any) -> Any:
-    """YAML spec -> Tune domain: ``{choice: [...]}``, ``{loguniform: [lo, hi]}``,
-    ``{uniform: [lo, hi]}``, or a plain value."""
-    from ray import tune
-
+    """YAML spec -> Tune domain: ``{choice: [...]}``, ``{loguniform: [lo, hi]}``, ... (see
+    `training.tune.tune_domain`), or a plain value."""
     if isinstance(spec, dict) and len(spec) == 1:
         ((kind, arg),) = spec.items()
-        if kind == "choice":
-            return tune.choice(list(arg))
-        if kind == "loguniform":
-            return tune.loguniform(float(arg[0]), float(arg[1]))
-        if kind == "uniform":
-            return tune.uniform(float(arg[0]), float(arg[1]))
-        raise ValueError(f"unknown search-space kind {kind!r} (choice, loguniform, uniform)")
+        return tune_domain(kind, arg)
     return spec
 
 
@@ -130,7 +123,6 @@ def tune_sequence(
         ``val_ic_*``, best first.
     """
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler
 
     t = spec["tune"]
     base = asdict(spec["model"])
@@ -155,20 +147,15 @@ def tune_sequence(
             metric=metric,
             mode=mode,
             max_concurrent_trials=t.get("max_concurrent"),
-            scheduler=ASHAScheduler(
-                time_attr="training_iteration",
-                max_t=int(base["epochs"]),
-                grace_period=int(t.get("grace_period", 1)),
-                reduction_factor=int(t.get("reduction_factor", 2)),
-            ),
+            scheduler=asha_scheduler(base["epochs"], t.get("grace_period", 1),
+                                     t.get("reduction_factor", 2)),
         ),
         run_config=tune.RunConfig(name=name, storage_path=str(storage_path), verbose=0),
     )
     grid = tuner.fit()
+    raise_failed_trials(grid, "sequence")
     rows = []
     for res in grid:
-        if res.error is not None:
-            raise RuntimeError(f"sequence trial failed: {res.error}") from res.error
         m = res.metrics or {}
         row = {k: res.config["seq"][k] for k in spec["search_space"]}
         row.update({"epochs_run": int(m.get("epoch", -1)) + 1, metric: m.get(metric)})
