@@ -258,9 +258,10 @@ def fit_horizon(frame: pd.DataFrame, feature_names: list[str], horizon: int,
     if len(train) < 100 or len(valid) < 10:
         raise ValueError(f"horizon {horizon}: too little data ({len(train)} train, "
                          f"{len(valid)} valid rows); ingest a longer history")
-    booster = LgbmModel(feature_names, horizon, params).fit(
-        Dataset.of(train, feature_names, target, train=None)).booster
-    pred = booster.predict(model_matrix(valid, feature_names), num_threads=params.num_threads)
+    model = LgbmModel(feature_names, horizon, params).fit(
+        Dataset.of(train, feature_names, target, train=None))
+    booster = model.booster
+    pred = model.predict(Dataset.of(valid, feature_names, target, test=None)).to_numpy()
     y, d = valid[target].to_numpy(float), valid["ts"].to_numpy()
     metrics = {"val_ic": ic(pred, y, d), "val_rank_ic": rank_ic(pred, y, d),
                "val_rmse": rmse(pred, y), "n_train": float(len(train)),
