@@ -28,8 +28,9 @@ Typical use::
 
     cfg = SequenceConfig(model="lstm", window=20, epochs=10)
     model = SequenceModel(cfg, feature_names=FEATURE_NAMES)
-    model.fit(Dataset(frame, tuple(FEATURE_NAMES), segments={"train": tr, "valid": va}))
-    pred = model.predict(dataset, "valid")   # Series indexed by (ts, ticker), first horizon
+    data = Dataset.of(frame, FEATURE_NAMES, train=tr, valid=va)   # training.model
+    model.fit(data)                    # purges train labels reaching the valid segment
+    pred = model.predict(data, "valid")   # Series indexed by (ts, ticker), first horizon
 """
 
 from training.nets import (
