@@ -11,7 +11,8 @@ import json
 from pathlib import Path
 
 from features.settings import Settings
-from training.walkforward import files_sha256, offline_snapshot_hash
+from features.sources import files_sha256
+from training.data import offline_snapshot_hash
 
 
 def state_path(settings: Settings) -> Path:
