@@ -6,7 +6,7 @@ Run: ``python -m bench.features --out bench/results/features.json`` (~15 minutes
 Universes (each written to a temporary lake first, outside the timings):
 
 - ``skfolio``: the 20 stocks of skfolio's ``sp500_dataset.csv.gz`` (1990..2022, ~166k bars)
-  plus its S&P 500 index (``training.walkforward.skfolio_bars``). Close-only data: OHLC are
+  plus its S&P 500 index (``features.sources.skfolio_bars``). Close-only data: OHLC are
   all the adjusted close and volume 0, so range/volume features are degenerate (constant or
   NaN); the work per row is the same.
 - ``synthetic``: 2,000 tickers x 10 years of business days (5.04M bars), seeded random walks
@@ -105,7 +105,7 @@ class PeakRss:
 
 def _bars_for(universe: str, n_tickers: int) -> pd.DataFrame:
     if universe == "skfolio":
-        from training.walkforward import skfolio_bars  # the one reader of the skfolio CSVs
+        from features.sources import skfolio_bars  # the one reader of the skfolio CSVs
 
         return skfolio_bars()
     return synthetic_bars(n_tickers)

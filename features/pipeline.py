@@ -14,18 +14,16 @@ does not look like a volume shock. ``adj_factor`` also carries dividends, so adj
 off by the cumulative dividend yield (a slow drift of a few % a year, invisible to 20-day
 z-scores); a split is a jump in the factor, which this removes.
 
-Engines: ``build_features_local`` (one process) and ``build_features_ray`` (Ray Data
-ticker-aligned blocks, or ``groupby("ticker").map_groups``) run the same per-ticker function
-and return the whole universe as one frame (tests, notebooks, small data);
-``build_features`` with ``engine="auto"`` picks by row count (:data:`RAY_MIN_ROWS`, measured
-in ``bench/features.py``). ``stockray features`` runs ``features.stream`` instead: the same
-per-ticker function over chunks of tickers written to disk, and :func:`add_cross_sectional`'s
-ranks recomputed out of core by DuckDB (tested equal), so memory stays within a budget.
+Engine: ``stockray features`` runs ``features.stream``: the per-ticker function over chunks
+of tickers (in this process or as Ray Data tasks, :func:`choose_engine` by row count,
+:data:`RAY_MIN_ROWS`, measured in ``bench/features.py``) written to disk, and
+:func:`add_cross_sectional`'s ranks recomputed out of core by DuckDB, so memory stays within a
+budget. ``build_features_local`` is the same computation on one in-memory frame (small panels:
+the skfolio research universe, tests), tested equal to the streamed tables.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -365,60 +363,6 @@ def build_features_local(bars: pd.DataFrame, macro="arch", progress: bool = Fals
     return add_cross_sectional(pd.concat(parts, ignore_index=True))
 
 
-def _groups_of_batch(batch: pd.DataFrame, context: pd.DataFrame) -> pd.DataFrame:
-    # One Ray Data block holds whole tickers (see build_features_ray): loop over them.
-    parts = [features_for_group(g, context=context)
-             for _, g in batch.groupby("ticker", sort=False)]
-    return pd.concat(parts, ignore_index=True) if parts else batch.iloc[:0]
-
-
-def build_features_ray(bars: pd.DataFrame, macro="arch", shuffle: bool = False,
-                       blocks_per_cpu: int = 4) -> pd.DataFrame:
-    """Ray Data path over the connected Ray cluster, grouped per ticker.
-
-    Per-ticker work streams through Ray Data (its progress bars show the stages); the
-    cross-sectional ranks need every ticker of a date and run on the collected result.
-
-    Args:
-        bars: canonical bars (stocks + index).
-        macro: as in :func:`build_features_local`.
-        shuffle: use ``groupby("ticker").map_groups`` (a hash shuffle of every row). The
-            default instead cuts the ticker-sorted bars into blocks of whole tickers and runs
-            ``map_batches`` per block: the same grouping without the shuffle, which on 2 cores
-            cost 34 s for 78k rows against ~1 s here (bench/features.py).
-        blocks_per_cpu: blocks per cluster CPU (load balance vs per-block overhead).
-    """
-    import ray
-    import ray.data
-
-    stocks, market = split_market(bars)
-    if stocks.empty:
-        return pd.DataFrame(columns=OUTPUT_COLUMNS)
-    context = context_features(stocks["ts"], market, _macro(macro))
-    if shuffle:
-        out = ray.data.from_pandas(stocks).groupby("ticker").map_groups(
-            features_for_group, batch_format="pandas", fn_kwargs={"context": context})
-    else:
-        stocks = stocks.sort_values(["ticker", "ts"], kind="stable").reset_index(drop=True)
-        tickers = stocks["ticker"].to_numpy()
-        starts = np.r_[0, np.flatnonzero(tickers[1:] != tickers[:-1]) + 1]
-        cpus = int(ray.cluster_resources().get("CPU", 1)) if ray.is_initialized() else 1
-        n_blocks = max(1, min(len(starts), blocks_per_cpu * cpus))
-        cuts = [int(starts[i]) for i in np.linspace(0, len(starts), n_blocks + 1)[1:-1]
-                .astype(int)] if n_blocks > 1 else []
-        chunks = np.split(np.arange(len(stocks)), cuts)
-        ds = ray.data.from_pandas([stocks.iloc[c] for c in chunks if len(c)])
-        out = ds.map_batches(_groups_of_batch, batch_format="pandas", batch_size=None,
-                             fn_kwargs={"context": context})
-    frame = out.to_pandas()
-    # Arrow-backed columns -> the local path's numpy dtypes
-    frame["ts"] = frame["ts"].astype("datetime64[ns, UTC]")
-    frame["ticker"] = frame["ticker"].astype(object)
-    frame = frame.astype({c: "float64" for c in frame.columns if c not in ("ticker", "ts")})
-    frame = frame.sort_values(["ticker", "ts"]).reset_index(drop=True)
-    return add_cross_sectional(frame)
-
-
 def choose_engine(engine: str, n_rows: int, cluster_up: bool = True) -> str:
     """Resolve ``"auto"`` to ``"ray"`` or ``"local"`` by row count (see :data:`RAY_MIN_ROWS`).
 
@@ -432,26 +376,3 @@ def choose_engine(engine: str, n_rows: int, cluster_up: bool = True) -> str:
     if engine != "auto":
         raise ValueError(f"engine must be 'auto', 'ray' or 'local', not {engine!r}")
     return "ray" if n_rows >= (RAY_MIN_ROWS if cluster_up else RAY_MIN_ROWS_COLD) else "local"
-
-
-def _ray_up() -> bool:
-    try:
-        import ray
-
-        return ray.is_initialized()
-    except ImportError:
-        return False
-
-
-def build_features(bars: pd.DataFrame, engine: str = "auto", macro="arch",
-                   progress: bool = False) -> tuple[pd.DataFrame, dict]:
-    """Run the chosen engine; returns (frame, timing info for the run report)."""
-    chosen = choose_engine(engine, len(bars), cluster_up=_ray_up())
-    t0 = time.perf_counter()
-    if chosen == "ray":
-        frame = build_features_ray(bars, macro=macro)
-    else:
-        frame = build_features_local(bars, macro=macro, progress=progress)
-    secs = time.perf_counter() - t0
-    return frame, {"engine_requested": engine, "engine": chosen, "seconds": round(secs, 3),
-                   "rows_in": len(bars), "rows_out": len(frame)}

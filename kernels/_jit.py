@@ -1,76 +1,71 @@
 """Numba wrapper and small helpers shared by every kernel module.
 
-Compilation is lazy (first call per type signature) and cached on disk (``cache=True``, in
-``kernels/__pycache__`` or ``$NUMBA_CACHE_DIR``, keyed on a hash of the whole package), so
-``import kernels`` costs only numba's own import (0.4 s idle). The first call of each kernel in a fresh checkout compiles it (0.1-10 s
-per kernel; all of them 17-47 s, see :func:`kernels.warmup`); later processes load the cache.
-Any edit to a kernels/*.py file invalidates every cached kernel (see the locators below). Call
-:func:`kernels.warmup` once at process start (e.g. in a Ray actor's ``__init__``) to pay that
-cost before the first tick.
+Compilation is lazy (first call per type signature) and cached on disk with numba's documented
+``cache=True`` in the directory named by numba's ``NUMBA_CACHE_DIR`` setting, which this module
+sets before any kernel is defined: ``<root>/kernels-<hash of kernels/*.py>``. ``<root>`` is
+``$STOCKRAY_NUMBA_CACHE_DIR`` if set, else ``$STOCKRAY_DATA_DIR/cache/numba`` if the data dir
+is set in the environment, else numba's own default place, ``kernels/__pycache__``, when it is
+writable, else ``~/.cache/stockray/numba``. numba keys a cache entry on its own file only, so an engine tick
+function that inlines a helper from another kernels file would keep the old helper after that
+file changed; a directory per package hash means any edit to kernels/ starts from a fresh
+cache. ``import kernels`` costs only numba's own import; the first call of each kernel in a
+fresh cache compiles it (:func:`kernels.warmup` pays that once at process start, e.g. in a Ray
+actor's ``__init__``), later processes load the cache.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import math
+import os
+import sys
 from pathlib import Path
-
-import numpy as np
-from llvmlite import ir as _ir
-from numba import njit as _njit
-from numba.core import caching as _caching
-from numba.core import types as _types
-from numba.extending import intrinsic as _intrinsic
-
-__all__ = ["any_nan", "as_f64", "fma", "njit", "segments"]
-
 
 _PKG_DIR = Path(__file__).resolve().parent
 
 
-@functools.lru_cache(maxsize=1)
-def _package_stamp() -> bytes:
-    """sha256 over every kernels/*.py: one edit invalidates every cached kernel."""
+def _package_stamp() -> str:
+    """sha256 over every kernels/*.py: one edit changes the cache directory."""
     h = hashlib.sha256()
     for f in sorted(_PKG_DIR.glob("*.py")):
         h.update(f.name.encode())
         h.update(f.read_bytes())
-    return h.digest()
+    return h.hexdigest()[:16]
 
 
-def _package_locators() -> list[type]:
-    # numba keys a cache entry on the hash of the function's own file only, so the engine's
-    # cached tick function kept inlining an old `_ema_step` from moving.py after moving.py
-    # changed (found by test_kernels_engine). These locators key kernels/ functions on the
-    # whole package instead; anything outside kernels/ falls through to numba's own.
-    out = []
-    for base in (
-        _caching.UserProvidedCacheLocator,
-        _caching.InTreeCacheLocator,
-        _caching.UserWideCacheLocator,
-    ):
-
-        class _Locator(base):
-            def get_source_stamp(self):
-                return _package_stamp()
-
-            @classmethod
-            def from_function(cls, py_func, py_file):
-                if Path(py_file).resolve().parent != _PKG_DIR:
-                    return None
-                return super().from_function(py_func, py_file)
-
-        _Locator.__name__ = _Locator.__qualname__ = "Kernels" + base.__name__
-        out.append(_Locator)
-    return out
+def _cache_root() -> Path:
+    given = os.environ.get("STOCKRAY_NUMBA_CACHE_DIR")
+    if given:
+        return Path(given)
+    data_dir = os.environ.get("STOCKRAY_DATA_DIR")
+    if data_dir:
+        return Path(data_dir).resolve() / "cache" / "numba"
+    in_tree = _PKG_DIR / "__pycache__"
+    try:
+        in_tree.mkdir(exist_ok=True)
+        if os.access(in_tree, os.W_OK):
+            return in_tree
+    except OSError:
+        pass
+    return Path.home() / ".cache" / "stockray" / "numba"
 
 
-_impl = getattr(_caching, "CacheImpl", None) or getattr(_caching, "_CacheImpl", None)
-_classes = getattr(_impl, "_locator_classes", None)
-if isinstance(_classes, list) and not any(c.__name__.startswith("Kernels") for c in _classes):
-    _classes[:0] = _package_locators()
-# else: numba internals moved; cache keys are per file and a kernels edit needs a cache wipe
+def cache_dir() -> Path:
+    """Where this version of the kernels caches its compiled code."""
+    return _cache_root() / f"kernels-{_package_stamp()}"
+
+
+os.environ["NUMBA_CACHE_DIR"] = str(cache_dir())
+if "numba.core.config" in sys.modules:  # numba read its settings already: re-read them
+    sys.modules["numba.core.config"].reload_config()
+
+import numpy as np
+from llvmlite import ir as _ir
+from numba import njit as _njit
+from numba.core import types as _types
+from numba.extending import intrinsic as _intrinsic
+
+__all__ = ["any_nan", "as_f64", "cache_dir", "fma", "njit", "segments"]
 
 
 def njit(fn):

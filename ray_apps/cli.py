@@ -16,15 +16,20 @@ from typing import Annotated
 import typer
 
 from features.settings import Settings
+from features.sources import DEFAULT_TICKERS
 from ray_apps.alerts_cli import app as alerts_app
 from ray_apps.analyst_cli import analyst_app
 from ray_apps.cli_state import SETTINGS_STATE
 from ray_apps.cli_state import settings as _settings
+from training.lifecycle.config import EvaluateConfig, RetrainConfig
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="stockray: a Ray cluster for stock prediction — ingest, features, "
                        "training and low-latency gRPC serving with explanations.")
 _state: dict[str, Settings] = SETTINGS_STATE
+# CLI defaults are the job configs' own defaults (one place to change them)
+_EVALUATE = EvaluateConfig()
+_RETRAIN = RetrainConfig()
 app.add_typer(alerts_app, name="alerts")
 app.command(name="app")(analyst_app)
 
@@ -65,7 +70,7 @@ def _tickers(value: str) -> tuple[str, ...]:
 def up(
     once: Annotated[bool, typer.Option(help="Exit after the sample prediction.")] = False,
     tickers: Annotated[str, typer.Option(help="Comma-separated embedded tickers.")] =
-        "AAPL,GOOG,IBM,MSFT,FB",
+        ",".join(DEFAULT_TICKERS),
     start: Annotated[str | None, typer.Option(help="First date, YYYY-MM-DD.")] = None,
     end: Annotated[str | None, typer.Option(help="Last date, YYYY-MM-DD.")] = None,
     engine: Annotated[str, typer.Option(
@@ -90,7 +95,7 @@ def ingest(
     ticker: Annotated[str | None, typer.Option(
         help="Ticker for files without a ticker column.")] = None,
     tickers: Annotated[str, typer.Option(help="Embedded tickers (without --file).")] =
-        "AAPL,GOOG,IBM,MSFT,FB",
+        ",".join(DEFAULT_TICKERS),
     start: Annotated[str | None, typer.Option(help="First date, YYYY-MM-DD.")] = None,
     end: Annotated[str | None, typer.Option(help="Last date, YYYY-MM-DD.")] = None,
 ) -> None:
@@ -196,13 +201,18 @@ def catalogue(
 
 @app.command()
 def train(
-    horizons: Annotated[str, typer.Option(help="Comma-separated horizons in days.")] = "1,5,20",
+    horizons: Annotated[str | None, typer.Option(
+        help="Comma-separated horizons in days [default: every served horizon].")] = None,
+    config: Annotated[Path | None, typer.Option(
+        help="LightGBM experiment whose params are trained [default configs/lgbm.yaml].")] =
+        None,
     sequence: Annotated[str | None, typer.Option(
         help="Train a sequence net instead of LightGBM: lstm | transformer (Ray Train, "
              "explicit segments of --sequence-config; one registered version per horizon, "
              "stockray-<arch>-h<h>).")] = None,
     sequence_config: Annotated[Path | None, typer.Option(
-        help="Sequence experiment [default configs/sequence.yaml]: segments and model.")] = None,
+        help="Sequence experiment [default configs/sequence.yaml]: segments and model.")] =
+        None,
     epochs: Annotated[int | None, typer.Option(
         help="With --sequence: override the config's epochs.")] = None,
 ) -> None:
@@ -213,14 +223,15 @@ def train(
     from ray_apps.cluster import ray_connection
 
     settings = _settings().resolved()
-    hs = [int(h) for h in horizons.split(",") if h.strip()]
+    hs = [int(h) for h in horizons.split(",") if h.strip()] if horizons else None
+    given = {"horizons": hs} if hs else {}
     if sequence is not None:
         from ray_apps.train import SequenceTrainConfig, describe_sequence, main_sequence
 
         if sequence not in ("lstm", "transformer"):
             raise typer.BadParameter(f"{sequence!r}: use lstm or transformer",
                                      param_hint="--sequence")
-        cfg = SequenceTrainConfig(model=sequence, horizons=hs, epochs=epochs,
+        cfg = SequenceTrainConfig(model=sequence, epochs=epochs, **given,
                                   **({"config_path": sequence_config} if sequence_config
                                      else {}))
         with ray_connection(settings):
@@ -230,7 +241,8 @@ def train(
     from ray_apps.train import TrainConfig, describe, main
 
     with ray_connection(settings):
-        res = main(TrainConfig(horizons=hs), settings)
+        res = main(TrainConfig(**given, **({"config_path": config} if config else {})),
+                   settings)
     typer.echo(describe(res))
 
 
@@ -430,18 +442,13 @@ def submit(ctx: typer.Context) -> None:
     raise typer.Exit(subprocess.call(cmd, env=env))
 
 
-def _families(family: str | None, config: Path | None) -> list[str]:
-    from training.config import DEFAULT_CONFIG, load_experiment
-
-    return [family] if family else load_experiment(config or DEFAULT_CONFIG).families
-
-
 @app.command()
 def evaluate(
     data: Annotated[str, typer.Option(
         help="default (the data dir's offline store) | skfolio (20 stocks 1990-2022, "
-             "close only; needs the skfolio wheel).")] = "default",
-    horizon: Annotated[int, typer.Option(help="Horizon in trading days.")] = 5,
+             "close only; needs the skfolio wheel).")] = _EVALUATE.data,
+    horizon: Annotated[int | None, typer.Option(
+        help="Horizon in trading days [default: the config's first horizon].")] = None,
     config: Annotated[Path | None, typer.Option(
         help="Experiment config [default configs/lgbm.yaml].")] = None,
     max_folds: Annotated[int | None, typer.Option(
@@ -450,10 +457,10 @@ def evaluate(
         help="Comma-separated seeds (default: the config's).")] = None,
     parallel: Annotated[bool, typer.Option(
         help="One Ray task per fold and seed on a local cluster (--no-parallel: "
-             "in this process, fold by fold).")] = True,
+             "in this process, fold by fold).")] = _EVALUATE.parallel,
     attach: Annotated[bool, typer.Option(
         help="Record the per-seed RankIC on the newest version of each family "
-             "(default data only); `stockray promote` compares these.")] = True,
+             "(default data only); `stockray promote` compares these.")] = _EVALUATE.attach,
     models: Annotated[str | None, typer.Option(
         help="Comma-separated candidates among lgbm_reg, lgbm_rank, regime_ensemble, lstm, "
              "transformer, or 'all' (default: all; the sequence ones read "
@@ -473,7 +480,7 @@ def evaluate(
                               max_folds=max_folds, seeds=sd, parallel=parallel,
                               attach=attach, models=ms), _settings(), log=typer.echo)
     wf = res.result
-    typer.echo(f"walk-forward h={horizon} on {data}: {len(wf.folds)} folds, seeds "
+    typer.echo(f"walk-forward h={wf.config.horizon} on {data}: {len(wf.folds)} folds, seeds "
                f"{list(wf.config.seeds)}, {wf.seconds:.0f}s")
     typer.echo(format_table(wf))
     typer.echo("\n".join(wf.verdict()))
@@ -487,11 +494,13 @@ def retrain(
     config: Annotated[Path | None, typer.Option(
         help="Experiment config [default configs/lgbm.yaml].")] = None,
     tickers: Annotated[str, typer.Option(help="Embedded tickers to ingest.")] =
-        "AAPL,GOOG,IBM,MSFT,FB",
+        ",".join(_RETRAIN.tickers),
     start: Annotated[str | None, typer.Option(help="First date, YYYY-MM-DD.")] = None,
     end: Annotated[str | None, typer.Option(help="Last date, YYYY-MM-DD.")] = None,
-    engine: Annotated[str, typer.Option(help="Feature engine: local | ray.")] = "local",
-    promote: Annotated[bool, typer.Option(help="Apply the promotion rule at the end.")] = True,
+    engine: Annotated[str, typer.Option(help="Feature engine: local | ray.")] =
+        _RETRAIN.engine,
+    promote: Annotated[bool, typer.Option(help="Apply the promotion rule at the end.")] =
+        _RETRAIN.promote,
     force: Annotated[bool, typer.Option(help="Re-run every step, ignoring the state.")] = False,
     max_folds: Annotated[int | None, typer.Option(
         help="Cap the walk-forward folds (quick runs).")] = None,
@@ -499,7 +508,7 @@ def retrain(
     num_boost_round: Annotated[int | None, typer.Option(
         help="Override the config's boosting rounds.")] = None,
     auth: Annotated[bool, typer.Option(
-        help="Token auth for a cluster this command starts itself.")] = True,
+        help="Token auth for a cluster this command starts itself.")] = _RETRAIN.auth,
 ) -> None:
     """Ingest -> validate -> features -> train -> evaluate -> promote as one Ray job;
     skips steps whose data and config are unchanged, resumes after a crash. Inside
@@ -580,7 +589,8 @@ def schedule(
 
 @app.command()
 def promote(
-    horizon: Annotated[int, typer.Option(help="Horizon in trading days.")] = 5,
+    horizon: Annotated[int | None, typer.Option(
+        help="Horizon in trading days [default: the config's first horizon].")] = None,
     family: Annotated[str | None, typer.Option(
         help="lgbm | lgbmrank (default: every family in the config).")] = None,
     force: Annotated[bool, typer.Option(
@@ -595,8 +605,10 @@ def promote(
     from training.registry import registered_name
 
     settings = _settings().resolved()
-    lc = load_experiment(config or DEFAULT_CONFIG).lifecycle
-    for fam in _families(family, config):
+    exp = load_experiment(config or DEFAULT_CONFIG)
+    lc = exp.lifecycle
+    horizon = horizon or exp.horizons[0]
+    for fam in [family] if family else exp.families:
         d = do_promote(settings.tracking_uri, registered_name(fam, horizon),
                        margin=lc.promotion_margin, min_seeds=lc.min_seeds, force=force,
                        bundle_root=settings.models_dir)

@@ -1,36 +1,96 @@
-"""Experiment configs (``configs/*.yaml``) as dataclasses: the single source of truth for what
-`stockray evaluate`, `stockray retrain` and `stockray promote` run.
+"""Experiment configs (``configs/*.yaml``) as typed dataclasses, validated once at load: the
+single source of truth for what `stockray train`, `stockray evaluate`, `stockray retrain` and
+`stockray promote` run, and for their CLI defaults.
 
-Only ``kind: lgbm`` files are read here; other kinds belong to other model families.
+Two kinds, told apart by the file's ``kind`` key:
+
+- ``kind: lgbm`` (`LgbmExperiment`, ``configs/lgbm.yaml``): LightGBM families, horizons,
+  walk-forward layout, the Tune search, the promotion rule;
+- ``kind: sequence`` (`SequenceExperiment`, ``configs/sequence.yaml``): the LSTM / Transformer
+  defaults, their search and their walk-forward overrides.
+
+Both carry `Segments`. ``mode: dates`` (the default) holds explicit inclusive
+``[start, end]`` date pairs; `Segments.resolve` is where modes computed from the data's own
+dates plug in (`SEGMENT_MODES`). Errors name the file and the key at fault.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
+import pandas as pd
 import yaml
 
 from training.lgbm import LgbmParams
 from training.registry import FAMILIES
-from training.walkforward import WalkForwardConfig
+from training.walkforward import SEQUENCE_MODELS, WalkForwardConfig
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 DEFAULT_CONFIG = CONFIG_DIR / "lgbm.yaml"
+DEFAULT_SEQUENCE_CONFIG = CONFIG_DIR / "sequence.yaml"
+#: experiment kinds and the loader of each (configs without ``kind`` are not experiments)
+KINDS = ("lgbm", "sequence")
+#: how `Segments` are given; a data-derived mode (fractions of the dates) is added here
+SEGMENT_MODES = ("dates",)
+SEGMENT_NAMES = ("train", "valid", "test")
+# SequenceConfig fields the walk-forward sets itself (per candidate, seed and horizon)
+_SEQUENCE_FIXED = ("model", "seed", "horizons")
 
 
 @dataclass
 class Segments:
-    """Explicit inclusive date segments ``[start, end]``."""
+    """Train / valid / test segments, never a random split.
+
+    ``mode="dates"``: ``train``, ``valid``, ``test`` are inclusive ``(start, end)`` date
+    strings, each segment non-empty and strictly after the previous one.
+    """
 
     train: tuple[str, str]
     valid: tuple[str, str]
     test: tuple[str, str]
+    mode: str = "dates"
 
     def __post_init__(self) -> None:
-        order = [*self.train, *self.valid, *self.test]
-        if order != sorted(order):
-            raise ValueError(f"segments must be ordered train < valid < test, got {order}")
+        if self.mode not in SEGMENT_MODES:
+            raise ValueError(f"segments.mode={self.mode!r}; use one of {list(SEGMENT_MODES)}")
+        prev_end = None
+        for name in SEGMENT_NAMES:
+            pair = getattr(self, name)
+            if not isinstance(pair, list | tuple) or len(pair) != 2:
+                raise ValueError(f"segments.{name} must be a [start, end] pair, got {pair!r}")
+            pair = tuple(str(x) for x in pair)
+            setattr(self, name, pair)
+            try:
+                lo, hi = (pd.Timestamp(v) for v in pair)
+            except ValueError as e:
+                raise ValueError(f"segments.{name}: {pair} is not a pair of dates: {e}") from e
+            if hi < lo or (prev_end is not None and lo <= prev_end):
+                raise ValueError(f"segment {name} {list(pair)} is empty or overlaps the "
+                                 f"previous one; segments must be ordered train < valid < test")
+            prev_end = hi
+
+    @classmethod
+    def from_dict(cls, raw: dict | None) -> Segments:
+        raw = dict(raw or {})
+        mode = raw.pop("mode", "dates")
+        if set(raw) != set(SEGMENT_NAMES):
+            raise ValueError("segments needs train, valid and test [start, end] pairs, got "
+                             f"{sorted(raw)}")
+        return cls(**raw, mode=mode)
+
+    def resolve(self, dates=None) -> dict[str, tuple[str, str]]:
+        """Explicit ``{segment: (start, end)}`` for the data's trading ``dates``.
+
+        With ``mode="dates"`` the configured dates as they are (``dates`` is not needed);
+        a mode derived from the data computes the pairs from ``dates`` here.
+        """
+        return {name: getattr(self, name) for name in SEGMENT_NAMES}
+
+    def as_dict(self) -> dict[str, list[str]]:
+        """``{segment: [start, end]}`` (what the sequence trainers take)."""
+        return {name: list(pair) for name, pair in self.resolve().items()}
 
 
 @dataclass
@@ -58,7 +118,7 @@ class LifecycleConfig:
 
 @dataclass
 class LgbmExperiment:
-    """One ``configs/lgbm*.yaml``."""
+    """One ``kind: lgbm`` config."""
 
     segments: Segments
     horizons: list[int] = field(default_factory=lambda: [5])
@@ -81,13 +141,91 @@ class LgbmExperiment:
         return d
 
 
+@dataclass
+class SequenceTune:
+    """ASHA over `SequenceConfig` (`training.sequence.tune_sequence`)."""
+
+    num_samples: int = 4
+    metric: str = "val_loss"
+    grace_period: int = 1
+    reduction_factor: int = 2
+    cpus_per_trial: float = 1
+    max_concurrent: int | None = None
+
+
+@dataclass
+class SequenceExperiment:
+    """One ``kind: sequence`` config.
+
+    Attributes:
+        segments: explicit segments of `stockray train --sequence` and the Tune search.
+        model: the `training.sequence.SequenceConfig` every trial starts from.
+        search_space: SequenceConfig field -> Tune domain spec.
+        tune: the ASHA settings.
+        walkforward: overrides of ``model`` for the walk-forward candidates ``lstm`` /
+            ``transformer`` (`walkforward_settings`); ``samples_per_epoch`` bounds each epoch.
+    """
+
+    segments: Segments
+    model: Any  # training.sequence.SequenceConfig (imported lazily: it costs a torch import)
+    search_space: dict = field(default_factory=dict)
+    tune: SequenceTune = field(default_factory=SequenceTune)
+    walkforward: dict = field(default_factory=dict)
+    source: str = ""
+    model_keys: tuple[str, ...] = ()
+    """The ``model`` keys the file sets (the walk-forward overrides only those)."""
+
+    def spec(self) -> dict[str, Any]:
+        """``{"segments", "model", "search_space", "tune"}`` as the sequence trainers take it."""
+        return {"segments": self.segments.as_dict(), "model": self.model,
+                "search_space": dict(self.search_space), "tune": asdict(self.tune)}
+
+    def walkforward_settings(self) -> dict:
+        """`WalkForwardConfig` fields of the sequence candidates: ``model`` overridden by
+        ``walkforward``; ``samples_per_epoch`` there becomes ``sequence_samples_per_epoch``;
+        ``model``, ``seed`` and ``horizons`` are dropped (the walk-forward sets them per
+        candidate, seed and horizon).
+
+        Returns:
+            ``{"sequence": {...}, "sequence_samples_per_epoch": int | None}``.
+        """
+        wf = dict(self.walkforward)
+        samples = wf.pop("samples_per_epoch", None)
+        given = {k: getattr(self.model, k) for k in self.model_keys}
+        seq = {k: v for k, v in {**given, **wf}.items() if k not in _SEQUENCE_FIXED}
+        return {"sequence": seq, "sequence_samples_per_epoch": samples}
+
+
 def _build(cls, raw: dict | None, where: str):
     raw = dict(raw or {})
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ValueError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
-    return cls(**raw)
+    try:
+        return cls(**raw)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{where}: {e}") from e
+
+
+def _read(path: Path, kind: str) -> dict:
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ValueError(f"{path}: not valid YAML: {e}") from e
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: an experiment config is a mapping, "  # noqa: TRY004
+                         f"got {type(raw).__name__}")
+    if raw.get("kind") != kind:
+        raise ValueError(f"{path}: kind={raw.get('kind')!r}, this loader reads kind: {kind}")
+    return raw
+
+
+def _segments(path: Path, raw: dict) -> Segments:
+    try:
+        return Segments.from_dict(raw.get("segments"))
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{path}: {e}") from e
 
 
 def load_experiment(path: str | Path = DEFAULT_CONFIG) -> LgbmExperiment:
@@ -97,13 +235,12 @@ def load_experiment(path: str | Path = DEFAULT_CONFIG) -> LgbmExperiment:
         ValueError: wrong kind, unknown keys, bad segments or families (message names them).
     """
     path = Path(path)
-    raw = yaml.safe_load(path.read_text()) or {}
-    if raw.get("kind") != "lgbm":
-        raise ValueError(f"{path}: kind={raw.get('kind')!r}, this loader reads kind: lgbm")
-    seg = raw.get("segments")
-    if not seg or set(seg) != {"train", "valid", "test"}:
-        raise ValueError(f"{path}: segments needs train, valid and test [start, end] pairs")
-    segments = Segments(**{k: tuple(str(x) for x in v) for k, v in seg.items()})
+    raw = _read(path, "lgbm")
+    known = {"kind", *(f.name for f in fields(LgbmExperiment))} - {"source"}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ValueError(f"{path}: unknown key(s) {unknown}; known: {sorted(known)}")
+    segments = _segments(path, raw)
     families = list(raw.get("families", ["lgbm", "lgbmrank"]))
     bad = [f for f in families if f not in FAMILIES]
     if bad:
@@ -121,3 +258,62 @@ def load_experiment(path: str | Path = DEFAULT_CONFIG) -> LgbmExperiment:
         lifecycle=_build(LifecycleConfig, raw.get("lifecycle"), f"{path}: lifecycle"),
         source=str(path),
     )
+
+
+def load_sequence_experiment(path: str | Path = DEFAULT_SEQUENCE_CONFIG) -> SequenceExperiment:
+    """Read and validate a ``kind: sequence`` config.
+
+    Raises:
+        ValueError: wrong kind, a missing section, unknown keys, bad segments, a search-space
+            key that is no `SequenceConfig` field, or walk-forward overrides that do not make
+            a valid candidate (message names the file and key).
+    """
+    from training.sequence import SequenceConfig
+
+    path = Path(path)
+    raw = _read(path, "sequence")
+    for key in ("segments", "model", "search_space", "tune"):
+        if key not in raw:
+            raise ValueError(f"{path}: missing section {key!r}")
+    known = {"kind", *(f.name for f in fields(SequenceExperiment))} - {"source", "model_keys"}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ValueError(f"{path}: unknown key(s) {unknown}; known: {sorted(known)}")
+    segments = _segments(path, raw)
+    try:
+        model = SequenceConfig.from_dict(raw["model"] or {})
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{path}: model: {e}") from e
+    space = dict(raw["search_space"] or {})
+    bad = sorted(set(space) - {f.name for f in fields(SequenceConfig)})
+    if bad:
+        raise ValueError(f"{path}: search_space keys {bad} are not SequenceConfig fields")
+    exp = SequenceExperiment(segments=segments, model=model, search_space=space,
+                             tune=_build(SequenceTune, raw["tune"], f"{path}: tune"),
+                             walkforward=dict(raw.get("walkforward") or {}), source=str(path),
+                             model_keys=tuple(raw["model"] or {}))
+    try:
+        settings = exp.walkforward_settings()
+        check = WalkForwardConfig(**settings)
+        for m in SEQUENCE_MODELS:
+            check.sequence_config(m, 0)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{path}: walkforward section: {e}") from e
+    return exp
+
+
+def sequence_walkforward_settings(path: str | Path | None = None) -> dict:
+    """`SequenceExperiment.walkforward_settings` of ``path`` (default
+    ``configs/sequence.yaml``)."""
+    return load_sequence_experiment(path or DEFAULT_SEQUENCE_CONFIG).walkforward_settings()
+
+
+def load_config(path: str | Path) -> LgbmExperiment | SequenceExperiment:
+    """Any experiment config, by its ``kind``."""
+    path = Path(path)
+    kind = (yaml.safe_load(path.read_text()) or {}).get("kind")
+    if kind == "lgbm":
+        return load_experiment(path)
+    if kind == "sequence":
+        return load_sequence_experiment(path)
+    raise ValueError(f"{path}: kind={kind!r}; experiment configs have kind in {list(KINDS)}")

@@ -6,7 +6,10 @@ its ``ts`` (an as-of join, never forward), no older than the feature view's TTL 
 semantics as Feast's ``get_historical_features`` over the same view definitions
 (``features.feature_repo.definitions``: views per family, ``VIEW_TTLS``), computed with a
 DuckDB ``ASOF JOIN`` because Feast's file offline store runs out of memory here at 25k+ entity
-rows (see STACK.md). ``tests/integration/test_feature_store.py`` checks equality with Feast.
+rows. ``tests/integration/test_feature_store.py`` checks equality with Feast.
+
+Also the loaders of whole training frames: `load_training_frame` (a data dir's offline store,
+with `offline_snapshot_hash`) and `skfolio_frame` (the skfolio research universe).
 """
 
 from __future__ import annotations
@@ -20,7 +23,13 @@ import numpy as np
 import pandas as pd
 
 from features.feature_repo.definitions import FEATURE_TTL, VIEW_TTLS
-from features.pipeline import ALL_LABEL_COLUMNS, FEATURE_FAMILY, FEATURE_NAMES
+from features.pipeline import (
+    ALL_LABEL_COLUMNS,
+    FEATURE_FAMILY,
+    FEATURE_NAMES,
+    build_features_local,
+)
+from features.sources import files_sha256, skfolio_bars, skfolio_snapshot_hash
 
 
 def _ns(ts: pd.Series) -> np.ndarray:
@@ -107,3 +116,19 @@ def load_training_frame(offline_dir: Path, feature_names=FEATURE_NAMES) -> pd.Da
     frame = point_in_time_join_views(labels[["ticker", "ts", *label_cols]], features,
                                      feature_names)
     return frame.sort_values(["ts", "ticker"]).reset_index(drop=True)
+
+
+def offline_snapshot_hash(offline_dir: Path) -> str:
+    """Hash of the offline store's parquet files (features + labels)."""
+    files = sorted(Path(offline_dir).glob("*.parquet"))
+    if not files:
+        raise FileNotFoundError(f"no parquet files in {offline_dir}: run `stockray features`")
+    return files_sha256(files)
+
+
+def skfolio_frame(data_dir: Path | None = None) -> tuple[pd.DataFrame, str]:
+    """(features + labels panel, snapshot hash of the two CSVs) of the skfolio universe
+    (`features.sources.skfolio_bars`), sorted by (ts, ticker)."""
+    frame = build_features_local(skfolio_bars(data_dir))
+    digest = skfolio_snapshot_hash(data_dir)
+    return frame.sort_values(["ts", "ticker"]).reset_index(drop=True), digest

@@ -190,7 +190,7 @@ def plan_walkforward(frame: pd.DataFrame, feature_names,
 def fold_predictions(data: pd.DataFrame, features, fold, cfg, seeds=None) -> FoldOutput:
     """Fit every selected candidate on one fold for ``seeds`` (default: all of ``cfg``'s)
     and predict its test rows: the unit of work of a walk-forward (a Ray task per fold and
-    seed in `ray_apps.retrain.evaluate_walkforward`).
+    seed in `training.lifecycle.evaluation.ray_fold_map`).
 
     Args:
         data: `WalkForwardPlan.data`.

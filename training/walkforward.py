@@ -34,14 +34,12 @@ Metrics per (model, seed) come from `training.evaluate.evaluate_predictions` on 
 test rows; `training.report.write_report` writes the JSON + HTML. `verdict` states plainly,
 per model, whether it beats the best baseline on RankIC and on the backtest's Sharpe.
 
-Data: `load_offline_frame` (a data dir's Feast offline store, point-in-time joined) or
-`skfolio_frame` (20 S&P 500 stocks 1990-2022, adjusted closes only, read from the CSV that
-the ``skfolio`` wheel ships; skfolio itself is never imported).
+Data: any panel of features and labels; `training.data` loads a data dir's offline store
+(point-in-time joined) or the skfolio universe (`training.data.skfolio_frame`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -96,7 +94,7 @@ class WalkForwardConfig:
     top_k: int | None = None  # fixed names per leg instead (overrides quantile)
     models: tuple[str, ...] = LGBM_MODELS  # candidates (`MODEL_NAMES`), reported in that order
     # SequenceConfig overrides for ``lstm`` / ``transformer`` (all but model, seed, horizons);
-    # `sequence_walkforward_settings` reads them from configs/sequence.yaml
+    # `training.config.sequence_walkforward_settings` reads them from configs/sequence.yaml
     sequence: dict = field(default_factory=dict)
     sequence_samples_per_epoch: int | None = None  # None = every train window every epoch
 
@@ -222,33 +220,6 @@ def verdict(table: pd.DataFrame) -> list[str]:
     return lines
 
 
-def sequence_walkforward_settings(path: str | Path | None = None) -> dict:
-    """`WalkForwardConfig` fields of the sequence candidates from ``configs/sequence.yaml``.
-
-    The file's ``model`` section (the sequence defaults every trial starts from) overridden
-    by its ``walkforward`` section; ``samples_per_epoch`` there becomes
-    ``sequence_samples_per_epoch``. ``model``, ``seed`` and ``horizons`` are dropped: the
-    walk-forward sets them per candidate, seed and horizon.
-
-    Returns:
-        ``{"sequence": {...}, "sequence_samples_per_epoch": int | None}``.
-    """
-    import yaml
-
-    # the shipped configs/ dir, spelt out here: training.config imports this module
-    path = Path(path) if path else Path(__file__).resolve().parent.parent / "configs" / "sequence.yaml"
-    raw = yaml.safe_load(path.read_text()) or {}
-    wf = dict(raw.get("walkforward") or {})
-    samples = wf.pop("samples_per_epoch", None)
-    seq = {k: v for k, v in {**(raw.get("model") or {}), **wf}.items()
-           if k not in _SEQUENCE_FIXED}
-    try:
-        check = WalkForwardConfig(sequence=seq, sequence_samples_per_epoch=samples)
-        for m in SEQUENCE_MODELS:
-            check.sequence_config(m, 0)
-    except ValueError as e:
-        raise ValueError(f"{path}: walkforward section: {e}") from e
-    return {"sequence": seq, "sequence_samples_per_epoch": samples}
 
 
 def pred_column(name: str, seed: int | None) -> str:
@@ -406,80 +377,3 @@ def format_table(result: WalkForwardResult,
                          f"{mu:>9.4f} ± {sd:<6.4f}" if np.isfinite(sd) else f"{mu:>18.4f}")
         lines.append(f"  {kind:<8} {name:<16} {int(row['n_seeds']):>5} " + " ".join(cells))
     return "\n".join(lines)
-
-
-# --- data -------------------------------------------------------------------------------------
-
-def files_sha256(paths) -> str:
-    """SHA-256 over the files' names and bytes, in sorted name order (a data snapshot id)."""
-    h = hashlib.sha256()
-    for p in sorted(Path(x) for x in paths):
-        h.update(p.name.encode())
-        with open(p, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()
-
-
-def offline_snapshot_hash(offline_dir: Path) -> str:
-    """Hash of the offline store's parquet files (features + labels)."""
-    files = sorted(Path(offline_dir).glob("*.parquet"))
-    if not files:
-        raise FileNotFoundError(f"no parquet files in {offline_dir}: run `stockray features`")
-    return files_sha256(files)
-
-
-def load_offline_frame(offline_dir: Path) -> pd.DataFrame:
-    """A data dir's point-in-time training frame (`training.data.load_training_frame`)."""
-    from training.data import load_training_frame
-
-    return load_training_frame(Path(offline_dir))
-
-
-def skfolio_data_dir() -> Path:
-    """Folder of the CSVs inside the installed ``skfolio`` wheel (found without importing it).
-
-    Raises:
-        FileNotFoundError: skfolio is not installed (``pip install skfolio==1.12.2 --no-deps``).
-    """
-    import importlib.util
-
-    spec = importlib.util.find_spec("skfolio")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("the skfolio wheel is not installed; its CSVs are the data: "
-                                ".venv/bin/pip install skfolio==1.12.2 --no-deps")
-    return Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data"
-
-
-def skfolio_bars(data_dir: Path | None = None) -> pd.DataFrame:
-    """Bars of the 20 skfolio stocks plus the S&P 500 index, from adjusted closes only.
-
-    Close-only data: ``open = high = low = close`` and ``volume = 0``. Consequently
-    ``atr_norm_14`` degenerates into the 14-day mean absolute close-to-close move (no
-    intraday range exists), and ``volume_z_20`` is constant (dropped by `usable_features`).
-    """
-    from features.sources import MARKET_TICKER
-
-    d = Path(data_dir) if data_dir else skfolio_data_dir()
-    stocks = pd.read_csv(d / "sp500_dataset.csv.gz", parse_dates=["Date"])
-    index = pd.read_csv(d / "sp500_index.csv.gz", parse_dates=["Date"])
-    long = stocks.melt(id_vars="Date", var_name="ticker", value_name="close")
-    idx = index.rename(columns={"SP500": "close"}).assign(ticker=MARKET_TICKER)
-    bars = pd.concat([long, idx[["Date", "ticker", "close"]]], ignore_index=True)
-    bars = bars.dropna(subset=["close"]).rename(columns={"Date": "ts"})
-    bars["ts"] = pd.to_datetime(bars["ts"], utc=True)
-    for c in ("open", "high", "low"):
-        bars[c] = bars["close"]
-    bars["volume"] = 0.0
-    bars["adj_factor"] = 1.0
-    return bars.sort_values(["ticker", "ts"]).reset_index(drop=True)
-
-
-def skfolio_frame(data_dir: Path | None = None) -> tuple[pd.DataFrame, str]:
-    """(features + labels panel, snapshot hash of the two CSVs) of the skfolio universe."""
-    from features.pipeline import build_features_local
-
-    d = Path(data_dir) if data_dir else skfolio_data_dir()
-    frame = build_features_local(skfolio_bars(d))
-    digest = files_sha256([d / "sp500_dataset.csv.gz", d / "sp500_index.csv.gz"])
-    return frame.sort_values(["ts", "ticker"]).reset_index(drop=True), digest

@@ -112,33 +112,10 @@ def test_training_frame_from_the_offline_store(store_and_frame):
     assert tf[["ts", "ticker"]].equals(tf.sort_values(["ts", "ticker"])[["ts", "ticker"]])
 
 
-def _ray_equals_local(settings, shuffle: bool) -> None:
-    from features.pipeline import build_features_ray
-    from ray_apps.cluster import local_cluster
-
-    bars = pd.concat([*(synthetic_bars(t, n=90, seed=i, start="2010-01-01")
-                        for i, t in enumerate(("AAA", "BBB", "CCC", "DDD", "EEE"))),
-                      synthetic_bars(MARKET_TICKER, n=90, seed=9, start="2010-01-01")])
-    want = build_features_local(bars)
-    with local_cluster(settings, dashboard=False):
-        got = build_features_ray(bars, shuffle=shuffle)
-    pd.testing.assert_frame_equal(got, want, check_exact=True)
-
-
-def test_ray_data_path_equals_the_one_process_path(settings):
-    """Ticker-aligned blocks + map_batches on a real local Ray cluster: the local frame."""
-    _ray_equals_local(settings, shuffle=False)
-
-
-@pytest.mark.slow
-def test_ray_data_groupby_path_equals_the_one_process_path(settings):
-    """``groupby("ticker").map_groups`` (a full shuffle, ~40 s here): the local frame."""
-    _ray_equals_local(settings, shuffle=True)
-
-
 def test_streaming_ray_data_path_writes_the_in_memory_tables(settings):
     """``features.stream`` with ``engine="ray"`` (a Ray Data task per ticker chunk, parts
-    written by the workers) on a real local Ray cluster: the in-memory path's files."""
+    written by the workers) on a real local Ray cluster: the in-memory path's files, bit for
+    bit (the one Ray feature path; it replaced the whole-frame Ray Data builder)."""
     import pyarrow.parquet as pq
 
     from features.contracts import check_bars

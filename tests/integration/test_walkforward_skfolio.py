@@ -8,8 +8,9 @@ import json
 
 import pytest
 
+from features.sources import skfolio_data_dir
 from ray_apps.evaluate import EvaluateConfig, main
-from training.walkforward import MODEL_NAMES, skfolio_data_dir
+from training.walkforward import MODEL_NAMES
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 

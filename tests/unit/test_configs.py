@@ -1,11 +1,18 @@
-"""Every shipped config loads; lgbm configs validate segments, params, search space."""
+"""Every shipped config validates through its typed loader (lgbm and sequence experiments,
+alert rules); bad files fail with the key at fault."""
 
 from pathlib import Path
 
 import pytest
 import yaml
 
-from training.config import CONFIG_DIR, load_experiment
+from training.config import (
+    CONFIG_DIR,
+    Segments,
+    load_config,
+    load_experiment,
+    load_sequence_experiment,
+)
 
 SHIPPED = sorted(CONFIG_DIR.glob("*.yaml"))
 
@@ -18,9 +25,20 @@ def test_there_is_a_shipped_lgbm_config():
 def test_every_shipped_config_loads(path):
     raw = yaml.safe_load(path.read_text())
     assert isinstance(raw, dict), f"{path.name}: not a mapping"
-    if raw.get("kind") != "lgbm":
-        return  # other model families' configs are loaded by their own tests
-    exp = load_experiment(path)
+    if path.name == "alerts.yaml":  # alert rules, not an experiment
+        from serving.alerts.rules import load_alert_config
+
+        assert load_alert_config(path).rules
+        return
+    assert raw.get("kind") in ("lgbm", "sequence"), f"{path.name}: no experiment kind"
+    if raw["kind"] == "sequence":
+        seq = load_config(path)
+        seg = seq.segments
+        assert seg.mode == "dates" and seg.train[1] < seg.valid[0] and seg.valid[1] < seg.test[0]
+        assert seq.model.horizons and seq.search_space and seq.tune.num_samples >= 1
+        assert seq.walkforward_settings()["sequence"]
+        return
+    exp = load_config(path)
     assert exp.horizons and set(exp.families) <= {"lgbm", "lgbmrank"}
     seg = exp.segments
     assert seg.train[1] < seg.valid[0] and seg.valid[1] < seg.test[0]
@@ -58,3 +76,33 @@ def test_search_space_rejects_unknown_domains_and_params():
         search_space({"num_leaves": {"normal": [1, 2]}})
     with pytest.raises(ValueError, match="LgbmParams"):
         search_space({"depth": {"choice": [1, 2]}})
+
+
+def test_bad_sequence_configs_fail_with_the_key_at_fault(tmp_path):
+    good = (CONFIG_DIR / "sequence.yaml").read_text()
+    assert load_sequence_experiment(_write(tmp_path, good)).model.model == "lstm"
+    with pytest.raises(ValueError, match="kind"):
+        load_sequence_experiment(_write(tmp_path, good.replace("kind: sequence", "kind: x")))
+    with pytest.raises(ValueError, match="hiden"):
+        load_sequence_experiment(_write(tmp_path, good.replace("  hidden: 32", "  hiden: 32")))
+    with pytest.raises(ValueError, match="ordered"):
+        load_sequence_experiment(_write(tmp_path, good.replace('"2010-02-01"', '"2009-02-01"')))
+    with pytest.raises(ValueError, match="walkforward"):
+        load_sequence_experiment(_write(tmp_path, good + "  heads: 3\n"))
+    with pytest.raises(ValueError, match="not valid YAML"):
+        load_sequence_experiment(_write(tmp_path, "kind: [sequence\n"))
+
+
+def test_segments_are_explicit_dates_and_resolve_to_themselves():
+    seg = Segments.from_dict({"train": ["2000-01-01", "2001-01-01"],
+                              "valid": ["2001-02-01", "2002-01-01"],
+                              "test": ["2002-02-01", "2003-01-01"]})
+    assert seg.mode == "dates"
+    assert seg.resolve()["valid"] == ("2001-02-01", "2002-01-01")
+    with pytest.raises(ValueError, match="mode"):
+        Segments.from_dict({"mode": "random", "train": ["2000-01-01", "2001-01-01"],
+                            "valid": ["2001-02-01", "2002-01-01"],
+                            "test": ["2002-02-01", "2003-01-01"]})
+    with pytest.raises(ValueError, match="not a pair of dates"):
+        Segments.from_dict({"train": ["2000-01-01", "soon"], "valid": ["2001-02-01", "2002-01-01"],
+                            "test": ["2002-02-01", "2003-01-01"]})

@@ -10,8 +10,10 @@ import pandas as pd
 import pytest
 
 from features.pipeline import FEATURE_NAMES
+from features.sources import skfolio_bars
 from tests.training_fixtures import planted_frame
 from training.baselines import BASELINE_NAMES
+from training.config import sequence_walkforward_settings
 from training.lgbm import LgbmModel, LgbmParams, quantile_buckets
 from training.model import Dataset
 from training.walkforward import (
@@ -23,8 +25,6 @@ from training.walkforward import (
     format_table,
     pred_column,
     run_walkforward,
-    sequence_walkforward_settings,
-    skfolio_bars,
     usable_features,
     verdict,
     write_walkforward_report,
