@@ -106,3 +106,16 @@ def test_segments_are_explicit_dates_and_resolve_to_themselves():
     with pytest.raises(ValueError, match="not a pair of dates"):
         Segments.from_dict({"train": ["2000-01-01", "soon"], "valid": ["2001-02-01", "2002-01-01"],
                             "test": ["2002-02-01", "2003-01-01"]})
+
+
+def test_walkforward_does_not_import_the_config_module():
+    """One direction only: training.config builds WalkForwardConfig, never the reverse (not
+    even inside a function)."""
+    import ast
+
+    src = (CONFIG_DIR.parent / "training" / "walkforward.py").read_text()
+    imported = {n.module for n in ast.walk(ast.parse(src)) if isinstance(n, ast.ImportFrom)}
+    imported |= {a.name for n in ast.walk(ast.parse(src)) if isinstance(n, ast.Import)
+                 for a in n.names}
+    assert not {m for m in imported if m and m.startswith(("training.config",
+                                                              "training.lifecycle"))}
