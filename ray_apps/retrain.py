@@ -39,6 +39,8 @@ class RetrainConfig:
     config_path: Path | None = None  # experiment config; default configs/lgbm.yaml
     tickers: tuple[str, ...] = DEFAULT_TICKERS  # embedded universe (ignored with files)
     files: list[Path] = field(default_factory=list)  # user OHLCV files instead
+    index_file: Path | None = None  # with files: the market index series
+    index_ticker: str | None = None  # with files: the ticker that is the market index
     start: str | None = None
     end: str | None = None
     engine: str = "local"  # features: one process; "ray" = Ray Data (slower at this size)
@@ -116,7 +118,9 @@ def _ingest_key(ctx: _Ctx) -> dict:
 
     c = ctx.cfg
     return {"tickers": list(c.tickers), "start": c.start, "end": c.end,
-            "files": [files_sha256([f]) for f in c.files]}
+            "files": [files_sha256([f]) for f in c.files],
+            **({"index_file": files_sha256([c.index_file])} if c.index_file else {}),
+            **({"index_ticker": c.index_ticker} if c.index_ticker else {})}
 
 
 def step_ingest(ctx: _Ctx) -> dict:
@@ -124,20 +128,33 @@ def step_ingest(ctx: _Ctx) -> dict:
 
     c = ctx.cfg
     rep = ingest.main(ingest.IngestConfig(files=list(c.files), tickers=c.tickers,
-                                          start=c.start, end=c.end), ctx.settings)
+                                          start=c.start, end=c.end, index_file=c.index_file,
+                                          index_ticker=c.index_ticker), ctx.settings)
     if rep.failed and not rep.sources:
         raise ValueError(f"ingest failed for every source: {rep.failed}")
+    if c.files:  # the user's universe only: nothing else may sit in this lake
+        from features.coverage import summarize_names
+        from features.lake import list_tickers
+
+        other = sorted(set(list_tickers(ctx.settings.bars_dir)) - set(rep.stored_rows)
+                       - {MARKET_TICKER})
+        if other:
+            raise ValueError(f"the lake of {ctx.settings.data_dir} also holds "
+                             f"{summarize_names(other)} tickers not in your files; retrain "
+                             "your universe in its own --data-dir so nothing is mixed in")
     d = rep.to_dict()
     return {"rows_ok": d.get("rows_ok"), "rows_quarantined": d.get("rows_quarantined"),
             "lake_sha256": _lake_hash(ctx.settings)}
 
 
 def step_validate(ctx: _Ctx) -> dict:
-    """Contract checks on the lake before any compute: enough stocks and history, no
-    duplicate (ticker, ts), positive prices, the market index present."""
+    """Contract checks on the lake before any compute: enough stocks and history (walk-
+    forward windows scaled to it), no duplicate (ticker, ts), positive prices. Without an
+    index series the market context is derived from the universe (features step)."""
     import numpy as np
 
     from features.lake import read_bars
+    from training.segments import scale_walkforward
 
     bars = read_bars(ctx.settings.bars_dir)
     problems = []
@@ -148,16 +165,17 @@ def step_validate(ctx: _Ctx) -> dict:
         problems.append(f"{int(bars.duplicated(['ticker', 'ts']).sum())} duplicate rows")
     if not (np.asarray(bars["close"], float) > 0).all():
         problems.append("non-positive closes")
-    if MARKET_TICKER not in set(bars["ticker"]):
-        problems.append(f"no market index {MARKET_TICKER}: regime features would be missing")
-    wf = ctx.exp.walkforward
-    need = wf.train_days + wf.valid_days + wf.test_days + 2 * max(ctx.exp.horizons)
     n_dates = stocks["ts"].nunique()
-    if n_dates < need:
-        problems.append(f"{n_dates} trading dates; one walk-forward fold needs {need}")
+    try:
+        wf = scale_walkforward(ctx.exp.walkforward, n_dates, max(ctx.exp.horizons))
+    except ValueError as e:
+        problems.append(str(e))
     if problems:
         raise ValueError("lake failed validation: " + "; ".join(problems))
     return {"stock_tickers": sorted(stocks["ticker"].unique()), "dates": int(n_dates),
+            "index": (MARKET_TICKER if MARKET_TICKER in set(bars["ticker"])
+                      else "derived from the universe"),
+            "walkforward_days": [wf.train_days, wf.valid_days, wf.test_days],
             "first": str(stocks["ts"].min().date()), "last": str(stocks["ts"].max().date())}
 
 
@@ -181,23 +199,27 @@ def _params(ctx: _Ctx):
 
 
 def step_train(ctx: _Ctx) -> dict:
+    from features.coverage import select_features
     from features.pipeline import FEATURE_NAMES
     from training.data import load_training_frame
     from training.lgbm import LgbmParams
     from training.registry import ensure_experiment, register_horizon
+    from training.segments import resolve_segments
     from training.tune import train_horizons, tune_lgbm
 
     s, exp = ctx.settings, ctx.exp
     data_hash = ctx.outputs["features"]["data_sha256"]
     frame = load_training_frame(s.offline_dir)
+    fs = select_features(frame, FEATURE_NAMES)
+    seg = resolve_segments(exp.segments, frame["ts"], gap=max(exp.horizons))
     base = _params(ctx)
     tuned = None
     if exp.tune.num_samples > 0:
         t = exp.tune
-        base, trials = tune_lgbm(frame, FEATURE_NAMES, horizon=exp.horizons[0],
+        base, trials = tune_lgbm(frame, fs.kept, horizon=exp.horizons[0],
                                  base_params=base, search=t.search_space,
-                                 num_samples=t.num_samples, start=exp.segments.train[0],
-                                 end=exp.segments.valid[1], max_folds=t.max_folds,
+                                 num_samples=t.num_samples, start=seg.train[0],
+                                 end=seg.valid[1], max_folds=t.max_folds,
                                  grace_period=t.grace_period,
                                  reduction_factor=t.reduction_factor,
                                  storage_path=s.ray_dir / "results", objective=t.objective)
@@ -208,26 +230,29 @@ def step_train(ctx: _Ctx) -> dict:
     for family in exp.families:
         objective = "lambdarank" if family == "lgbmrank" else "regression"
         params = LgbmParams(**{**asdict(base), "objective": objective})
-        results = train_horizons(frame, FEATURE_NAMES, exp.horizons, s.ray_dir / "results",
+        results = train_horizons(frame, fs.kept, exp.horizons, s.ray_dir / "results",
                                  params=params, experiment=f"retrain-{family}")
         for h, res in sorted(results.items()):
             rv = register_horizon(res, tracking_uri=s.tracking_uri, experiment_id=exp_id,
                                   bundle_root=s.models_dir, params=asdict(params),
                                   family=family, data_hash=data_hash,
-                                  tags={"config_sha256": ctx.outputs["_config_hash"]})
+                                  tags={"config_sha256": ctx.outputs["_config_hash"]},
+                                  feature_set=fs.to_dict())
             registered[rv.name] = {"version": rv.version, "alias": rv.alias,
                                    "family": family, "horizon": h}
             ctx.log(f"  registered {rv.name} v{rv.version} as {rv.alias}")
-    return {"registered": registered, "tuned": tuned}
+    return {"registered": registered, "tuned": tuned, "segments": seg.to_dict(),
+            "features": fs.to_dict()}
 
 
-def evaluate_walkforward(frame, horizon: int, wf_cfg, *, parallel: bool, log=print):
+def evaluate_walkforward(frame, horizon: int, wf_cfg, *, parallel: bool, log=print,
+                         feature_names=None):
     """`run_walkforward`; when ``parallel`` (Ray connected) every (fold, seed) is a Ray task
-    (`ray_fold_map`)."""
+    (`ray_fold_map`). ``feature_names``: default the served set."""
     from features.pipeline import FEATURE_NAMES
     from training.walkforward import run_walkforward
 
-    return run_walkforward(frame, FEATURE_NAMES, wf_cfg, log=log,
+    return run_walkforward(frame, list(feature_names or FEATURE_NAMES), wf_cfg, log=log,
                            map_folds=ray_fold_map if parallel else None)
 
 
@@ -366,7 +391,9 @@ def attach_to_versions(settings: Settings, result, versions: dict, paths: dict, 
 def step_evaluate(ctx: _Ctx) -> dict:
     import ray
 
+    from features.coverage import summarize_names
     from training.data import load_training_frame
+    from training.segments import scale_walkforward
     from training.walkforward import format_table, write_walkforward_report
 
     s, exp = ctx.settings, ctx.exp
@@ -378,8 +405,14 @@ def step_evaluate(ctx: _Ctx) -> dict:
                                  **({"max_folds": ctx.cfg.max_folds} if ctx.cfg.max_folds
                                     else {}),
                                  **({"seeds": tuple(ctx.cfg.seeds)} if ctx.cfg.seeds else {}))
-        res = evaluate_walkforward(frame, h, wf, parallel=ray.is_initialized(), log=ctx.log)
-        desc = f"offline store {s.offline_dir} ({', '.join(ctx.outputs['features']['tickers'])})"
+        wf = scale_walkforward(wf, frame["ts"].nunique(), h)
+        res = evaluate_walkforward(frame, h, wf, parallel=ray.is_initialized(), log=ctx.log,
+                                   feature_names=ctx.outputs["train"].get("features",
+                                                                          {}).get("kept"))
+        tickers = ctx.outputs["features"]["tickers"]
+        desc = (f"offline store {s.offline_dir} (tickers {summarize_names(tickers)})"
+                if len(tickers) > 10 else
+                f"offline store {s.offline_dir} ({', '.join(tickers)})")
         paths = write_walkforward_report(res, s.reports_dir / f"walkforward-h{h}",
                                          title=f"stockray walk-forward, h={h}",
                                          data_desc=desc, data_hash=data_hash)

@@ -13,24 +13,11 @@ import yaml
 
 from training.lgbm import LgbmParams
 from training.registry import FAMILIES
+from training.segments import SegmentFractions, Segments, parse_segments
 from training.walkforward import WalkForwardConfig
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 DEFAULT_CONFIG = CONFIG_DIR / "lgbm.yaml"
-
-
-@dataclass
-class Segments:
-    """Explicit inclusive date segments ``[start, end]``."""
-
-    train: tuple[str, str]
-    valid: tuple[str, str]
-    test: tuple[str, str]
-
-    def __post_init__(self) -> None:
-        order = [*self.train, *self.valid, *self.test]
-        if order != sorted(order):
-            raise ValueError(f"segments must be ordered train < valid < test, got {order}")
 
 
 @dataclass
@@ -60,7 +47,7 @@ class LifecycleConfig:
 class LgbmExperiment:
     """One ``configs/lgbm*.yaml``."""
 
-    segments: Segments
+    segments: Segments | SegmentFractions  # `training.segments.resolve_segments` per data
     horizons: list[int] = field(default_factory=lambda: [5])
     families: list[str] = field(default_factory=lambda: ["lgbm", "lgbmrank"])
     params: LgbmParams = field(default_factory=LgbmParams)
@@ -78,6 +65,7 @@ class LgbmExperiment:
     def to_dict(self) -> dict:
         d = asdict(self)
         d.pop("source")
+        d["segments"] = self.segments.to_dict()
         return d
 
 
@@ -100,10 +88,7 @@ def load_experiment(path: str | Path = DEFAULT_CONFIG) -> LgbmExperiment:
     raw = yaml.safe_load(path.read_text()) or {}
     if raw.get("kind") != "lgbm":
         raise ValueError(f"{path}: kind={raw.get('kind')!r}, this loader reads kind: lgbm")
-    seg = raw.get("segments")
-    if not seg or set(seg) != {"train", "valid", "test"}:
-        raise ValueError(f"{path}: segments needs train, valid and test [start, end] pairs")
-    segments = Segments(**{k: tuple(str(x) for x in v) for k, v in seg.items()})
+    segments = parse_segments(raw.get("segments"), f"{path}: segments")
     families = list(raw.get("families", ["lgbm", "lgbmrank"]))
     bad = [f for f in families if f not in FAMILIES]
     if bad:

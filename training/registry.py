@@ -181,7 +181,8 @@ def _register(flavor: _Flavor, *, family: str, horizon: int, metrics: dict[str, 
 def register_horizon(result: HorizonResult, *, tracking_uri: str, experiment_id: str,
                      bundle_root: Path, params: dict, tags: dict | None = None,
                      alias: str = "auto", family: str = SERVED_FAMILY,
-                     data_hash: str | None = None) -> RegisteredVersion:
+                     data_hash: str | None = None,
+                     feature_set: dict | None = None) -> RegisteredVersion:
     """Log one horizon's LightGBM run, register its model, set its alias, log its model card.
 
     Args:
@@ -189,6 +190,8 @@ def register_horizon(result: HorizonResult, *, tracking_uri: str, experiment_id:
             ``challenger``; or an explicit alias.
         family: registry family (`FAMILIES`).
         data_hash: snapshot hash of the training data (tag ``data_snapshot_sha256``).
+        feature_set: ``features.coverage.FeatureSelection.to_dict()`` (kept and dropped
+            features with reasons), stored in the bundle (``extra.feature_set``) and the card.
 
     The local copy of the bundle (`local_bundle_dir`) mirrors the family's champion: it is
     written only when this version becomes champion.
@@ -204,7 +207,8 @@ def register_horizon(result: HorizonResult, *, tracking_uri: str, experiment_id:
     def write(out: Path, name: str, version: str, run_id: str) -> Path:
         return export_bundle(booster, result.feature_names, out, model_name=name,
                              model_version=version, horizon=result.horizon,
-                             extra={"metrics": result.metrics, "run_id": run_id})
+                             extra={"metrics": result.metrics, "run_id": run_id,
+                                    **({"feature_set": feature_set} if feature_set else {})})
 
     flavor = _Flavor(
         # Explicit requirements: inference would otherwise add torch to a LightGBM model.
@@ -221,7 +225,8 @@ def register_horizon(result: HorizonResult, *, tracking_uri: str, experiment_id:
                      split=result.split, feature_names=result.feature_names,
                      tracking_uri=tracking_uri, experiment_id=experiment_id,
                      bundle_root=bundle_root, params=params, tags=tags, alias=alias,
-                     data_hash=data_hash)
+                     data_hash=data_hash,
+                     card={"feature_set": feature_set} if feature_set else None)
 
 
 def register_sequence(result, horizons: list[int] | None = None, *, tracking_uri: str,
@@ -323,10 +328,19 @@ def _model_text(family: str, window: int | None) -> str:
     return f"LightGBM, {objective}"
 
 
+def _feature_lines(feature_set: dict | None) -> list[str]:
+    if not feature_set:
+        return []
+    out = [f"- Features: {len(feature_set['kept'])} used"]
+    for name, why in sorted(feature_set.get("dropped", {}).items()):
+        out.append(f"  - dropped `{name}`: {why}")
+    return out
+
+
 def model_card(*, name: str, version: str, family: str, horizon: int, params: dict,
                data_hash: str | None, holdout: dict | None = None,
                walkforward: dict | None = None, window: int | None = None,
-               holdout_note: str | None = None) -> str:
+               holdout_note: str | None = None, feature_set: dict | None = None) -> str:
     """Markdown model card: intended use, data, metrics vs baselines, limits.
 
     Args:
@@ -336,6 +350,7 @@ def model_card(*, name: str, version: str, family: str, horizon: int, params: di
             "rank_ic_seeds": [float]}`` from the evaluation step, when it ran.
         window: a sequence net's window length (rows of history).
         holdout_note: how the hold-out was cut (default: LightGBM's last-20% split).
+        feature_set: kept and dropped features (``features.coverage``), when some were dropped.
     """
     lines = [
         f"# Model card: {name} v{version}", "",
@@ -347,7 +362,8 @@ def model_card(*, name: str, version: str, family: str, horizon: int, params: di
         "## Data",
         f"- Training data snapshot (SHA-256 of the offline parquet files): `{data_hash or 'n/a'}`",
         f"- Git revision: `{git_revision()}`",
-        f"- Parameters: `{json.dumps(params, sort_keys=True, default=str)}`", "",
+        f"- Parameters: `{json.dumps(params, sort_keys=True, default=str)}`",
+        *_feature_lines(feature_set), "",
         "## Metrics vs baselines",
     ]
     if holdout:
