@@ -39,10 +39,13 @@ def _sql(glob: str, weighted: bool) -> str:
              CASE WHEN volume > 0 THEN close * volume END AS dv
       FROM read_parquet('{glob}')
       WHERE ticker <> '{MARKET_TICKER}' AND close > 0 AND adj_factor > 0
-    ), r AS (
-      SELECT ts, least(greatest(px / lag(px) OVER (PARTITION BY ticker ORDER BY ts) - 1,
-                                {lo}), {hi}) AS ret, {w} AS wt
+    ), l AS (
+      SELECT ts, px / lag(px) OVER (PARTITION BY ticker ORDER BY ts) - 1 AS raw, {w} AS wt
       FROM b
+    ), r AS (  -- DuckDB's greatest/least skip NULLs: keep a first bar's NULL return NULL
+      SELECT ts, CASE WHEN raw IS NULL THEN NULL ELSE least(greatest(raw, {lo}), {hi}) END
+             AS ret, wt
+      FROM l
     )
     SELECT ts, count(ret) FILTER (WHERE wt > 0) AS n,
            sum(ret * wt) FILTER (WHERE wt > 0) / sum(wt) FILTER (WHERE ret IS NOT NULL

@@ -85,7 +85,8 @@ def test_up_file_without_index_serves_explained_predictions(settings, tmp_path):
         total = p.base_value + sum(c.shap for c in p.contributions)
         assert total == pytest.approx(p.predicted_return, abs=1e-5)
     assert checks["short"].code.name == "FAILED_PRECONDITION"
-    assert "SYN003" in res.sample or res.sample.startswith("SYN")
+    # the command's own sample: the first servable ticker, explained
+    assert res.sample.startswith(res.servable[0]) and "top contributions" in res.sample
 
 
 def test_up_file_cli_refuses_a_used_data_dir_and_index_without_file(settings, tmp_path):
