@@ -97,7 +97,7 @@ def test_up_file_cli_refuses_a_used_data_dir_and_index_without_file(settings, tm
     lake = settings.bars_dir / "ticker=AAPL"
     lake.mkdir(parents=True)
     (lake / "bars.parquet").write_bytes(b"")  # a lake from an earlier run
-    csv = write_universe(tmp_path / "u.csv", n_tickers=3, n_days=30)
+    csv = write_universe(tmp_path / "u.csv", n_tickers=3, n_days=60)
     out = runner.invoke(app, ["--data-dir", str(settings.data_dir), "up", "--file", str(csv),
                               "--once"])
     assert out.exit_code == 2

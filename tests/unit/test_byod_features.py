@@ -2,6 +2,9 @@
 an index (checked against an independent pandas computation), the out-of-range rule, and the
 one missing-feature rule shared by training and serving."""
 
+import tempfile
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -90,3 +93,35 @@ def test_missing_feature_rule_and_summaries():
         select_features(frame, ["allnan"])
     assert summarize_names([f"T{i}" for i in range(524)]) == "524 (T0, T1, T2, T3, T4, ...)"
     assert summarize_names(["A", "B"]) == "2 (A, B)"
+
+
+def test_export_of_a_model_with_nan_splits_casts_nothing_out_of_range():
+    # LightGBM splits "value vs NaN" at a 1e300 sentinel; the ONNX parity sample must not
+    # spread over it (that was the 'overflow encountered in cast' at export)
+    import warnings
+
+    import lightgbm as lgb
+
+    from training.export import export_bundle
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((400, 2))
+    x[::2, 0] = np.nan
+    y = np.where(np.isnan(x[:, 0]), 1.0, 0.0) + 0.1 * x[:, 1]
+    booster = lgb.train({"objective": "regression", "min_data_in_leaf": 5, "verbose": -1,
+                         "num_threads": 1}, lgb.Dataset(x, y), num_boost_round=5)
+    thresholds = []
+
+    def walk(n):
+        if "split_feature" in n:
+            thresholds.append(float(n["threshold"]))
+            walk(n["left_child"])
+            walk(n["right_child"])
+
+    for t in booster.dump_model()["tree_info"]:
+        walk(t["tree_structure"])
+    assert max(abs(t) for t in thresholds) >= 1e300  # the sentinel is there
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        export_bundle(booster, ["a", "b"], Path(tempfile.mkdtemp()) / "b", model_name="m",
+                      model_version="0", horizon=5)
