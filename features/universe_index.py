@@ -84,7 +84,7 @@ def derive_index_bars(bars_dir: Path) -> tuple[pd.DataFrame, dict]:
     info = {"source": "derived from the universe (no index series in the lake)",
             "weighting": weighting,
             "volume_coverage": round(float(coverage), 4),
-            "tickers": int(tickers), "dates": int(len(bars)),
+            "tickers": int(tickers), "dates": len(bars),
             "min_tickers_per_date": int(daily["n"].min()) if len(daily) else 0,
             "first_ts": str(ts[0]) if len(ts) else None,
             "last_ts": str(ts[-1]) if len(ts) else None}
