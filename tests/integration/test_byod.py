@@ -102,3 +102,38 @@ def test_up_file_cli_refuses_a_used_data_dir_and_index_without_file(settings, tm
                               "--once"])
     assert out.exit_code == 2
     assert "fresh" in out.output and "--data-dir" in out.output
+
+
+@pytest.mark.slow
+def test_retrain_file_universe_with_data_derived_segments(settings, tmp_path, monkeypatch):
+    """`stockray retrain --file` on one year of a universe without an index: segments come
+    from the config's fractions, the walk-forward windows shrink to fit, the features missing
+    in this universe are dropped, and every step runs."""
+    import yaml
+
+    from ray_apps.cluster import local_cluster
+    from ray_apps.retrain import STEPS, RetrainConfig
+    from ray_apps.retrain import main as retrain
+    from training.config import DEFAULT_CONFIG
+
+    monkeypatch.setattr("training.registry.git_revision", lambda: "test-revision")
+    raw = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    raw["tune"]["num_samples"] = 0
+    cfg_path = tmp_path / "lgbm.yaml"
+    cfg_path.write_text(yaml.safe_dump(raw))
+    csv = write_universe(tmp_path / "u.csv", n_tickers=8, n_days=252)
+    cfg = RetrainConfig(config_path=cfg_path, files=[csv], seeds=(0,), max_folds=2,
+                        num_boost_round=20)
+    with local_cluster(settings, dashboard=False, num_cpus=2):
+        res = retrain(cfg, settings, log=print)
+    assert res.ran == list(STEPS)
+    v = res.outputs["validate"]
+    assert v["index"] == "derived from the universe"
+    assert sum(v["walkforward_days"]) < 252  # 756/126/126 scaled down to one year
+    tr = res.outputs["train"]
+    seg = tr["segments"]
+    assert seg["train"][0] >= "2022-01-03" and seg["test"][1] <= "2022-12-30"
+    assert "mkt_ret_1d" in tr["features"]["kept"]
+    # arch's macro series end years before 2022: dropped, with the reason, not trained on
+    assert tr["features"]["dropped"]["core_cpi_yoy"].startswith("NaN on every row")
+    assert res.outputs["evaluate"]["5"]["verdict"]
