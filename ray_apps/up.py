@@ -3,6 +3,11 @@
 ``stockray up`` (or ``make run``): start a local Ray cluster -> ingest -> validate ->
 features (Ray Data) -> Feast apply + materialize -> train per horizon (Ray Tune) -> MLflow
 registry + ONNX -> Ray Serve gRPC/HTTP graph -> a sample prediction through the real client.
+
+``stockray up --file PATH ...`` runs the same on the user's files only, in a fresh data dir:
+market context from ``--index-file`` / ``--index-ticker`` or derived from the universe
+(``features.universe_index``), features missing in that universe dropped from the models
+(``features.coverage``), and the tickers whose online row is complete listed as servable.
 """
 
 from __future__ import annotations
