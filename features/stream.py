@@ -451,7 +451,9 @@ def build_offline(bars_dir: Path, offline_dir: Path, work_dir: Path, *, engine: 
     finally:
         if not keep_work:
             shutil.rmtree(work_dir, ignore_errors=True)
-    contract = _merge_contracts(idx, results)
+    # a derived index is no input: its rows are not counted as bars checked
+    contract = _merge_contracts(idx, results, count_index="derived" not in
+                                market_info.get("source", ""))
     nodes: dict[str, int] = {}
     for r in results:
         if r.node_id:
@@ -490,14 +492,16 @@ def _run_ray(chunks: list[Chunk], kw: dict) -> list[ChunkResult]:
     return [pickle.loads(r["result"]) for r in out.iter_rows()]
 
 
-def _merge_contracts(idx: ContractResult, results: list[ChunkResult]) -> ContractResult:
+def _merge_contracts(idx: ContractResult, results: list[ChunkResult],
+                     count_index: bool = True) -> ContractResult:
     frames = [idx.quarantine, *(r.quarantine for r in results)]
     quarantine = pd.concat([q for q in frames if len(q)] or [idx.quarantine],
                            ignore_index=True)
     jumps = [r.jumps for r in results if len(r.jumps)]
     cols = ["ticker", "ts", "ret", "z", "index_ret", "index_z", "reason"]
     by_rule = quarantine["rule"].value_counts().to_dict() if len(quarantine) else {}
-    rows_in = len(idx.bars) + len(idx.quarantine) + sum(r.rows_in for r in results)
+    rows_in = ((len(idx.bars) + len(idx.quarantine)) * count_index
+               + sum(r.rows_in for r in results))
     return ContractResult(
         bars=pd.DataFrame(), quarantine=quarantine,
         jumps=pd.concat(jumps, ignore_index=True) if jumps else pd.DataFrame(columns=cols),

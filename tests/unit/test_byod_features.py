@@ -71,6 +71,7 @@ def test_lake_without_index_gets_market_features_from_the_universe(tmp_path):
     assert fs.dropped["mkt_trend_200"] == ALL_NAN
     assert "mkt_ret_1d" in fs.kept and "ret_1d" in fs.kept
     assert not out.out_of_range  # clean synthetic data: nothing masked
+    assert out.contract.rows_ok == 6 * 120  # the derived index is not counted as input
 
 
 def test_out_of_range_values_become_nan_and_are_counted():
