@@ -126,3 +126,38 @@ def test_export_of_a_model_with_nan_splits_casts_nothing_out_of_range():
         warnings.simplefilter("error", RuntimeWarning)
         export_bundle(booster, ["a", "b"], Path(tempfile.mkdtemp()) / "b", model_name="m",
                       model_version="0", horizon=5)
+
+
+def test_index_ticker_and_index_file_become_the_lake_index(tmp_path):
+    from features.lake import list_tickers, read_bars
+    from features.settings import Settings
+    from features.sources import MARKET_TICKER
+    from ray_apps.ingest import IngestConfig
+    from ray_apps.ingest import main as ingest_main
+
+    bars = make_market(n_tickers=3, n_days=30, start="2022-01-03", seed=2).bars
+    csv = tmp_path / "u.csv"
+    bars.assign(date=bars["ts"].dt.strftime("%Y-%m-%d")).drop(columns="ts").to_csv(csv,
+                                                                                   index=False)
+    s1 = Settings(data_dir=tmp_path / "a").resolved()
+    rep = ingest_main(IngestConfig(files=[csv], index_ticker="syn001"), s1)
+    assert not rep.failed
+    assert list_tickers(s1.bars_dir) == sorted(["SYN000", "SYN002", MARKET_TICKER])
+    idx = read_bars(s1.bars_dir, [MARKET_TICKER])
+    want = bars[bars["ticker"] == "SYN001"]["close"].to_numpy()
+    np.testing.assert_allclose(idx["close"].to_numpy(), want)
+
+    one = tmp_path / "spx.csv"  # an index file without a ticker column
+    bars[bars["ticker"] == "SYN002"].drop(columns="ticker").assign(
+        date=lambda f: f["ts"].dt.strftime("%Y-%m-%d")).drop(columns="ts").to_csv(one,
+                                                                                 index=False)
+    s2 = Settings(data_dir=tmp_path / "b").resolved()
+    rep = ingest_main(IngestConfig(files=[csv], index_file=one), s2)
+    assert f"index:{one.name}" in rep.sources
+    assert MARKET_TICKER in list_tickers(s2.bars_dir) and "SYN002" in list_tickers(s2.bars_dir)
+
+    rep = ingest_main(IngestConfig(files=[csv], index_ticker="NOPE"),
+                      Settings(data_dir=tmp_path / "c").resolved())
+    assert "matched no row" in rep.failed["index:NOPE"]
+    with pytest.raises(ValueError, match="go with --file"):
+        ingest_main(IngestConfig(index_ticker="SPY"), Settings(data_dir=tmp_path / "d"))
