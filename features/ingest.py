@@ -56,10 +56,11 @@ def ingest(sources: list[Source], bars_dir: Path, quarantine_dir: Path,
             raw = src.fetch()
         except Exception as exc:  # noqa: BLE001 — a bad source is reported, not fatal
             report.failed[src.name] = f"{type(exc).__name__}: {exc}"
-            if isinstance(src, FileSource) and src.path.exists():
-                keep = quarantine_dir / "files" / f"{report.run_id}-{src.path.name}"
+            path = src.path if isinstance(src, FileSource) else getattr(src, "path", None)
+            if path is not None and Path(path).exists():  # wrapped file sources too
+                keep = quarantine_dir / "files" / f"{report.run_id}-{Path(path).name}"
                 keep.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(src.path, keep)
+                shutil.copy2(path, keep)
                 report.failed[src.name] += f" (file kept at {keep})"
             continue
         result = validate_raw(raw, source=src.name, run_id=report.run_id)

@@ -50,7 +50,9 @@ from features.pipeline import (
     features_for_group,
     market_features,
 )
+from features.ranges import mask_out_of_range, merge_counts
 from features.sources import MARKET_TICKER
+from features.universe_index import derive_index_bars
 from features.validate import quarantine_frame
 
 #: Peak RSS per bar of one chunk (read + contract + features + part write), measured on the
@@ -59,6 +61,8 @@ from features.validate import quarantine_frame
 BYTES_PER_ROW = 2_600
 #: Share of the budget DuckDB may use for the rank step (it runs after the chunks, alone).
 DUCKDB_SHARE = 0.5
+# Per-ticker features (cross-sectional ranks come later, from these, and are bounded).
+_SCALAR_FEATURES = [n for n in FEATURE_NAMES if not n.startswith("cs_rank_")]
 _ROW = "_row"  # int64: the part's position in the output order (chunk offset + row)
 
 
@@ -116,6 +120,7 @@ class ChunkResult:
     quarantine: pd.DataFrame
     jumps: pd.DataFrame
     node_id: str = ""  # the Ray node that ran it (engine="ray"; "" locally)
+    out_of_range: dict = field(default_factory=dict)  # feature -> values set to NaN
 
 
 def run_chunk(chunk: Chunk, bars_dir: Path, index_bars: pd.DataFrame,
@@ -130,17 +135,20 @@ def run_chunk(chunk: Chunk, bars_dir: Path, index_bars: pd.DataFrame,
         q = q.assign(row_number=q["row_number"] + chunk.quarantine_row0)
     stocks = res.bars[res.bars["ticker"] != MARKET_TICKER]
     rows = 0
+    out_of_range: dict[str, int] = {}
     if len(stocks):
         context = context_features(stocks["ts"], market, macro)
         parts = [features_for_group(g, context=context)
                  for _, g in stocks.groupby("ticker", sort=True)]
         frame = pd.concat(parts, ignore_index=True)
+        out_of_range = mask_out_of_range(frame, _SCALAR_FEATURES)
         frame.insert(0, _ROW, np.arange(chunk.row0, chunk.row0 + len(frame), dtype=np.int64))
         atomic_write_table(pa.Table.from_pandas(frame, preserve_index=False), Path(chunk.part))
         rows = len(frame)
     return ChunkResult(index=chunk.index, rows=rows, rows_in=n,
                        non_monotonic_ts=res.non_monotonic_ts,
-                       market_wide_jumps=res.market_wide_jumps, quarantine=q, jumps=res.jumps)
+                       market_wide_jumps=res.market_wide_jumps, quarantine=q, jumps=res.jumps,
+                       out_of_range=out_of_range)
 
 
 def _ray_chunks(batch: pd.DataFrame, **kwargs) -> pd.DataFrame:
@@ -340,21 +348,34 @@ class StreamResult:
     chunk_rows: int
     seconds: dict = field(default_factory=dict)  # per step
     nodes: dict = field(default_factory=dict)  # Ray node id -> chunks it ran (engine="ray")
+    market_context: dict = field(default_factory=dict)  # where the market features came from
+    out_of_range: dict = field(default_factory=dict)  # feature -> values set to NaN (ranges)
 
 
-def _check_index(bars_dir: Path, counts: dict[str, int], run_id: str):
-    if MARKET_TICKER not in counts:
-        none = quarantine_frame(pd.DataFrame(), [], source="lake", run_id=run_id,
-                                now=pd.Timestamp.now(tz="UTC"))
-        return ContractResult(bars=pd.DataFrame(), quarantine=none, jumps=pd.DataFrame()), None
-    res = check_bars(read_bars(bars_dir, [MARKET_TICKER]), run_id=run_id)
-    return res, (market_features(res.bars) if len(res.bars) else None)
+def _check_index(bars_dir: Path, counts: dict[str, int], run_id: str,
+                 derive_index: bool = True):
+    """The index bars (checked), their market features and where they came from: the lake's
+    index series, else (``derive_index``) one derived from the universe, else none."""
+    if MARKET_TICKER in counts:
+        res = check_bars(read_bars(bars_dir, [MARKET_TICKER]), run_id=run_id)
+        info = {"source": f"index series {MARKET_TICKER} in the lake", "dates": len(res.bars)}
+        return res, (market_features(res.bars) if len(res.bars) else None), info
+    if derive_index:
+        derived, info = derive_index_bars(bars_dir)
+        if len(derived):
+            res = check_bars(derived, run_id=run_id)
+            return res, (market_features(res.bars) if len(res.bars) else None), info
+    none = quarantine_frame(pd.DataFrame(), [], source="lake", run_id=run_id,
+                            now=pd.Timestamp.now(tz="UTC"))
+    return (ContractResult(bars=pd.DataFrame(), quarantine=none, jumps=pd.DataFrame()), None,
+            {"source": "none: market features are NaN"})
 
 
 def build_offline(bars_dir: Path, offline_dir: Path, work_dir: Path, *, engine: str = "local",
                   memory_gb: float = 2.0, macro="arch", run_id: str = "features",
                   partitioned: bool = True, progress: bool = False,
-                  keep_work: bool = False, max_chunk_rows: int | None = None) -> StreamResult:
+                  keep_work: bool = False, max_chunk_rows: int | None = None,
+                  derive_index: bool = True) -> StreamResult:
     """Lake -> contract -> features and labels -> offline tables, in bounded memory.
 
     Args:
@@ -371,6 +392,8 @@ def build_offline(bars_dir: Path, offline_dir: Path, work_dir: Path, *, engine: 
         progress: progress bars (tqdm over chunks and parts; Ray Data's own on Ray).
         keep_work: leave the parts and DuckDB files in ``work_dir`` (debugging).
         max_chunk_rows: bars per chunk instead of the budget's :func:`chunk_rows` (tests).
+        derive_index: without an index series in the lake, derive the market context from
+            the universe (``features.universe_index``) instead of leaving it NaN.
 
     Returns:
         Paths, the run's contract findings (quarantine not yet written), output statistics.
@@ -383,7 +406,7 @@ def build_offline(bars_dir: Path, offline_dir: Path, work_dir: Path, *, engine: 
     stock_counts = {k: v for k, v in counts.items() if k != MARKET_TICKER}
     if not stock_counts:
         raise ValueError("no stock bars in the lake (only the market index?): ingest tickers")
-    idx, market = _check_index(bars_dir, counts, run_id)
+    idx, market, market_info = _check_index(bars_dir, counts, run_id, derive_index)
     index_bars = idx.bars
     macro = _macro(macro)
     workers = 1
@@ -428,14 +451,17 @@ def build_offline(bars_dir: Path, offline_dir: Path, work_dir: Path, *, engine: 
     finally:
         if not keep_work:
             shutil.rmtree(work_dir, ignore_errors=True)
-    contract = _merge_contracts(idx, results)
+    # a derived index is no input: its rows are not counted as bars checked
+    contract = _merge_contracts(idx, results, count_index="derived" not in
+                                market_info.get("source", ""))
     nodes: dict[str, int] = {}
     for r in results:
         if r.node_id:
             nodes[r.node_id] = nodes.get(r.node_id, 0) + 1
     return StreamResult(paths=paths, contract=contract, stats=stats, tickers=tickers,
                         engine=engine, chunks=len(chunks), chunk_rows=max_rows,
-                        seconds=secs, nodes=nodes)
+                        seconds=secs, nodes=nodes, market_context=market_info,
+                        out_of_range=merge_counts(r.out_of_range for r in results))
 
 
 def _run_local(chunks: list[Chunk], kw: dict, progress: bool, total: int
@@ -466,14 +492,16 @@ def _run_ray(chunks: list[Chunk], kw: dict) -> list[ChunkResult]:
     return [pickle.loads(r["result"]) for r in out.iter_rows()]
 
 
-def _merge_contracts(idx: ContractResult, results: list[ChunkResult]) -> ContractResult:
+def _merge_contracts(idx: ContractResult, results: list[ChunkResult],
+                     count_index: bool = True) -> ContractResult:
     frames = [idx.quarantine, *(r.quarantine for r in results)]
     quarantine = pd.concat([q for q in frames if len(q)] or [idx.quarantine],
                            ignore_index=True)
     jumps = [r.jumps for r in results if len(r.jumps)]
     cols = ["ticker", "ts", "ret", "z", "index_ret", "index_z", "reason"]
     by_rule = quarantine["rule"].value_counts().to_dict() if len(quarantine) else {}
-    rows_in = len(idx.bars) + len(idx.quarantine) + sum(r.rows_in for r in results)
+    rows_in = ((len(idx.bars) + len(idx.quarantine)) * count_index
+               + sum(r.rows_in for r in results))
     return ContractResult(
         bars=pd.DataFrame(), quarantine=quarantine,
         jumps=pd.concat(jumps, ignore_index=True) if jumps else pd.DataFrame(columns=cols),

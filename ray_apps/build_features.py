@@ -17,8 +17,10 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from features.contracts import data_quality_report, describe_report, write_report
+from features.coverage import summarize_names
 from features.lake import count_rows, write_quarantine
 from features.pipeline import ALL_LABEL_COLUMNS, FEATURE_NAMES, choose_engine
+from features.ranges import FEATURE_ABS_MAX
 from features.settings import Settings
 from features.store import apply_repo, materialize
 from features.stream import build_offline
@@ -78,14 +80,34 @@ def main(cfg: FeaturesConfig, settings: Settings) -> FeaturesResult:
                 "memory_gb": settings.features_memory_gb, "steps_s": out.seconds},
         feature_names=FEATURE_NAMES, label_columns=ALL_LABEL_COLUMNS,
         quarantine_file=str(qfile) if qfile else None)
+    report["market_context"] = out.market_context
+    report["out_of_range"] = {"rule": f"infinite or |x| > {FEATURE_ABS_MAX:g} -> NaN",
+                              "values_by_feature": out.out_of_range,
+                              "values": sum(out.out_of_range.values())}
+    report["tickers"] = out.tickers
     path = write_report(report, settings.reports_dir)
     if cfg.verbose:
         print(describe_report(report), flush=True)
+        print(describe_context(report), flush=True)
     return FeaturesResult(rows=stats["rows"], tickers=out.tickers,
                           first_ts=str(pd.Timestamp(stats["first_ts"]).date()),
                           last_ts=str(pd.Timestamp(stats["last_ts"]).date()),
                           online_tickers=online, engine=engine, report_path=str(path),
                           quality=report)
+
+
+def describe_context(report: dict) -> str:
+    """Where the market context came from and what the range rule masked (two lines)."""
+    mc = report.get("market_context") or {}
+    oor = report.get("out_of_range") or {}
+    src = mc.get("source", "?")
+    if mc.get("weighting"):
+        src += f", {mc['weighting']}"
+    lines = [f"market context: {src}"]
+    by = oor.get("values_by_feature") or {}
+    lines.append(f"out-of-range feature values set to NaN: {oor.get('values', 0)}"
+                 + (f" in {summarize_names(sorted(by))}" if by else ""))
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -77,14 +77,37 @@ def up(
         help="Feature engine: auto (by row count) | ray (Ray Data) | local.")] = "auto",
     mode: Annotated[str, typer.Option(help="Serve graph: fused | split.")] = "fused",
     auth: Annotated[bool, typer.Option(help="Ray token auth for the cluster.")] = True,
+    file: Annotated[list[Path] | None, typer.Option(
+        help="Your OHLCV CSV/Parquet file(s) (repeatable; columns ticker, date, open, high, "
+             "low, close, volume, [adj_close]): the run uses only these, on a fresh "
+             "--data-dir.")] = None,
+    index_file: Annotated[Path | None, typer.Option(
+        help="With --file: the market index series (OHLCV, no ticker column needed). "
+             "Default: market context derived from your universe.")] = None,
+    index_ticker: Annotated[str | None, typer.Option(
+        help="With --file: the ticker in your files that is the market index, e.g. SPY.")]
+        = None,
+    sample_ticker: Annotated[str | None, typer.Option(
+        help="Ticker of the sample prediction [AAPL; with --file the first servable one].")]
+        = None,
 ) -> None:
-    """Run the whole stack on the embedded data and serve predictions until Ctrl-C."""
+    """Run the whole stack and serve predictions until Ctrl-C: on the embedded data, or with
+    --file on your own universe only (any date range; tickers with enough history served)."""
     from ray_apps.up import UpConfig, main
 
+    if (index_file or index_ticker) and not file:
+        raise typer.BadParameter("needs --file", param_hint="--index-file/--index-ticker")
+    if index_file and index_ticker:
+        raise typer.BadParameter("give one of them", param_hint="--index-file/--index-ticker")
     settings = _settings().model_copy(update={"serve_mode": mode})
     _check_api_keys(settings)
-    main(UpConfig(once=once, tickers=_tickers(tickers), start=start, end=end, engine=engine,
-                  auth=auth), settings)
+    try:
+        main(UpConfig(once=once, tickers=_tickers(tickers), start=start, end=end,
+                      engine=engine, auth=auth, files=list(file or []), index_file=index_file,
+                      index_ticker=index_ticker, sample_ticker=sample_ticker), settings)
+    except ValueError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -178,7 +201,9 @@ def features(
             res = main(cfg, settings)
     else:
         res = main(cfg, settings)
-    typer.echo(f"{res.rows} feature rows for {', '.join(res.tickers)} "
+    from features.coverage import summarize_names
+
+    typer.echo(f"{res.rows} feature rows, tickers {summarize_names(res.tickers)} "
                f"({res.first_ts}..{res.last_ts}) via {res.engine}; {res.online_tickers} "
                f"tickers online ({online}); report {res.report_path}")
 
@@ -509,6 +534,14 @@ def retrain(
         help="Override the config's boosting rounds.")] = None,
     auth: Annotated[bool, typer.Option(
         help="Token auth for a cluster this command starts itself.")] = _RETRAIN.auth,
+    file: Annotated[list[Path] | None, typer.Option(
+        help="Your OHLCV CSV/Parquet file(s) instead of the embedded tickers (as for `up`).")]
+        = None,
+    index_file: Annotated[Path | None, typer.Option(
+        help="With --file: the market index series [derived from the universe].")] = None,
+    index_ticker: Annotated[str | None, typer.Option(
+        help="With --file: the ticker in your files that is the market index, e.g. SPY.")]
+        = None,
 ) -> None:
     """Ingest -> validate -> features -> train -> evaluate -> promote as one Ray job;
     skips steps whose data and config are unchanged, resumes after a crash. Inside
@@ -516,7 +549,11 @@ def retrain(
     from ray_apps.retrain import RetrainConfig, main
 
     sd = tuple(int(s) for s in seeds.split(",")) if seeds else None
+    if (index_file or index_ticker) and not file:
+        raise typer.BadParameter("needs --file", param_hint="--index-file/--index-ticker")
     res = main(RetrainConfig(config_path=config, tickers=_tickers(tickers), start=start,
+                             files=list(file or []), index_file=index_file,
+                             index_ticker=index_ticker,
                              end=end, engine=engine, promote=promote, force=force,
                              max_folds=max_folds, seeds=sd, num_boost_round=num_boost_round,
                              auth=auth), _settings(), log=typer.echo)

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from features.ingest import IngestReport, ingest
 from features.settings import Settings
-from features.sources import DEFAULT_TICKERS, FileSource, default_sources
+from features.sources import DEFAULT_TICKERS, MARKET_TICKER, FileSource, default_sources
+from features.universe_index import IndexTickerSource
 
 
 @dataclass
@@ -21,6 +22,8 @@ class IngestConfig:
 
     files: list[Path] = field(default_factory=list)  # user files; empty = embedded default
     ticker: str | None = None  # ticker for files without a ticker column
+    index_file: Path | None = None  # the user's market index series (stored as the index)
+    index_ticker: str | None = None  # a ticker of the files that is the market index
     tickers: tuple[str, ...] = DEFAULT_TICKERS  # embedded universe subset
     start: str | None = None  # first date (YYYY-MM-DD) of the embedded data
     end: str | None = None  # last date of the embedded data
@@ -30,9 +33,22 @@ def main(cfg: IngestConfig, settings: Settings) -> IngestReport:
     settings = settings.resolved()
     if cfg.files:
         sources = [FileSource(Path(p), ticker=cfg.ticker) for p in cfg.files]
+        if cfg.index_ticker:
+            sources = [IndexTickerSource(s, cfg.index_ticker) for s in sources]
+        if cfg.index_file:
+            sources.append(FileSource(Path(cfg.index_file), ticker=MARKET_TICKER,
+                                      name=f"index:{Path(cfg.index_file).name}"))
+    elif cfg.index_file or cfg.index_ticker:
+        raise ValueError("--index-file / --index-ticker go with --file (the embedded universe "
+                         f"already has its index {MARKET_TICKER})")
     else:
         sources = default_sources(cfg.start, cfg.end, tuple(cfg.tickers))
-    return ingest(sources, settings.bars_dir, settings.quarantine_dir)
+    report = ingest(sources, settings.bars_dir, settings.quarantine_dir)
+    if cfg.index_ticker and not any(getattr(s, "found", 0) for s in sources):
+        report.failed[f"index:{cfg.index_ticker}"] = (
+            f"--index-ticker {cfg.index_ticker} matched no row of the files; the market "
+            "context will be derived from the universe instead")
+    return report
 
 
 def describe(report: IngestReport) -> str:

@@ -29,7 +29,8 @@ __all__ = ["STEPS", "RetrainConfig", "RetrainResult", "StepFailed", "load_state"
 
 def _ingest(cfg: RetrainConfig, settings: Settings):
     return ingest.main(ingest.IngestConfig(files=list(cfg.files), tickers=cfg.tickers,
-                                           start=cfg.start, end=cfg.end), settings)
+                                           start=cfg.start, end=cfg.end, index_file=cfg.index_file,
+                                           index_ticker=cfg.index_ticker), settings)
 
 
 def _features(engine: str, settings: Settings):

@@ -3,19 +3,29 @@
 ``stockray up`` (or ``make run``): start a local Ray cluster -> ingest -> validate ->
 features (Ray Data) -> Feast apply + materialize -> train per horizon (Ray Tune) -> MLflow
 registry + ONNX -> Ray Serve gRPC/HTTP graph -> a sample prediction through the real client.
+
+``stockray up --file PATH ...`` runs the same on the user's files only, in a fresh data dir:
+market context from ``--index-file`` / ``--index-ticker`` or derived from the universe
+(``features.universe_index``), features missing in that universe dropped from the models
+(``features.coverage``), and the tickers whose online row is complete listed as servable.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from features.coverage import servable_tickers, summarize_names
+from features.lake import list_tickers
 from features.settings import Settings
 from features.sources import DEFAULT_TICKERS
 from ray_apps import build_features, ingest, serve, train
 from ray_apps.cluster import dashboard_url, local_cluster, wait_for_interrupt
 from serving.launch import ServeEndpoints
+from serving.models import load_bundle
 
 
 @dataclass
@@ -30,8 +40,12 @@ class UpConfig:
     # ~1.5M bars on 2 cores, see features.pipeline.choose_engine); "ray" forces Ray Data
     engine: str = "auto"
     auth: bool = True  # Ray token auth (see ray_apps.cluster)
-    sample_ticker: str = "AAPL"
+    sample_ticker: str | None = None  # default: AAPL, or the first servable ticker of files
     train: train.TrainConfig = field(default_factory=train.TrainConfig)
+    # Bring your own universe: the user's OHLCV files only (the embedded data is not used)
+    files: list[Path] = field(default_factory=list)
+    index_file: Path | None = None  # the market index series (default: derived from files)
+    index_ticker: str | None = None  # a ticker of the files that is the market index
 
 
 @dataclass
@@ -42,6 +56,7 @@ class UpResult:
     train: train.TrainResult
     endpoints: ServeEndpoints
     sample: str
+    servable: list[str] = field(default_factory=list)  # tickers with a complete online row
 
 
 def _say(msg: str) -> None:
@@ -57,6 +72,8 @@ def main(cfg: UpConfig, settings: Settings,
     from serving.client import PredictionClient, format_response
 
     settings = settings.resolved()
+    if cfg.files:
+        check_fresh_lake(settings)
     t: dict[str, float] = {}
     t0 = time.perf_counter()
     env = serve.serve_env_of(settings)
@@ -68,8 +85,12 @@ def main(cfg: UpConfig, settings: Settings,
 
         s = time.perf_counter()
         rep = ingest.main(ingest.IngestConfig(tickers=cfg.tickers, start=cfg.start,
-                                              end=cfg.end), settings)
+                                              end=cfg.end, files=list(cfg.files),
+                                              index_file=cfg.index_file,
+                                              index_ticker=cfg.index_ticker), settings)
         t["ingest_s"] = time.perf_counter() - s
+        if not rep.sources:
+            raise ValueError(f"nothing ingested: {rep.failed}")
         _say(f"[2/6] ingested and validated ({t['ingest_s']:.1f}s)\n{ingest.describe(rep)}")
 
         s = time.perf_counter()
@@ -93,13 +114,22 @@ def main(cfg: UpConfig, settings: Settings,
              f"({'direct ingress' if ep.direct_ingress else 'Serve proxy'}), "
              f"HTTP {ep.http_url}")
 
+        names = next(iter(tr.registered.values())).bundle_dir
+        ok, why = servable_tickers(settings.feast_dir, feats.tickers,
+                                   load_bundle(names).feature_names)
+        _say(f"      servable tickers: {summarize_names(ok)} of {len(feats.tickers)}"
+             + (f"; not servable: {summarize_names(sorted(why))} (reasons in the data-quality "
+                "report)" if why else ""))
+        _record_servable(feats.report_path, ok, why)
+        sample_ticker = cfg.sample_ticker or ("AAPL" if not cfg.files else
+                                              (ok[0] if ok else feats.tickers[0]))
         with PredictionClient(ep.grpc_target) as client:
-            resp = client.predict(cfg.sample_ticker, explain=True)
+            resp = client.predict(sample_ticker, explain=True)
         sample = format_response(resp)
         t["to_first_prediction_s"] = time.perf_counter() - t0
         _say(f"[6/6] sample prediction through the gRPC client "
              f"({t['to_first_prediction_s']:.1f}s after start):\n{sample}")
-        _say(usage(settings, ep))
+        _say(usage(settings, ep, sample_ticker))
         if on_ready is not None:
             on_ready(ep)
         if not cfg.once:
@@ -108,19 +138,45 @@ def main(cfg: UpConfig, settings: Settings,
             _say("\nstopping the Ray cluster this command started (Serve included)")
         # No serve.shutdown(): its controller drain takes 30 s here, and leaving the block
         # ends the whole local cluster this command started (ray.shutdown) anyway.
-    return UpResult(t, rep.to_dict(), feats, tr, ep, sample)
+    return UpResult(t, rep.to_dict(), feats, tr, ep, sample, servable=ok)
 
 
-def usage(settings: Settings, ep: ServeEndpoints) -> str:
+def check_fresh_lake(settings: Settings) -> None:
+    """A run on the user's files starts from an empty data dir, so no other universe (the
+    embedded one from `make run`, an earlier file) is mixed in and its models are the
+    champions served."""
+    have = list_tickers(settings.bars_dir) if settings.bars_dir.exists() else []
+    if have:
+        raise ValueError(
+            f"data dir {settings.data_dir} already holds a lake with {summarize_names(have)} "
+            "tickers; a run on your own files needs a fresh one so nothing is mixed in: "
+            "pass --data-dir NEW_DIR (or set STOCKRAY_DATA_DIR)")
+
+
+def _record_servable(report_path: str, ok: list[str], why: dict[str, str]) -> None:
+    # the full lists go to the data-quality report; the terminal gets counts (see above)
+    if not report_path:
+        return
+    p = Path(report_path)
+    rep = json.loads(p.read_text())
+    rep["serving"] = {"servable": ok, "not_servable": why}
+    text = json.dumps(rep, indent=2, default=str)
+    for out in (p, p.with_name("latest.json")):
+        tmp = out.with_suffix(".tmp")
+        tmp.write_text(text)
+        tmp.replace(out)
+
+
+def usage(settings: Settings, ep: ServeEndpoints, ticker: str = "AAPL") -> str:
     return "\n".join([
         "Call it yourself (from another terminal; token auth is on):",
-        f"  stockray predict AAPL --horizon 5 --target {ep.grpc_target}",
+        f"  stockray predict {ticker} --horizon 5 --target {ep.grpc_target}",
         f"  TOKEN=$(cat {settings.auth_path / 'api_token'})",
         (f"  curl -s -X POST {ep.http_url}/v1/predict -H 'content-type: application/json' "
          "-H \"authorization: Bearer $TOKEN\" "
-         "-d '{\"ticker\": \"AAPL\", \"horizons\": [5], \"explain\": true}'"),
+         f"-d '{{\"ticker\": \"{ticker}\", \"horizons\": [5], \"explain\": true}}'"),
         (f"  grpcurl -plaintext -H \"authorization: Bearer $TOKEN\" "
-         f"-d '{{\"ticker\": \"AAPL\"}}' {ep.grpc_target} "
+         f"-d '{{\"ticker\": \"{ticker}\"}}' {ep.grpc_target} "
          "stockray.v1.PredictionService/Predict"),
         f"  MLflow UI: mlflow ui --backend-store-uri {settings.tracking_uri}",
     ])

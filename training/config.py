@@ -9,9 +9,9 @@ Two kinds, told apart by the file's ``kind`` key:
 - ``kind: sequence`` (`SequenceExperiment`, ``configs/sequence.yaml``): the LSTM / Transformer
   defaults, their search and their walk-forward overrides.
 
-Both carry `Segments`. ``mode: dates`` (the default) holds explicit inclusive
-``[start, end]`` date pairs; `Segments.resolve` is where modes computed from the data's own
-dates plug in (`SEGMENT_MODES`). Errors name the file and the key at fault.
+Both carry segments (`training.segments`): explicit inclusive ``[start, end]`` date pairs, or
+``fractions`` of the data's own trading dates, resolved per dataset (`.resolve(dates, gap)`),
+so any date range works. Errors name the file and the key at fault.
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import yaml
 
 from training.lgbm import LgbmParams
 from training.registry import FAMILIES
+from training.segments import SegmentFractions, Segments, parse_segments
 from training.walkforward import SEQUENCE_MODELS, WalkForwardConfig
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
@@ -32,68 +32,10 @@ DEFAULT_CONFIG = CONFIG_DIR / "lgbm.yaml"
 DEFAULT_SEQUENCE_CONFIG = CONFIG_DIR / "sequence.yaml"
 #: experiment kinds and the loader of each (configs without ``kind`` are not experiments)
 KINDS = ("lgbm", "sequence")
-#: how `Segments` are given; a data-derived mode (fractions of the dates) is added here
-SEGMENT_MODES = ("dates",)
-SEGMENT_NAMES = ("train", "valid", "test")
 # SequenceConfig fields the walk-forward sets itself (per candidate, seed and horizon)
 _SEQUENCE_FIXED = ("model", "seed", "horizons")
 
 
-@dataclass
-class Segments:
-    """Train / valid / test segments, never a random split.
-
-    ``mode="dates"``: ``train``, ``valid``, ``test`` are inclusive ``(start, end)`` date
-    strings, each segment non-empty and strictly after the previous one.
-    """
-
-    train: tuple[str, str]
-    valid: tuple[str, str]
-    test: tuple[str, str]
-    mode: str = "dates"
-
-    def __post_init__(self) -> None:
-        if self.mode not in SEGMENT_MODES:
-            raise ValueError(f"segments.mode={self.mode!r}; use one of {list(SEGMENT_MODES)}")
-        prev_end = None
-        for name in SEGMENT_NAMES:
-            pair = getattr(self, name)
-            if not isinstance(pair, list | tuple) or len(pair) != 2:
-                raise ValueError(f"segments.{name} must be a [start, end] pair, got {pair!r}")
-            pair = tuple(str(x) for x in pair)
-            setattr(self, name, pair)
-            try:
-                lo, hi = (pd.Timestamp(v) for v in pair)
-            except ValueError as e:
-                raise ValueError(f"segments.{name}: {pair} is not a pair of dates: {e}") from e
-            if hi < lo or (prev_end is not None and lo <= prev_end):
-                raise ValueError(f"segment {name} {list(pair)} is empty or overlaps the "
-                                 f"previous one; segments must be ordered train < valid < test")
-            prev_end = hi
-
-    @classmethod
-    def from_dict(cls, raw: dict | None) -> Segments:
-        raw = dict(raw or {})
-        mode = raw.pop("mode", "dates")
-        if set(raw) != set(SEGMENT_NAMES):
-            raise ValueError("segments needs train, valid and test [start, end] pairs, got "
-                             f"{sorted(raw)}")
-        return cls(**raw, mode=mode)
-
-    def resolve(self, dates=None) -> dict[str, tuple[str, str]]:
-        """Explicit ``{segment: (start, end)}`` for the data's trading ``dates``.
-
-        With ``mode="dates"`` the configured dates as they are (``dates`` is not needed);
-        a mode derived from the data computes the pairs from ``dates`` here.
-        """
-        return {name: getattr(self, name) for name in SEGMENT_NAMES}
-
-    def as_dict(self) -> dict[str, list[str]]:
-        """``{segment: [start, end]}`` (what the sequence trainers take)."""
-        return {name: list(pair) for name, pair in self.resolve().items()}
-
-
-@dataclass
 class TuneConfig:
     """Ray Tune ASHA search over LightGBM hyperparameters."""
 
@@ -120,7 +62,7 @@ class LifecycleConfig:
 class LgbmExperiment:
     """One ``kind: lgbm`` config."""
 
-    segments: Segments
+    segments: Segments | SegmentFractions  # `training.segments.resolve_segments` per data
     horizons: list[int] = field(default_factory=lambda: [5])
     families: list[str] = field(default_factory=lambda: ["lgbm", "lgbmrank"])
     params: LgbmParams = field(default_factory=LgbmParams)
@@ -138,6 +80,7 @@ class LgbmExperiment:
     def to_dict(self) -> dict:
         d = asdict(self)
         d.pop("source")
+        d["segments"] = self.segments.to_dict()
         return d
 
 
@@ -166,7 +109,7 @@ class SequenceExperiment:
             ``transformer`` (`walkforward_settings`); ``samples_per_epoch`` bounds each epoch.
     """
 
-    segments: Segments
+    segments: Segments | SegmentFractions  # resolved on the data (`training.segments`)
     model: Any  # training.sequence.SequenceConfig (imported lazily: it costs a torch import)
     search_space: dict = field(default_factory=dict)
     tune: SequenceTune = field(default_factory=SequenceTune)
@@ -177,7 +120,7 @@ class SequenceExperiment:
 
     def spec(self) -> dict[str, Any]:
         """``{"segments", "model", "search_space", "tune"}`` as the sequence trainers take it."""
-        return {"segments": self.segments.as_dict(), "model": self.model,
+        return {"segments": self.segments.to_dict(), "model": self.model,
                 "search_space": dict(self.search_space), "tune": asdict(self.tune)}
 
     def walkforward_settings(self) -> dict:
@@ -221,11 +164,8 @@ def _read(path: Path, kind: str) -> dict:
     return raw
 
 
-def _segments(path: Path, raw: dict) -> Segments:
-    try:
-        return Segments.from_dict(raw.get("segments"))
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"{path}: {e}") from e
+def _segments(path: Path, raw: dict) -> Segments | SegmentFractions:
+    return parse_segments(raw.get("segments"), f"{path}: segments")
 
 
 def load_experiment(path: str | Path = DEFAULT_CONFIG) -> LgbmExperiment:

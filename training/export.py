@@ -72,6 +72,9 @@ PARITY_ROWS = 256
 PARITY_MAX_ABS_LIMIT = 1e-3
 
 
+_F32_SAFE = 1e30  # far below float32's max (~3.4e38)
+
+
 def _parity_sample(booster: Any, n_features: int, rows: int, seed: int = 0) -> np.ndarray:
     """Rows spread over the trees' split thresholds, so the check crosses many branches."""
     rng = np.random.default_rng(seed)
@@ -86,6 +89,10 @@ def _parity_sample(booster: Any, n_features: int, rows: int, seed: int = 0) -> n
 
     for tree in dump["tree_info"]:
         walk(tree["tree_structure"])
+    # LightGBM splits "value vs NaN" at a sentinel threshold of 1e300: no float32 input lies
+    # beyond it, so it does not bound the sample (and would overflow the float32 cast)
+    thresholds = {j: k for j, ts in thresholds.items()
+                  if (k := [t for t in ts if abs(t) < _F32_SAFE])}
     x = rng.standard_normal((rows, n_features))
     for j, ts in thresholds.items():
         lo, hi = min(ts), max(ts)

@@ -41,10 +41,19 @@ def _model_text(family: str, window: int | None) -> str:
     return f"LightGBM, {objective}"
 
 
+def _feature_lines(feature_set: dict | None) -> list[str]:
+    if not feature_set:
+        return []
+    out = [f"- Features: {len(feature_set['kept'])} used"]
+    for name, why in sorted(feature_set.get("dropped", {}).items()):
+        out.append(f"  - dropped `{name}`: {why}")
+    return out
+
+
 def model_card(*, name: str, version: str, family: str, horizon: int, params: dict,
                data_hash: str | None, holdout: dict | None = None,
                walkforward: dict | None = None, window: int | None = None,
-               holdout_note: str | None = None) -> str:
+               holdout_note: str | None = None, feature_set: dict | None = None) -> str:
     """Markdown model card: intended use, data, metrics vs baselines, limits.
 
     Args:
@@ -54,6 +63,7 @@ def model_card(*, name: str, version: str, family: str, horizon: int, params: di
             "rank_ic_seeds": [float]}`` from the evaluation step, when it ran.
         window: a sequence net's window length (rows of history).
         holdout_note: how the hold-out was cut (default: LightGBM's last-20% split).
+        feature_set: kept and dropped features (``features.coverage``), when some were dropped.
     """
     lines = [
         f"# Model card: {name} v{version}", "",
@@ -65,7 +75,8 @@ def model_card(*, name: str, version: str, family: str, horizon: int, params: di
         "## Data",
         f"- Training data snapshot (SHA-256 of the offline parquet files): `{data_hash or 'n/a'}`",
         f"- Git revision: `{git_revision()}`",
-        f"- Parameters: `{json.dumps(params, sort_keys=True, default=str)}`", "",
+        f"- Parameters: `{json.dumps(params, sort_keys=True, default=str)}`",
+        *_feature_lines(feature_set), "",
         "## Metrics vs baselines",
     ]
     if holdout:

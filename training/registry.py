@@ -172,7 +172,8 @@ def _register(flavor: _Flavor, *, family: str, horizon: int, metrics: dict[str, 
 def register_horizon(result: HorizonResult, *, tracking_uri: str, experiment_id: str,
                      bundle_root: Path, params: dict, tags: dict | None = None,
                      alias: str = "auto", family: str = SERVED_FAMILY,
-                     data_hash: str | None = None) -> RegisteredVersion:
+                     data_hash: str | None = None,
+                     feature_set: dict | None = None) -> RegisteredVersion:
     """Log one horizon's LightGBM run, register its model, set its alias, log its model card.
 
     Args:
@@ -180,6 +181,8 @@ def register_horizon(result: HorizonResult, *, tracking_uri: str, experiment_id:
             ``challenger``; or an explicit alias.
         family: registry family (`FAMILIES`).
         data_hash: snapshot hash of the training data (tag ``data_snapshot_sha256``).
+        feature_set: ``features.coverage.FeatureSelection.to_dict()`` (kept and dropped
+            features with reasons), stored in the bundle (``extra.feature_set``) and the card.
 
     The local copy of the bundle (`local_bundle_dir`) mirrors the family's champion: it is
     written only when this version becomes champion.
@@ -195,7 +198,8 @@ def register_horizon(result: HorizonResult, *, tracking_uri: str, experiment_id:
     def write(out: Path, name: str, version: str, run_id: str) -> Path:
         return export_bundle(booster, result.feature_names, out, model_name=name,
                              model_version=version, horizon=result.horizon,
-                             extra={"metrics": result.metrics, "run_id": run_id})
+                             extra={"metrics": result.metrics, "run_id": run_id,
+                                    **({"feature_set": feature_set} if feature_set else {})})
 
     flavor = _Flavor(
         # Explicit requirements: inference would otherwise add torch to a LightGBM model.
@@ -212,7 +216,8 @@ def register_horizon(result: HorizonResult, *, tracking_uri: str, experiment_id:
                      split=result.split, feature_names=result.feature_names,
                      tracking_uri=tracking_uri, experiment_id=experiment_id,
                      bundle_root=bundle_root, params=params, tags=tags, alias=alias,
-                     data_hash=data_hash)
+                     data_hash=data_hash,
+                     card={"feature_set": feature_set} if feature_set else None)
 
 
 def register_sequence(result, horizons: list[int] | None = None, *, tracking_uri: str,

@@ -3,16 +3,17 @@ alert rules); bad files fail with the key at fault."""
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
 from training.config import (
     CONFIG_DIR,
-    Segments,
     load_config,
     load_experiment,
     load_sequence_experiment,
 )
+from training.segments import Segments, resolve_segments
 
 SHIPPED = sorted(CONFIG_DIR.glob("*.yaml"))
 
@@ -40,7 +41,9 @@ def test_every_shipped_config_loads(path):
         return
     exp = load_config(path)
     assert exp.horizons and set(exp.families) <= {"lgbm", "lgbmrank"}
-    seg = exp.segments
+    # fractions resolve against the data's dates (here the embedded universe's span)
+    seg = resolve_segments(exp.segments, pd.bdate_range("2000-03-01", "2013-03-01"),
+                           gap=max(exp.horizons))
     assert seg.train[1] < seg.valid[0] and seg.valid[1] < seg.test[0]
     wf = exp.walkforward_for(exp.horizons[0])
     assert wf.params == exp.params and len(wf.seeds) >= exp.lifecycle.min_seeds
@@ -119,3 +122,32 @@ def test_walkforward_does_not_import_the_config_module():
                  for a in n.names}
     assert not {m for m in imported if m and m.startswith(("training.config",
                                                               "training.lifecycle"))}
+
+
+def test_fraction_segments_resolve_on_any_date_range_with_a_purge_gap():
+    from training.segments import SegmentFractions, parse_segments, scale_walkforward
+    from training.walkforward import WalkForwardConfig
+
+    spec = parse_segments({"fractions": {"train": 0.6, "valid": 0.2, "test": 0.2}})
+    assert spec == SegmentFractions(0.6, 0.2, 0.2)
+    dates = pd.bdate_range("2023-01-02", periods=252)
+    seg = resolve_segments(spec, dates, gap=5)
+    pos = {d.strftime("%Y-%m-%d"): i for i, d in enumerate(dates)}
+    # time-ordered, 5 purge dates between segments, sizes from the fractions of 242 dates
+    assert pos[seg.valid[0]] - pos[seg.train[1]] == 6
+    assert pos[seg.test[0]] - pos[seg.valid[1]] == 6
+    assert pos[seg.train[1]] - pos[seg.train[0]] + 1 == int(242 * 0.6)
+    assert seg.train[0] == "2023-01-02" and seg.test[1] <= dates[-1].strftime("%Y-%m-%d")
+    with pytest.raises(ValueError, match="trading dates"):
+        resolve_segments(spec, dates[:30], gap=5)
+    with pytest.raises(ValueError, match="fractions"):
+        parse_segments({"fractions": {"train": 0.9, "valid": 0.2, "test": 0.2}})
+    explicit = parse_segments({"train": ["2000-01-01", "2001-01-01"],
+                               "valid": ["2001-02-01", "2002-01-01"],
+                               "test": ["2002-02-01", "2003-01-01"]})
+    assert resolve_segments(explicit, dates) is explicit  # explicit dates stay as given
+    # walk-forward windows shrink for one year of data, and stay as they are for 13 years
+    wf = scale_walkforward(WalkForwardConfig(), 252, 5)
+    assert wf.train_days + wf.valid_days + 2 * wf.test_days + 10 <= 252
+    assert min(wf.train_days, wf.valid_days, wf.test_days) >= 10
+    assert scale_walkforward(WalkForwardConfig(), 3270, 5) == WalkForwardConfig()

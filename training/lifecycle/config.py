@@ -23,6 +23,8 @@ class RetrainConfig:
     config_path: Path | None = None  # experiment config; default configs/lgbm.yaml
     tickers: tuple[str, ...] = DEFAULT_TICKERS  # embedded universe (ignored with files)
     files: list[Path] = field(default_factory=list)  # user OHLCV files instead
+    index_file: Path | None = None  # with files: the market index series
+    index_ticker: str | None = None  # with files: the ticker that is the market index
     start: str | None = None
     end: str | None = None
     engine: str = "local"  # features: one process; "ray" = Ray Data (slower at this size)

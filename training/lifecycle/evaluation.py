@@ -15,13 +15,14 @@ from features.settings import Settings
 from training.lifecycle.config import EvaluateConfig, EvaluateResult
 
 
-def evaluate_walkforward(frame, wf_cfg, *, parallel: bool, log=print):
-    """`training.walkforward.run_walkforward` on every feature; when ``parallel`` (Ray
-    connected) every (fold, seed) is a Ray task (`ray_fold_map`)."""
+def evaluate_walkforward(frame, wf_cfg, *, parallel: bool, log=print, feature_names=None):
+    """`training.walkforward.run_walkforward` on ``feature_names`` (default every served
+    feature); when ``parallel`` (Ray connected) every (fold, seed) is a Ray task
+    (`ray_fold_map`)."""
     from features.pipeline import FEATURE_NAMES
     from training.walkforward import run_walkforward
 
-    return run_walkforward(frame, FEATURE_NAMES, wf_cfg, log=log,
+    return run_walkforward(frame, list(feature_names or FEATURE_NAMES), wf_cfg, log=log,
                            map_folds=ray_fold_map if parallel else None)
 
 

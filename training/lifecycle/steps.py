@@ -37,17 +37,29 @@ def step_ingest(ctx: Ctx) -> dict:
     rep = ctx.ingest(ctx.cfg, ctx.settings)
     if rep.failed and not rep.sources:
         raise ValueError(f"ingest failed for every source: {rep.failed}")
+    if ctx.cfg.files:  # the user's universe only: nothing else may sit in this lake
+        from features.coverage import summarize_names
+        from features.lake import list_tickers
+
+        other = sorted(set(list_tickers(ctx.settings.bars_dir)) - set(rep.stored_rows)
+                       - {MARKET_TICKER})
+        if other:
+            raise ValueError(f"the lake of {ctx.settings.data_dir} also holds "
+                             f"{summarize_names(other)} tickers not in your files; retrain "
+                             "your universe in its own --data-dir so nothing is mixed in")
     d = rep.to_dict()
     return {"rows_ok": d.get("rows_ok"), "rows_quarantined": d.get("rows_quarantined"),
             "lake_sha256": lake_hash(ctx.settings)}
 
 
 def step_validate(ctx: Ctx) -> dict:
-    """Contract checks on the lake before any compute: enough stocks and history, no
-    duplicate (ticker, ts), positive prices, the market index present."""
+    """Contract checks on the lake before any compute: enough stocks and history (walk-
+    forward windows scaled to it), no duplicate (ticker, ts), positive prices. Without an
+    index series the market context is derived from the universe (features step)."""
     import numpy as np
 
     from features.lake import read_bars
+    from training.segments import scale_walkforward
 
     bars = read_bars(ctx.settings.bars_dir)
     problems = []
@@ -58,16 +70,18 @@ def step_validate(ctx: Ctx) -> dict:
         problems.append(f"{int(bars.duplicated(['ticker', 'ts']).sum())} duplicate rows")
     if not (np.asarray(bars["close"], float) > 0).all():
         problems.append("non-positive closes")
-    if MARKET_TICKER not in set(bars["ticker"]):
-        problems.append(f"no market index {MARKET_TICKER}: regime features would be missing")
-    wf = ctx.exp.walkforward
-    need = wf.train_days + wf.valid_days + wf.test_days + 2 * max(ctx.exp.horizons)
     n_dates = stocks["ts"].nunique()
-    if n_dates < need:
-        problems.append(f"{n_dates} trading dates; one walk-forward fold needs {need}")
+    wf = ctx.exp.walkforward
+    try:
+        wf = scale_walkforward(wf, n_dates, max(ctx.exp.horizons))
+    except ValueError as e:
+        problems.append(str(e))
     if problems:
         raise ValueError("lake failed validation: " + "; ".join(problems))
     return {"stock_tickers": sorted(stocks["ticker"].unique()), "dates": int(n_dates),
+            "index": (MARKET_TICKER if MARKET_TICKER in set(bars["ticker"])
+                      else "derived from the universe"),
+            "walkforward_days": [wf.train_days, wf.valid_days, wf.test_days],
             "first": str(stocks["ts"].min().date()), "last": str(stocks["ts"].max().date())}
 
 
@@ -90,6 +104,7 @@ def run_params(ctx: Ctx):
 
 
 def step_train(ctx: Ctx) -> dict:
+    from features.coverage import select_features
     from features.pipeline import FEATURE_NAMES
     from training.data import load_training_frame
     from training.lgbm import LgbmParams
@@ -99,12 +114,13 @@ def step_train(ctx: Ctx) -> dict:
     s, exp = ctx.settings, ctx.exp
     data_hash = ctx.outputs["features"]["data_sha256"]
     frame = load_training_frame(s.offline_dir)
+    fs = select_features(frame, FEATURE_NAMES)
+    seg = exp.segments.resolve(frame["ts"], gap=max(exp.horizons))
     base = run_params(ctx)
     tuned = None
     if exp.tune.num_samples > 0:
         t = exp.tune
-        seg = exp.segments.resolve(frame["ts"])
-        base, trials = tune_lgbm(frame, FEATURE_NAMES, horizon=exp.horizons[0],
+        base, trials = tune_lgbm(frame, fs.kept, horizon=exp.horizons[0],
                                  base_params=base, search=t.search_space,
                                  num_samples=t.num_samples, start=seg["train"][0],
                                  end=seg["valid"][1], max_folds=t.max_folds,
@@ -118,28 +134,32 @@ def step_train(ctx: Ctx) -> dict:
     for family in exp.families:
         objective = "lambdarank" if family == "lgbmrank" else "regression"
         params = LgbmParams(**{**asdict(base), "objective": objective})
-        results = train_horizons(frame, FEATURE_NAMES, exp.horizons, s.ray_dir / "results",
+        results = train_horizons(frame, fs.kept, exp.horizons, s.ray_dir / "results",
                                  params=params, experiment=f"retrain-{family}")
         for h, res in sorted(results.items()):
             rv = register_horizon(res, tracking_uri=s.tracking_uri, experiment_id=exp_id,
                                   bundle_root=s.models_dir, params=asdict(params),
                                   family=family, data_hash=data_hash,
-                                  tags={"config_sha256": ctx.outputs["_config_hash"]})
+                                  tags={"config_sha256": ctx.outputs["_config_hash"]},
+                                  feature_set=fs.to_dict())
             registered[rv.name] = {"version": rv.version, "alias": rv.alias,
                                    "family": family, "horizon": h}
             ctx.log(f"  registered {rv.name} v{rv.version} as {rv.alias}")
-    return {"registered": registered, "tuned": tuned}
+    return {"registered": registered, "tuned": tuned,
+            "segments": {k: list(v) for k, v in seg.items()}, "features": fs.to_dict()}
 
 
 def step_evaluate(ctx: Ctx) -> dict:
     import ray
 
+    from features.coverage import summarize_names
     from training.data import load_training_frame
     from training.lifecycle.evaluation import (
         attach_to_versions,
         evaluate_walkforward,
         log_evaluation,
     )
+    from training.segments import scale_walkforward
     from training.walkforward import format_table, write_walkforward_report
 
     s, exp = ctx.settings, ctx.exp
@@ -151,8 +171,14 @@ def step_evaluate(ctx: Ctx) -> dict:
                                  **({"max_folds": ctx.cfg.max_folds} if ctx.cfg.max_folds
                                     else {}),
                                  **({"seeds": tuple(ctx.cfg.seeds)} if ctx.cfg.seeds else {}))
-        res = evaluate_walkforward(frame, wf, parallel=ray.is_initialized(), log=ctx.log)
-        desc = f"offline store {s.offline_dir} ({', '.join(ctx.outputs['features']['tickers'])})"
+        wf = scale_walkforward(wf, frame["ts"].nunique(), h)
+        res = evaluate_walkforward(frame, wf, parallel=ray.is_initialized(), log=ctx.log,
+                                   feature_names=ctx.outputs["train"].get("features",
+                                                                          {}).get("kept"))
+        tickers = ctx.outputs["features"]["tickers"]
+        desc = (f"offline store {s.offline_dir} (tickers {summarize_names(tickers)})"
+                if len(tickers) > 10 else
+                f"offline store {s.offline_dir} ({', '.join(tickers)})")
         paths = write_walkforward_report(res, s.reports_dir / f"walkforward-h{h}",
                                          title=f"stockray walk-forward, h={h}",
                                          data_desc=desc, data_hash=data_hash)
@@ -191,7 +217,9 @@ STEP_FUNCS: dict[str, Callable[[Ctx], dict]] = {
 
 def ingest_key(cfg: RetrainConfig) -> dict:
     return {"tickers": list(cfg.tickers), "start": cfg.start, "end": cfg.end,
-            "files": [files_sha256([f]) for f in cfg.files]}
+            "files": [files_sha256([f]) for f in cfg.files],
+            **({"index_file": files_sha256([cfg.index_file])} if cfg.index_file else {}),
+            **({"index_ticker": cfg.index_ticker} if cfg.index_ticker else {})}
 
 
 def deps(step: str, ctx: Ctx) -> dict:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from features.coverage import FeatureSelection, select_features, summarize_names
 from features.pipeline import FEATURE_NAMES, HORIZONS
 from features.settings import Settings
 from training.config import (
@@ -49,6 +50,7 @@ class TrainConfig:
 class TrainResult:
     registered: dict[int, RegisteredVersion]
     metrics: dict[int, dict[str, float]]
+    features: FeatureSelection | None = None  # the feature set (kept / dropped with reasons)
 
 
 def train_lgbm(cfg: TrainConfig, settings: Settings) -> TrainResult:
@@ -56,7 +58,8 @@ def train_lgbm(cfg: TrainConfig, settings: Settings) -> TrainResult:
     settings = settings.resolved()
     params = cfg.params or load_experiment(cfg.config_path).params
     frame = load_training_frame(settings.offline_dir)
-    results = train_horizons(frame, FEATURE_NAMES, cfg.horizons, settings.ray_dir / "results",
+    fs = select_features(frame, FEATURE_NAMES)
+    results = train_horizons(frame, fs.kept, cfg.horizons, settings.ray_dir / "results",
                              params=params, valid_frac=cfg.valid_frac)
     exp_id = ensure_experiment(settings.tracking_uri, settings.artifact_uri, cfg.experiment)
     registered = {}
@@ -64,15 +67,22 @@ def train_lgbm(cfg: TrainConfig, settings: Settings) -> TrainResult:
         registered[h] = register_horizon(res, tracking_uri=settings.tracking_uri,
                                          experiment_id=exp_id,
                                          bundle_root=settings.models_dir,
-                                         params=asdict(params))
-    return TrainResult(registered=registered, metrics={h: r.metrics for h, r in results.items()})
+                                         params=asdict(params),
+                                         feature_set=fs.to_dict())
+    return TrainResult(registered=registered, metrics={h: r.metrics for h, r in results.items()},
+                       features=fs)
 
 
 def describe(result: TrainResult) -> str:
     """A table of validation metrics: model vs the naive baselines, per horizon."""
     head = (f"  {'h':>3} {'model':<20} {'IC':>8} {'RankIC':>8} {'RMSE':>9} | "
             f"{'mom IC':>8} {'rev IC':>8} {'zero RMSE':>9}")
-    lines = ["validation (last 20% of dates, purged), model vs naive baselines:", head]
+    lines = []
+    if result.features is not None and result.features.dropped:
+        fs = result.features
+        lines.append(f"features: {len(fs.kept)} used, {len(fs.dropped)} dropped as missing in "
+                     f"this universe: {summarize_names(sorted(fs.dropped))} (model card)")
+    lines += ["validation (last 20% of dates, purged), model vs naive baselines:", head]
     for h, m in sorted(result.metrics.items()):
         r = result.registered[h]
         lines.append(f"  {h:>3} {r.name + ' v' + r.version:<20} {m['val_ic']:>8.4f} "
