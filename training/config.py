@@ -36,6 +36,7 @@ KINDS = ("lgbm", "sequence")
 _SEQUENCE_FIXED = ("model", "seed", "horizons")
 
 
+@dataclass
 class TuneConfig:
     """Ray Tune ASHA search over LightGBM hyperparameters."""
 
