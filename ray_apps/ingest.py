@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from features.ingest import IngestReport, ingest
+from features.pipeline_metrics import record_ingest
 from features.settings import Settings
 from features.sources import DEFAULT_TICKERS, FileSource, default_sources
 
@@ -32,7 +33,9 @@ def main(cfg: IngestConfig, settings: Settings) -> IngestReport:
         sources = [FileSource(Path(p), ticker=cfg.ticker) for p in cfg.files]
     else:
         sources = default_sources(cfg.start, cfg.end, tuple(cfg.tickers))
-    return ingest(sources, settings.bars_dir, settings.quarantine_dir)
+    report = ingest(sources, settings.bars_dir, settings.quarantine_dir)
+    record_ingest(report.sources)  # Prometheus gauges when a Ray cluster is connected
+    return report
 
 
 def describe(report: IngestReport) -> str:

@@ -6,12 +6,14 @@ feature drift from the offline store and the market regime; decides per served c
 the rules of `training.monitor`; records every decision on the version (MLflow tags) and in
 ``<data_dir>/reports/monitor/<time>/``; with ``--act`` carries them out: a rollback through the
 registry (Serve hot-swaps to the new champion), a retrain submitted through the Ray Jobs API,
-and the registry's promotion rule for any challenger.
+and the registry's promotion rule for any challenger (left to the job when a retrain was
+submitted: its last step promotes).
 """
 
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,6 +29,9 @@ class MonitorJobConfig:
     rules: MonitorRules = field(default_factory=MonitorRules)
     act: bool = False                  # carry out rollback / retrain / promotion
     retrain_args: tuple[str, ...] = ()  # extra `stockray retrain` arguments
+    # The command a retrain decision submits: `stockray retrain` (ingest ... promote). A
+    # deployment that trains challengers elsewhere submits `promote` (the registry's rule).
+    retrain_command: str = "retrain"
     dashboard_url: str | None = None    # Ray Jobs API; default http://127.0.0.1:<dashboard port>
     promotion_margin: float = 0.005
     promotion_min_seeds: int = 3
@@ -44,8 +49,8 @@ def submit_retrain(settings: Settings, cfg: MonitorJobConfig) -> str:
     if token.exists():  # the cluster stockray started uses its own token file
         os.environ.update(auth_env(settings))
     url = cfg.dashboard_url or f"http://127.0.0.1:{settings.dashboard_port}"
-    entry = " ".join([sys.executable, "-m", "ray_apps.cli", "--data-dir",
-                      str(settings.data_dir), "retrain", *cfg.retrain_args])
+    entry = shlex.join([sys.executable, "-m", "ray_apps.cli", "--data-dir",
+                        str(settings.data_dir), cfg.retrain_command, *cfg.retrain_args])
     from tenacity import Retrying, retry_if_exception_message, stop_after_delay, wait_fixed
 
     # a cluster that just started has no job agent for a few seconds: wait for it
@@ -96,7 +101,7 @@ def main(cfg: MonitorJobConfig, settings: Settings, log=print) -> dict:
         elif d.action == "retrain" and submitted is None:
             submitted = submit_retrain(settings, cfg)
             log(f"    retrain submitted through the Ray Jobs API: {submitted}")
-    if cfg.act:
+    if cfg.act and submitted is None:  # a submitted retrain job promotes by itself
         for name in sorted(set(live["model"])):
             p = promote(settings.tracking_uri, name, margin=cfg.promotion_margin,
                         min_seeds=cfg.promotion_min_seeds, bundle_root=settings.models_dir)

@@ -182,6 +182,7 @@ def _params(ctx: _Ctx):
 
 def step_train(ctx: _Ctx) -> dict:
     from features.pipeline import FEATURE_NAMES
+    from features.pipeline_metrics import record_training
     from training.data import load_training_frame
     from training.lgbm import LgbmParams
     from training.registry import ensure_experiment, register_horizon
@@ -208,8 +209,10 @@ def step_train(ctx: _Ctx) -> dict:
     for family in exp.families:
         objective = "lambdarank" if family == "lgbmrank" else "regression"
         params = LgbmParams(**{**asdict(base), "objective": objective})
+        t0 = time.perf_counter()
         results = train_horizons(frame, FEATURE_NAMES, exp.horizons, s.ray_dir / "results",
                                  params=params, experiment=f"retrain-{family}")
+        record_training(time.perf_counter() - t0, family)
         for h, res in sorted(results.items()):
             rv = register_horizon(res, tracking_uri=s.tracking_uri, experiment_id=exp_id,
                                   bundle_root=s.models_dir, params=asdict(params),
@@ -290,8 +293,10 @@ def log_evaluation(settings: Settings, result, paths: dict, *, data_desc: str, d
     """One MLflow run per evaluation: params, summary metrics, report artifacts, hashes."""
     import mlflow
 
+    from features.pipeline_metrics import record_walkforward
     from training.registry import config_hash, ensure_experiment, git_revision
 
+    record_walkforward(result.summary(), result.config.horizon)
     exp_id = ensure_experiment(settings.tracking_uri, settings.artifact_uri, experiment)
     mlflow.set_tracking_uri(settings.tracking_uri)
     cfg = result.config

@@ -9,10 +9,12 @@ registered version per horizon (``stockray-lstm-h5`` ...)."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from features.pipeline import FEATURE_NAMES, HORIZONS
+from features.pipeline_metrics import record_training
 from features.settings import Settings
 from training.data import load_training_frame
 from training.lgbm import LgbmParams
@@ -44,8 +46,10 @@ class TrainResult:
 def main(cfg: TrainConfig, settings: Settings) -> TrainResult:
     settings = settings.resolved()
     frame = load_training_frame(settings.offline_dir)
+    t0 = time.perf_counter()
     results = train_horizons(frame, FEATURE_NAMES, cfg.horizons, settings.ray_dir / "results",
                              params=cfg.params, valid_frac=cfg.valid_frac)
+    record_training(time.perf_counter() - t0, "lgbm")
     exp_id = ensure_experiment(settings.tracking_uri, settings.artifact_uri, cfg.experiment)
     registered = {}
     for h, res in sorted(results.items()):
@@ -105,9 +109,11 @@ def main_sequence(cfg: SequenceTrainConfig, settings: Settings) -> SequenceTrain
         raise ValueError(f"horizons {unknown} are not heads of the net ({net_cfg.horizons} in "
                          f"{cfg.config_path}); pick among those")
     frame = load_training_frame(settings.offline_dir)
+    t0 = time.perf_counter()
     result = fit_sequence_ray(frame, FEATURE_NAMES, net_cfg, spec["segments"],
                               settings.ray_dir / "results", name=f"sequence-{cfg.model}",
                               cpus_per_worker=cfg.cpus_per_worker)
+    record_training(time.perf_counter() - t0, cfg.model)
     exp_id = ensure_experiment(settings.tracking_uri, settings.artifact_uri, cfg.experiment)
     registered = register_sequence(result, cfg.horizons, tracking_uri=settings.tracking_uri,
                                    experiment_id=exp_id, bundle_root=settings.models_dir,
