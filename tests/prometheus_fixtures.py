@@ -48,11 +48,16 @@ def prometheus(tmp_path: Path):
     import ray
 
     session = Path(ray._private.worker._global_node.get_temp_dir_path())
+    discovery = session / "prom_metrics_service_discovery.json"
+    deadline = time.monotonic() + 60  # the dashboard writes it a few seconds after start-up
+    while not discovery.exists() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert discovery.exists(), f"Ray wrote no {discovery}"
     cfg = yaml.safe_load((CLUSTER / "prometheus.yml").read_text())
     cfg["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
     cfg["rule_files"] = [str(CLUSTER / p) for p in cfg["rule_files"]]
     cfg["scrape_configs"][0]["file_sd_configs"][0]["files"] = [
-        str(session / "prom_metrics_service_discovery.json")]
+        str(discovery)]
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(cfg))
     port = free_port()
     with open(tmp_path / "prometheus.log", "w") as log:
@@ -62,7 +67,9 @@ def prometheus(tmp_path: Path):
              f"--web.listen-address=127.0.0.1:{port}"],
             stdout=subprocess.DEVNULL, stderr=log)
     try:
-        yield f"http://127.0.0.1:{port}"
+        base = f"http://127.0.0.1:{port}"
+        wait_for(base, "up == 1", timeout=60)  # scraping Ray's metrics agent
+        yield base
     finally:
         proc.terminate()
         proc.wait(timeout=30)

@@ -5,7 +5,7 @@ judge the served champion's forecasts from the audit log against the realised re
 lake; the day the decay first fires, the real monitor job runs on that day's data: it records
 the decision and submits the retrain through the Ray Jobs API. Here the submitted job is
 `stockray promote` of a challenger trained after the flip (the default-suite variant: the
-challenger is pre-trained), so the job promotes it and Serve hot-swaps to it while 8 clients
+challenger is pre-trained), so the job promotes it and Serve hot-swaps to it while 4 clients
 keep calling Predict: zero failed requests. Detection delay = sessions of data after the flip
 until the retrain decision; it is printed and bounded here.
 """
@@ -85,7 +85,7 @@ def test_flip_detected_retrain_job_promotes_and_serving_swaps_without_failures(t
         cfg = MonitorJobConfig(rules=RULES, act=True, retrain_command="promote",
                                retrain_args=("--family", "lgbm", "--horizon", "1"))
         jobs = JobSubmissionClient(f"http://127.0.0.1:{dash}")
-        with Load(ep.grpc_target, 8) as load:
+        with Load(ep.grpc_target, 4) as load:
             time.sleep(2)
             lines: list[str] = []
             out = main(cfg, settings, log=lines.append)
