@@ -64,6 +64,7 @@ def test_flip_detected_retrain_job_promotes_and_serving_swaps_without_failures(t
     import mlflow
     from ray.job_submission import JobStatus, JobSubmissionClient
 
+    t0 = time.monotonic()
     bars, served = flip_market()
     delay, fired = _detection(Settings(data_dir=tmp_path / "replay").resolved(), bars, served)
     print(f"\nflip at session {FLIP}: retrain decided {delay} sessions of data later")
@@ -82,6 +83,7 @@ def test_flip_detected_retrain_job_promotes_and_serving_swaps_without_failures(t
                        reader_kwargs={"rows": synthetic_rows(8)}, warm_tickers=TICKERS,
                        routing={"alias_poll_s": 0.5})
         ep = start_serve(args, grpc_port, free_port(), "127.0.0.1", timeout_s=180)
+        t_up = time.monotonic()
         cfg = MonitorJobConfig(rules=RULES, act=True, retrain_command="promote",
                                retrain_args=("--family", "lgbm", "--horizon", "1"))
         jobs = JobSubmissionClient(f"http://127.0.0.1:{dash}")
@@ -95,6 +97,7 @@ def test_flip_detected_retrain_job_promotes_and_serving_swaps_without_failures(t
             assert d.figures["live_rank_ic"] < 0.15 and d.figures["n_dates"] >= 20
             job = out["submitted"]
             assert job, lines
+            t_submitted = time.monotonic()
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline:
                 status = jobs.get_job_status(job)
@@ -104,11 +107,14 @@ def test_flip_detected_retrain_job_promotes_and_serving_swaps_without_failures(t
             logs = jobs.get_job_logs(job)
             assert status == JobStatus.SUCCEEDED, logs
             assert f"{NAME}: challenger v2 PROMOTED" in logs, logs
+            t_job = time.monotonic()
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline and load.versions.get("2", 0) < 20:
                 time.sleep(0.2)
             time.sleep(1)
-        print(f"load during the swap: {dict(load.codes)}, versions {dict(load.versions)}")
+        print(f"load during the swap: {dict(load.codes)}, versions {dict(load.versions)}; "
+              f"cluster + Serve up {t_up - t0:.0f}s, monitor {t_submitted - t_up:.0f}s, "
+              f"promote job {t_job - t_submitted:.0f}s, swap seen {time.monotonic() - t_job:.0f}s")
         assert load.failed() == 0, load.errors
         assert load.versions.get("1", 0) > 0 and load.versions.get("2", 0) >= 20
         assert set(load.versions) <= {"1", "2"}
