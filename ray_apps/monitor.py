@@ -53,8 +53,8 @@ def submit_retrain(settings: Settings, cfg: MonitorJobConfig) -> str:
                         str(settings.data_dir), cfg.retrain_command, *cfg.retrain_args])
     from tenacity import Retrying, retry_if_exception_message, stop_after_delay, wait_fixed
 
-    # a cluster that just started has no job agent for a few seconds: wait for it
-    for attempt in Retrying(stop=stop_after_delay(60), wait=wait_fixed(1), reraise=True,
+    # a cluster that just started has no job agent for a while (minutes on a loaded node)
+    for attempt in Retrying(stop=stop_after_delay(240), wait=wait_fixed(1), reraise=True,
                             retry=retry_if_exception_message(match=".*No available agent.*")):
         with attempt:
             return JobSubmissionClient(url).submit_job(entrypoint=entry)

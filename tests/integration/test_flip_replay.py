@@ -98,7 +98,7 @@ def test_flip_detected_retrain_job_promotes_and_serving_swaps_without_failures(t
             job = out["submitted"]
             assert job, lines
             t_submitted = time.monotonic()
-            deadline = time.monotonic() + 120
+            deadline = time.monotonic() + 240
             while time.monotonic() < deadline:
                 status = jobs.get_job_status(job)
                 if status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED):
@@ -108,7 +108,7 @@ def test_flip_detected_retrain_job_promotes_and_serving_swaps_without_failures(t
             assert status == JobStatus.SUCCEEDED, logs
             assert f"{NAME}: challenger v2 PROMOTED" in logs, logs
             t_job = time.monotonic()
-            deadline = time.monotonic() + 60
+            deadline = time.monotonic() + 120
             while time.monotonic() < deadline and load.versions.get("2", 0) < 20:
                 time.sleep(0.2)
             time.sleep(1)
