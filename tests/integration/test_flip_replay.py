@@ -60,6 +60,25 @@ def _detection(settings: Settings, bars, served) -> tuple[int, int]:
     return delay, FLIP + delay
 
 
+def _job_agent_ready(jobs, timeout: float = 300.0) -> None:
+    """The head's job agent starts after the dashboard, late on a loaded box: a no-op job
+    must have run before the load starts (the monitor's own submission comes under load)."""
+    from ray.job_submission import JobStatus
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            job = jobs.submit_job(entrypoint="true")
+            break
+        except RuntimeError as e:
+            if "No available agent" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(1)
+    while jobs.get_job_status(job) not in (JobStatus.SUCCEEDED, JobStatus.FAILED):
+        assert time.monotonic() < deadline, "the no-op job did not finish"
+        time.sleep(0.5)
+
+
 def test_flip_detected_retrain_job_promotes_and_serving_swaps_without_failures(tmp_path):
     import mlflow
     from ray.job_submission import JobStatus, JobSubmissionClient
@@ -87,6 +106,7 @@ def test_flip_detected_retrain_job_promotes_and_serving_swaps_without_failures(t
         cfg = MonitorJobConfig(rules=RULES, act=True, retrain_command="promote",
                                retrain_args=("--family", "lgbm", "--horizon", "1"))
         jobs = JobSubmissionClient(f"http://127.0.0.1:{dash}")
+        _job_agent_ready(jobs)
         with Load(ep.grpc_target, 4) as load:
             time.sleep(2)
             lines: list[str] = []
