@@ -79,9 +79,27 @@ def _job_agent_ready(jobs, timeout: float = 300.0) -> None:
         time.sleep(0.5)
 
 
-def test_flip_detected_retrain_job_promotes_and_serving_swaps_without_failures(tmp_path):
+def _own_agent_port(monkeypatch) -> None:
+    """Ray starts every node's dashboard agent (the Jobs API's backend) on port 52365, and
+    `ray.init` has no option for it: on a machine where another cluster runs, this one's
+    agent cannot bind and every job submission fails. Give this cluster a free port."""
+    from ray._private.parameter import RayParams
+
+    init, port = RayParams.__init__, free_port()
+
+    def with_port(self, *args, **kwargs):
+        kwargs.setdefault("dashboard_agent_listen_port", port)
+        init(self, *args, **kwargs)
+
+    monkeypatch.setattr(RayParams, "__init__", with_port)
+
+
+def test_flip_detected_retrain_job_promotes_and_serving_swaps_without_failures(
+        tmp_path, monkeypatch):
     import mlflow
     from ray.job_submission import JobStatus, JobSubmissionClient
+
+    _own_agent_port(monkeypatch)
 
     t0 = time.monotonic()
     bars, served = flip_market()
