@@ -31,6 +31,7 @@ import pandas as pd
 from features.events import AlertSink, EventRules, detect, event_dicts, write_events
 from features.intraday import INTRADAY_VIEW, DailyHistory, push_intraday, session_rows
 from features.microbatch import MinuteEngine
+from features.pipeline_metrics import record_stream_lag
 from kernels.engine import DEFAULT_FEATURES
 
 log = logging.getLogger(__name__)
@@ -186,8 +187,11 @@ class StreamRunner:
     async def run(self, source, max_batches: int | None = None) -> dict:
         """Process every batch of ``source.batches()`` (or the first ``max_batches``)."""
         n = 0
+        kind = type(source).__name__
         async for batch in source.batches():
-            self.process(batch)
+            rep = self.process(batch)
+            # arrival (handed to process) -> intraday rows in the online store
+            record_stream_lag((rep.ms["engine"] + rep.ms["push_intraday"]) / 1e3, kind)
             n += 1
             if max_batches is not None and n >= max_batches:
                 break

@@ -171,14 +171,31 @@ def _actor_class():
     return PipelineMetrics
 
 
-def record_pipeline(name: str, value: float, **tags: str) -> bool:
-    """Set a pipeline gauge on the cluster's metrics actor; False when Ray is not connected."""
+_actor_cache: dict = {}
+
+
+def _pipeline_actor(ray):
+    """The cluster's metrics actor, created on first use; one handle per Ray session."""
+    key = ray.get_runtime_context().get_job_id()
+    if key not in _actor_cache:
+        _actor_cache.clear()
+        _actor_cache[key] = _actor_class().options(
+            name=PIPELINE_ACTOR, lifetime="detached", get_if_exists=True,
+            namespace="stockray").remote()
+    return _actor_cache[key]
+
+
+def record_pipeline(name: str, value: float, wait: bool = True, **tags: str) -> bool:
+    """Set a pipeline gauge on the cluster's metrics actor; False when Ray is not connected.
+
+    ``wait=False`` returns without waiting for the actor (for per-batch figures)."""
     if SERIES[name].kind != "gauge":
         raise ValueError(f"{name} is a {SERIES[name].kind}; pipeline metrics are gauges")
     ray = sys.modules.get("ray")
     if ray is None or not ray.is_initialized():
         return False
-    actor = _actor_class().options(name=PIPELINE_ACTOR, lifetime="detached",
-                                   get_if_exists=True, namespace="stockray").remote()
-    ray.get(actor.record.remote(name, float(value), {k: str(v) for k, v in tags.items()}))
+    ref = _pipeline_actor(ray).record.remote(name, float(value),
+                                             {k: str(v) for k, v in tags.items()})
+    if wait:
+        ray.get(ref)
     return True

@@ -20,6 +20,7 @@ from features.contracts import data_quality_report, describe_report, write_repor
 from features.coverage import summarize_names
 from features.lake import count_rows, write_quarantine
 from features.pipeline import ALL_LABEL_COLUMNS, FEATURE_NAMES, choose_engine
+from features.pipeline_metrics import record_feature_build
 from features.ranges import FEATURE_ABS_MAX
 from features.settings import Settings
 from features.store import apply_repo, materialize
@@ -63,6 +64,7 @@ def main(cfg: FeaturesConfig, settings: Settings) -> FeaturesResult:
                         memory_gb=settings.features_memory_gb, run_id=run_id,
                         progress=cfg.progress)
     secs = (pd.Timestamp.now() - t0).total_seconds()
+    record_feature_build(secs, engine)
     qfile = write_quarantine(out.contract.quarantine, settings.quarantine_dir, run_id)
     stats = out.stats
     store = apply_repo(settings.data_dir, settings.offline_dir, online=cfg.online,

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from features.ingest import IngestReport, ingest
+from features.pipeline_metrics import record_ingest
 from features.settings import Settings
 from features.sources import DEFAULT_TICKERS, MARKET_TICKER, FileSource, default_sources
 from features.universe_index import IndexTickerSource
@@ -48,6 +49,7 @@ def main(cfg: IngestConfig, settings: Settings) -> IngestReport:
         report.failed[f"index:{cfg.index_ticker}"] = (
             f"--index-ticker {cfg.index_ticker} matched no row of the files; the market "
             "context will be derived from the universe instead")
+    record_ingest(report.sources)  # Prometheus gauges when a Ray cluster is connected
     return report
 
 

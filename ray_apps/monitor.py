@@ -9,6 +9,7 @@ API.
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 
 from features.settings import Settings
@@ -30,12 +31,12 @@ def submit_retrain(settings: Settings, cfg: MonitorJobConfig) -> str:
     if token.exists():  # the cluster stockray started uses its own token file
         os.environ.update(auth_env(settings))
     url = cfg.dashboard_url or f"http://127.0.0.1:{settings.dashboard_port}"
-    entry = " ".join([sys.executable, "-m", "ray_apps.cli", "--data-dir",
+    entry = shlex.join([sys.executable, "-m", "ray_apps.cli", "--data-dir",
                       str(settings.data_dir), "retrain", *cfg.retrain_args])
     from tenacity import Retrying, retry_if_exception_message, stop_after_delay, wait_fixed
 
     # a cluster that just started has no job agent for a few seconds: wait for it
-    for attempt in Retrying(stop=stop_after_delay(60), wait=wait_fixed(1), reraise=True,
+    for attempt in Retrying(stop=stop_after_delay(240), wait=wait_fixed(1), reraise=True,
                             retry=retry_if_exception_message(match=".*No available agent.*")):
         with attempt:
             return JobSubmissionClient(url).submit_job(entrypoint=entry)

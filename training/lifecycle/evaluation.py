@@ -83,8 +83,10 @@ def log_evaluation(settings: Settings, result, paths: dict, *, data_desc: str, d
     """One MLflow run per evaluation: params, summary metrics, report artifacts, hashes."""
     import mlflow
 
+    from features.pipeline_metrics import record_walkforward
     from training.registry import config_hash, ensure_experiment, git_revision
 
+    record_walkforward(result.summary(), result.config.horizon)
     exp_id = ensure_experiment(settings.tracking_uri, settings.artifact_uri, experiment)
     mlflow.set_tracking_uri(settings.tracking_uri)
     cfg = result.config

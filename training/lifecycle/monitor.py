@@ -28,6 +28,9 @@ class MonitorJobConfig:
     rules: MonitorRules = field(default_factory=MonitorRules)
     act: bool = False                  # carry out rollback / retrain / promotion
     retrain_args: tuple[str, ...] = ()  # extra `stockray retrain` arguments
+    # The command a retrain decision submits: `stockray retrain` (ingest ... promote). A
+    # deployment that trains challengers elsewhere submits `promote` (the registry's rule).
+    retrain_command: str = "retrain"
     dashboard_url: str | None = None    # Ray Jobs API; default http://127.0.0.1:<dashboard port>
     config_path: Path | None = None     # experiment whose lifecycle section is the rule
     promotion_margin: float | None = None  # None: the experiment's lifecycle.promotion_margin
@@ -83,7 +86,7 @@ def run_monitor(cfg: MonitorJobConfig, settings: Settings, *, served: pd.DataFra
         elif d.action == "retrain" and submitted is None:
             submitted = submit_retrain()
             log(f"    retrain submitted through the Ray Jobs API: {submitted}")
-    if cfg.act:
+    if cfg.act and submitted is None:  # a submitted retrain job promotes by itself
         for name in sorted(set(live["model"])):
             p = promote(settings.tracking_uri, name, margin=margin, min_seeds=min_seeds,
                         bundle_root=settings.models_dir)

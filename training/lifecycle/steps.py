@@ -7,6 +7,7 @@ git revision and the previous steps' outputs it reads.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -106,6 +107,7 @@ def run_params(ctx: Ctx):
 def step_train(ctx: Ctx) -> dict:
     from features.coverage import select_features
     from features.pipeline import FEATURE_NAMES
+    from features.pipeline_metrics import record_training
     from training.data import load_training_frame
     from training.lgbm import LgbmParams
     from training.registry import ensure_experiment, register_horizon
@@ -134,8 +136,10 @@ def step_train(ctx: Ctx) -> dict:
     for family in exp.families:
         objective = "lambdarank" if family == "lgbmrank" else "regression"
         params = LgbmParams(**{**asdict(base), "objective": objective})
+        t0 = time.perf_counter()
         results = train_horizons(frame, fs.kept, exp.horizons, s.ray_dir / "results",
                                  params=params, experiment=f"retrain-{family}")
+        record_training(time.perf_counter() - t0, family)
         for h, res in sorted(results.items()):
             rv = register_horizon(res, tracking_uri=s.tracking_uri, experiment_id=exp_id,
                                   bundle_root=s.models_dir, params=asdict(params),

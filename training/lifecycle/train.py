@@ -11,11 +11,13 @@ Hyperparameters come from the experiment configs (`training.config`): ``configs/
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from features.coverage import FeatureSelection, select_features, summarize_names
 from features.pipeline import FEATURE_NAMES, HORIZONS
+from features.pipeline_metrics import record_training
 from features.settings import Settings
 from training.config import (
     DEFAULT_CONFIG,
@@ -59,8 +61,10 @@ def train_lgbm(cfg: TrainConfig, settings: Settings) -> TrainResult:
     params = cfg.params or load_experiment(cfg.config_path).params
     frame = load_training_frame(settings.offline_dir)
     fs = select_features(frame, FEATURE_NAMES)
+    t0 = time.perf_counter()
     results = train_horizons(frame, fs.kept, cfg.horizons, settings.ray_dir / "results",
                              params=params, valid_frac=cfg.valid_frac)
+    record_training(time.perf_counter() - t0, "lgbm")
     exp_id = ensure_experiment(settings.tracking_uri, settings.artifact_uri, cfg.experiment)
     registered = {}
     for h, res in sorted(results.items()):
@@ -129,9 +133,11 @@ def train_sequence(cfg: SequenceTrainConfig, settings: Settings) -> SequenceTrai
                          f"{cfg.config_path}); pick among those")
     frame = load_training_frame(settings.offline_dir)
     segments = {k: list(v) for k, v in exp.segments.resolve(frame["ts"]).items()}
+    t0 = time.perf_counter()
     result = fit_sequence_ray(frame, FEATURE_NAMES, net_cfg, segments,
                               settings.ray_dir / "results", name=f"sequence-{cfg.model}",
                               cpus_per_worker=cfg.cpus_per_worker)
+    record_training(time.perf_counter() - t0, cfg.model)
     exp_id = ensure_experiment(settings.tracking_uri, settings.artifact_uri, cfg.experiment)
     registered = register_sequence(result, cfg.horizons, tracking_uri=settings.tracking_uri,
                                    experiment_id=exp_id, bundle_root=settings.models_dir,
