@@ -27,7 +27,6 @@ from feast.types import Float64, String
 
 from features.intraday import INTRADAY_PUSH, INTRADAY_VIEW
 from features.microbatch import INTRADAY_TS, intraday_columns
-from features.text.views import text_view_and_service
 from features.pipeline import (
     ALL_LABEL_COLUMNS,
     FAMILIES,
@@ -36,6 +35,7 @@ from features.pipeline import (
     FEATURE_SET_VERSION,
     FEATURE_SETS,
 )
+from features.text.views import text_view_and_service
 
 #: family -> Feast view name
 FEATURE_VIEWS = {fam: f"{fam}_features" for fam in FAMILIES}

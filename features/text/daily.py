@@ -31,7 +31,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from features.events import EVENT_COLUMNS, _frame as event_frame
+from features.events import EVENT_COLUMNS
+from features.events import _frame as event_frame
 
 EXCHANGE_TZ = "America/New_York"
 CLOSE = pd.Timedelta(hours=16)

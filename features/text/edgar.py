@@ -44,7 +44,7 @@ def check_user_agent(agent: str | None) -> str:
 class _Text(HTMLParser):
     """Visible text of an HTML document (scripts, styles and inline XBRL headers skipped)."""
 
-    _SKIP = {"script", "style", "ix:header", "head"}
+    _SKIP = frozenset({"script", "style", "ix:header", "head"})
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
@@ -78,7 +78,8 @@ def filings(client: ProviderClient, data_url: str, cik: int) -> tuple[str, pd.Da
     """Company name and its recent filings (columns of ``_RECENT``)."""
     url = f"{data_url.rstrip('/')}/submissions/CIK{int(cik):010d}.json"
     body = client.get_json(url)
-    recent = (body.get("filings") or {}).get("recent") if isinstance(body, dict) else None
+    fil = body.get("filings") if isinstance(body, dict) else None
+    recent = fil.get("recent") if isinstance(fil, dict) else None
     if not isinstance(recent, dict) or not all(isinstance(recent.get(k), list) for k in _RECENT):
         raise MalformedResponse(f"edgar: CIK {cik}: no filings.recent columns",
                                 json.dumps(body, default=str).encode())

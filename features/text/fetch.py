@@ -206,9 +206,9 @@ def run_news_fetch(cfg: NewsFetchConfig, settings: Settings, ns: NewsSettings | 
 
 
 def describe(r: NewsFetchReport) -> str:
-    lines = [f"news fetch {r.provider} run {r.run_id}: {r.http_calls} HTTP request(s), "
+    lines = [(f"news fetch {r.provider} run {r.run_id}: {r.http_calls} HTTP request(s), "
              f"{r.rows_in} record(s) in, {r.written} stored, {r.already_stored} already "
-             f"stored, {r.quarantined} quarantined"]
+             f"stored, {r.quarantined} quarantined")]
     if r.by_rule:
         lines.append("  quarantine rules: " + ", ".join(f"{k}={v}" for k, v in r.by_rule.items())
                      + f" -> {r.quarantine_file}")

@@ -8,7 +8,8 @@ by ``|``; any user table of the same shape by path) drives every rule:
 - **cashtag**: ``$AAPL`` for a ticker in the table (``$5`` or an unknown tag links nothing);
 - **symbol**: the bare symbol as an upper-case word (``IBM``, ``MSFT``), only for symbols of
   two letters or more (``A`` or ``T`` alone would match ordinary text);
-- **name**: the legal name or an alias as a whole word, case-sensitive (``Apple`` the company,
+- **name**: the legal name (with or without its Inc./Corporation suffix) or an alias as a
+  whole word, case-sensitive (``Apple`` the company,
   not ``apple`` the fruit).
 
 Only tickers in the table are ever linked: a linker is a closed universe, so a headline about
@@ -24,6 +25,9 @@ from pathlib import Path
 import pandas as pd
 
 COMPANIES_CSV = Path(__file__).parent / "data" / "companies.csv"
+# "Apple Inc." is written "Apple" in most headlines: the name without its legal suffix matches.
+_SUFFIX = re.compile(r",?\s+(inc\.?|incorporated|corp\.?|corporation|co\.?|company|ltd\.?|"
+                     r"limited|plc|n\.v\.|s\.a\.|ag|se|holdings?)$", re.IGNORECASE)
 
 
 @dataclass
@@ -43,8 +47,9 @@ class TickerLinker:
         self._by_cik = {}
         for r in self.companies.itertuples(index=False):
             t = str(r.ticker).strip().upper()
-            names = [str(r.name)] + [a for a in str(getattr(r, "aliases", "") or "").split("|")
-                                     if a.strip() and a.lower() != "nan"]
+            names = [str(r.name), _SUFFIX.sub("", str(r.name))] + [
+                a for a in str(getattr(r, "aliases", "") or "").split("|")
+                if a.strip() and a.lower() != "nan"]
             alts = [rf"\${re.escape(t)}\b"]
             if len(t) >= 2:
                 alts.append(rf"(?<![\w$]){re.escape(t)}\b")

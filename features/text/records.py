@@ -130,7 +130,10 @@ def validate_news(raw: pd.DataFrame, linker: TickerLinker, *, provider: str, run
             "kind": _text(r.kind) or "news", "form": _text(r.form) or None,
             "provider": provider, "ingested_at": now})
     news = pd.DataFrame(rows, columns=NEWS_COLUMNS)
-    quarantine = quarantine_frame(raw, reasons, source=provider, run_id=run_id, now=now)
+    # Quarantine cells are text: hint lists become "A|B".
+    flat = raw.assign(hints=[("|".join(map(str, h)) if isinstance(h, list | tuple) else h)
+                             for h in raw["hints"]])
+    quarantine = quarantine_frame(flat, reasons, source=provider, run_id=run_id, now=now)
     by_rule = quarantine["rule"].value_counts().to_dict() if len(quarantine) else {}
     assert len(news) + len(quarantine) == len(raw), "news validation lost rows"
     return NewsValidation(news, quarantine, len(raw), by_rule)
@@ -143,7 +146,9 @@ def read_news(lake_dir: Path, columns: list[str] | None = None) -> pd.DataFrame:
         return NEWS_SCHEMA.empty_table().to_pandas()[columns or NEWS_COLUMNS]
     frame = pd.concat([read_table_once(p, columns=columns).to_pandas() for p in parts],
                       ignore_index=True)
-    return frame.drop_duplicates("id").sort_values(["ts", "id"]).reset_index(drop=True)
+    frame = frame.drop_duplicates("id")
+    return frame.sort_values([c for c in ("ts", "id") if c in frame.columns]).reset_index(
+        drop=True)
 
 
 @dataclass

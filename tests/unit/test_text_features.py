@@ -65,7 +65,7 @@ def test_after_close_weekend_and_holiday_count_for_the_next_session():
         "2024-01-13 15:00",     # Saturday -> Tuesday
         "2024-01-15 15:00",     # holiday Monday -> Tuesday
         "2024-01-16 20:59",     # Tue 15:59 -> Tuesday
-    ], utc=True))
+    ], utc=True, format="mixed"))
     got = [days[i].date().isoformat() for i in assign_sessions(ts, days)]
     assert got == ["2024-01-12", "2024-01-16", "2024-01-16", "2024-01-16", "2024-01-16"]
 
@@ -91,7 +91,8 @@ def test_no_look_ahead_rows_before_a_cutoff_ignore_later_text():
     # (b) keep it but change its scores and add a burst of extra text after the cut
     later = news["ts"] >= cut
     flipped = scores.copy()
-    flipped.loc[later.to_numpy(), ["p_negative", "p_positive"]] = [0.98, 0.01]
+    flipped.loc[flipped["id"].isin(news.loc[later, "id"]), ["p_negative", "p_positive"]] = [
+        0.98, 0.01]
     extra = pd.DataFrame({"id": ["x1", "x2"], "ts": [cut, cut + pd.Timedelta(hours=30)],
                           "tickers": [["AAPL"], ["MSFT"]], "kind": "news", "form": None})
     pert = text_features(pd.concat([news, extra]),

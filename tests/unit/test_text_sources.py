@@ -249,7 +249,7 @@ def test_shipped_sample_is_synthetic_reproducible_and_loads(tmp_path):
     rep = run_news_fetch(NewsFetchConfig("file"), settings, run_id="s1")
     assert rep.written == len(shipped) and rep.quarantined == 0
     news = read_news(settings.resolved().lake_dir)
-    assert set(t for ts in news["tickers"] for t in ts) == {"AAPL", "MSFT", "IBM", "GOOG"}
+    assert {t for ts in news["tickers"] for t in ts} == {"AAPL", "MSFT", "IBM", "GOOG"}
 
 
 def test_cli_news_fetch_file_and_config_errors(tmp_path):
