@@ -7,7 +7,6 @@ import pandas as pd
 import pytest
 
 from features.settings import Settings
-from features.store import FeastOnlineReader
 from features.text.build import run_text_features
 from features.text.daily import TEXT_FEATURES, TEXT_TS
 from features.text.fetch import NewsFetchConfig, run_news_fetch
@@ -32,13 +31,18 @@ def built(tmp_path_factory):
 def test_service_serves_the_latest_text_row_per_ticker(built):
     settings, rep, frame = built
     assert rep.online_tickers == 4 and rep.rows == len(frame)
-    reader = FeastOnlineReader(str(settings.data_dir / "feast"), feature_service=TEXT_SERVICE)
-    assert set(reader.names) == {*TEXT_FEATURES, TEXT_TS}
-    got = reader.read(["AAPL", "NOPE"])
-    assert got["NOPE"] is None
+    from features.store import open_store
+
+    store = open_store(settings.data_dir)
+    service = store.get_feature_service(TEXT_SERVICE)
+    got = store.get_online_features(features=service, entity_rows=[
+        {"ticker": "AAPL"}, {"ticker": "NOPE"}]).to_dict()
+    assert set(got) == {"ticker", *TEXT_FEATURES, TEXT_TS}
+    assert got["news_count_1d"][1] is None  # no row for an unknown ticker
     last = frame[frame["ticker"] == "AAPL"].iloc[-1]
     for n in (*TEXT_FEATURES, TEXT_TS):
-        assert got["AAPL"][n] == pytest.approx(last[n], nan_ok=True), n
+        v = got[n][0]
+        assert (np.nan if v is None else v) == pytest.approx(last[n], nan_ok=True), n
 
 
 def test_feast_historical_join_equals_ours(built):
