@@ -94,7 +94,8 @@ def text_features(news: pd.DataFrame, scores: pd.DataFrame,
         bar_days: per ticker, its trading days (bar ``ts``); default: weekdays.
 
     Returns:
-        One row per ticker with text and session from its first text on, sorted (ticker, ts).
+        One row per ticker and session from the ticker's first record to the session of the
+        newest record of any ticker, sorted (ticker, ts).
     """
     cols = ["ticker", "ts", *TEXT_FEATURES, TEXT_TS]
     ex = news[["id", "ts", "tickers", "kind", "form"]].explode("tickers").dropna(
@@ -123,7 +124,10 @@ def text_features(news: pd.DataFrame, scores: pd.DataFrame,
         agg = g.groupby("s").agg(n=("id", "size"), ns=("scored", "sum"), sent_sum=("sent", "sum"),
                                  pos=("pos", "mean"), neg=("neg", "mean"), f8k=("f8k", "sum"),
                                  fper=("fper", "sum"))
-        span = np.arange(int(agg.index.min()), len(days))
+        # Rows run to the session of the newest record of any ticker: quiet tickers get
+        # zero-count rows up to then, never rows for sessions no text has reached yet.
+        end = int(assign_sessions(pd.Series([last]), days)[0])
+        span = np.arange(int(agg.index.min()), end + 1)
         a = agg.reindex(span)
         n = a["n"].fillna(0.0)
         ns = a["ns"].fillna(0.0)

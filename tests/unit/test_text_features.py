@@ -126,6 +126,7 @@ def test_feature_arithmetic_by_hand():
     assert f.at[tue, "news_sent_mean_5d"] == pytest.approx(0.5 / 3)
     assert np.isnan(f.at[tue, "news_sent_surprise"])  # < 5 sessions of baseline yet
     assert f.at[tue, "text_asof_ts"] == pd.Timestamp("2024-03-05 21:00", tz=UTC)
+    assert f.index.max() == wed  # no rows for sessions no record has reached
 
 
 def test_surprise_against_a_30_session_baseline_and_filing_flags():
