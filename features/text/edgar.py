@@ -14,8 +14,13 @@
 The SEC's fair-access policy: a ``User-Agent`` naming the requester with a contact e-mail on
 every request, and at most 10 requests a second. The agent comes from
 ``STOCKRAY_EDGAR_USER_AGENT`` and there is no default: without one nothing is sent.
-The publication time is ``acceptanceDateTime`` (when the filing became public), not the
-filing date: an 8-K accepted at 18:01 counts for the next session.
+The publication time is the acceptance time (when the filing became public), not the filing
+date: an 8-K accepted at 18:01 New York counts for the next session. The submissions JSON's
+``acceptanceDateTime`` ends in ``Z`` but, depending on the filer, is either UTC or the New
+York clock with a ``Z`` appended, so it is not trusted on its own: the filing's SGML header
+(``<accession>.hdr.sgml``, ``<ACCEPTANCE-DATETIME>YYYYMMDDHHMMSS``, always New York time) is
+fetched and used; when it cannot be had, the later of the two readings is used, which may
+delay a filing by the UTC offset but never dates it before it was public.
 """
 
 from __future__ import annotations
@@ -26,10 +31,11 @@ from html.parser import HTMLParser
 
 import pandas as pd
 
-from features.providers.http import MalformedResponse, ProviderClient
+from features.providers.http import MalformedResponse, PermanentError, ProviderClient
 
 DEFAULT_FORMS = ("8-K", "10-K", "10-Q")
 _RECENT = ("accessionNumber", "acceptanceDateTime", "form", "primaryDocument")
+_ACCEPTED = re.compile(r"<ACCEPTANCE-DATETIME>\s*(\d{14})")
 _USER_AGENT = re.compile(r"\S+.*\s\S+@\S+\.\S+")  # "Name contact@example.com"
 
 
@@ -90,6 +96,25 @@ def filings(client: ProviderClient, data_url: str, cik: int) -> tuple[str, pd.Da
     return str(body.get("name") or cik), pd.DataFrame({k: recent[k] for k in _RECENT})
 
 
+def accepted_at(client: ProviderClient, folder: str, accession: str,
+                json_value: str) -> pd.Timestamp | str:
+    """Acceptance time in UTC from the SGML header; else the later reading of the JSON value
+    (see the module docstring); the raw value when even that is unreadable (validation
+    quarantines it)."""
+    try:
+        header, _ = client.get_text(f"{folder}/{accession}.hdr.sgml")
+        m = _ACCEPTED.search(header)
+        if m:
+            return (pd.Timestamp(m.group(1)).tz_localize("America/New_York").tz_convert("UTC"))
+    except PermanentError:
+        pass  # no header: fall back to the JSON value
+    t = pd.to_datetime(json_value, errors="coerce", utc=True)
+    if pd.isna(t):
+        return json_value
+    as_ny = t.tz_localize(None).tz_localize("America/New_York").tz_convert("UTC")
+    return max(t, as_ny)
+
+
 def fetch_edgar(client: ProviderClient, data_url: str, archive_url: str, cik: int,
                 ticker: str, since: pd.Timestamp, forms=DEFAULT_FORMS,
                 max_documents: int = 20) -> list[dict]:
@@ -102,10 +127,12 @@ def fetch_edgar(client: ProviderClient, data_url: str, archive_url: str, cik: in
     out = []
     for r in rows.head(max_documents).itertuples(index=False):
         acc = str(r.accessionNumber)
-        doc_url = (f"{archive_url.rstrip('/')}/Archives/edgar/data/{int(cik)}/"
-                   f"{acc.replace('-', '')}/{r.primaryDocument}")
+        folder = (f"{archive_url.rstrip('/')}/Archives/edgar/data/{int(cik)}/"
+                  f"{acc.replace('-', '')}")
+        doc_url = f"{folder}/{r.primaryDocument}"
         text, _ = client.get_text(doc_url)
-        out.append({"url": doc_url, "published": r.acceptanceDateTime,
+        out.append({"url": doc_url,
+                    "published": accepted_at(client, folder, acc, r.acceptanceDateTime),
                     "headline": f"{name} files {r.form}", "body": html_text(text),
                     "source": "SEC EDGAR", "hints": [ticker], "kind": "filing",
                     "form": r.form})

@@ -172,22 +172,29 @@ def test_edgar_submissions_documents_user_agent_and_rate(tmp_path):
                   Reply(200, _fx("edgar_8k_AAPL.htm"), content_type="text/html"))
         srv.route("/Archives/edgar/data/320193/000032019324000010/aapl-20231230.htm",
                   Reply(200, _fx("edgar_10q_AAPL.htm"), content_type="text/html"))
-        ns = _ns(srv, edgar_rate="2/second")  # slow enough to measure the limiter
+        srv.route("/Archives/edgar/data/320193/000032019324000006/0000320193-24-000006.hdr.sgml",
+                  Reply(200, _fx("edgar_8k_AAPL.hdr.sgml"), content_type="text/plain"))
+        ns = _ns(srv, edgar_rate="4/second")  # slow enough to measure the limiter
         t0 = time.monotonic()
         rep = run_news_fetch(NewsFetchConfig("edgar", tickers=("AAPL",), since="2024-01-01"),
                              settings, ns, _ps(), run_id="e1", now=NOW)
         elapsed = time.monotonic() - t0
         seen = srv.seen
-    assert rep.ok and rep.http_calls == 4 and rep.written == 2
-    # 4 requests at 2 a second: the last waits for the window to move (moving window).
+    # 503 + submissions + per filing (document, SGML header); the 10-Q has no header (404).
+    assert rep.ok and rep.http_calls == 6 and rep.written == 2
+    # 6 requests at 4 a second: the last two wait for the window to move (moving window).
     assert elapsed >= 0.9
     news = read_news(settings.resolved().lake_dir).set_index("form")
     assert set(news.index) == {"8-K", "10-Q"}  # Form 4 and the 2023 10-K are filtered
+    # The JSON says 16:30:40Z (the New York clock with a Z); the SGML header's 16:30:40
+    # New York time is 21:30:40 UTC: after the close, so the next session.
     assert news.at["8-K", "ts"] == pd.Timestamp("2024-02-01 21:30:40", tz="UTC")
+    # No header for the 10-Q: the later reading of 18:01:30Z (as New York time) is used.
+    assert news.at["10-Q", "ts"] == pd.Timestamp("2024-02-02 23:01:30", tz="UTC")
     assert "Item 2.02" in news.at["8-K", "body"] and "never text" not in news.at["8-K", "body"]
     assert "Management’s Discussion" in news.at["10-Q", "body"]
     assert news.at["8-K", "tickers"].tolist() == ["AAPL"] and news.at["8-K", "kind"] == "filing"
-    assert len(seen) == 4
+    assert len(seen) == 6
     with pytest.raises(ValueError, match="EDGAR_USER_AGENT"):
         run_news_fetch(NewsFetchConfig("edgar", tickers=("AAPL",)), settings,
                        NewsSettings(edgar_user_agent="python-requests"), _ps())
