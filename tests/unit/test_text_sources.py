@@ -138,6 +138,22 @@ def test_newsapi_errors_fail_the_ticker_not_the_run(tmp_path):
                        NewsSettings(newsapi_api_key=None), _ps())
 
 
+def test_newsapi_follows_pages_until_total_results(tmp_path):
+    def page(query: dict) -> Reply:
+        n = int(query["page"])
+        arts = [{"source": {"name": "Wire"}, "title": f"Apple story {n}-{i}", "description": "",
+                 "url": f"https://wire.example/{n}/{i}", "publishedAt": "2024-02-01T12:00:00Z",
+                 "content": None} for i in range(100 if n == 1 else 5)]
+        return Reply(200, {"status": "ok", "totalResults": 105, "articles": arts})
+
+    with ReplayServer() as srv:
+        srv.route("/v2/everything", page)
+        rep = run_news_fetch(NewsFetchConfig("newsapi", tickers=("AAPL",)), _settings(tmp_path),
+                             _ns(srv), _ps(), run_id="p1", now=NOW)
+        pages = [s.query["page"] for s in srv.requests("/v2/everything")]
+    assert pages == ["1", "2"] and rep.written == 105
+
+
 def test_gdelt_artlist_timeout_retry_and_plain_text_error(tmp_path):
     settings = _settings(tmp_path)
     with ReplayServer() as srv:
