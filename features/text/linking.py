@@ -26,6 +26,7 @@ import pandas as pd
 
 COMPANIES_CSV = Path(__file__).parent / "data" / "companies.csv"
 # "Apple Inc." is written "Apple" in most headlines: the name without its legal suffix matches.
+_WORD = re.compile(r"\w+")
 _SUFFIX = re.compile(r",?\s+(inc\.?|incorporated|corp\.?|corporation|co\.?|company|ltd\.?|"
                      r"limited|plc|n\.v\.|s\.a\.|ag|se|holdings?)$", re.IGNORECASE)
 
@@ -36,6 +37,7 @@ class TickerLinker:
 
     companies: pd.DataFrame
     _patterns: list[tuple[str, re.Pattern]] = field(init=False, repr=False)
+    _trigger: dict[str, list[int]] = field(init=False, repr=False)
     _by_cik: dict[int, str] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -45,6 +47,10 @@ class TickerLinker:
                              f"has {list(self.companies.columns)}")
         self._patterns = []
         self._by_cik = {}
+        # Word -> companies whose symbol or a name starts with it: a text is matched against
+        # the full patterns of only the companies one of its words can trigger (one pass over
+        # the words instead of one regex search per company).
+        self._trigger = {}
         for r in self.companies.itertuples(index=False):
             t = str(r.ticker).strip().upper()
             names = [str(r.name), _SUFFIX.sub("", str(r.name))] + [
@@ -54,6 +60,8 @@ class TickerLinker:
             if len(t) >= 2:
                 alts.append(rf"(?<![\w$]){re.escape(t)}\b")
             alts += [rf"\b{re.escape(n.strip())}(?!\w)" for n in names]
+            for word in {_WORD.findall(x)[0] for x in [t, *names] if _WORD.findall(x)}:
+                self._trigger.setdefault(word, []).append(len(self._patterns))
             self._patterns.append((t, re.compile("|".join(alts))))
             cik = getattr(r, "cik", None)
             if cik is not None and not pd.isna(cik):
@@ -81,7 +89,10 @@ class TickerLinker:
     def link(self, text: str, hints: list[str] | tuple[str, ...] = ()) -> list[str]:
         """Sorted tickers mentioned in ``text`` plus the ``hints`` that are in the table."""
         found = {h.upper() for h in hints if h and h.upper() in self.tickers}
-        for t, pat in self._patterns:
-            if t not in found and pat.search(text or ""):
+        text = text or ""
+        cands = {i for w in set(_WORD.findall(text)) for i in self._trigger.get(w, ())}
+        for i in cands:
+            t, pat = self._patterns[i]
+            if t not in found and pat.search(text):
                 found.add(t)
         return sorted(found)

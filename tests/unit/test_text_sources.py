@@ -63,6 +63,13 @@ def test_linker_symbols_cashtags_names_and_no_false_friends():
     assert lk.link("an apple a day costs $5; $ZZZZ rallies; AAPLX fund") == []
     assert lk.link("no company here", hints=["NVDA", "NOPE"]) == ["NVDA"]
     assert lk.ticker_for_cik("0000320193") == "AAPL" and lk.cik_for("MSFT") == 789019
+    # The word pre-filter never changes the answer of trying every company's pattern.
+    texts = [a.get("title", "") + " " + (a.get("description") or "")
+             for a in _fx("newsapi_everything_AAPL.json")["articles"]]
+    texts += ["Apple's and Nvidia-backed deals; $NVDA, $IBM up", "Meta Platforms Inc. and IBM"]
+    for text in texts:
+        brute = sorted(t for t, pat in lk._patterns if pat.search(text))
+        assert lk.link(text) == brute, text
 
 
 def test_validation_quarantines_bad_records_and_dedupes(tmp_path):
