@@ -3,7 +3,8 @@
 Reads the ``news`` table and the scores of one scorer (default: every scorer, newest score
 per record), takes each ticker's trading days from its stored bars (weekdays when it has
 none), computes :func:`features.text.daily.text_features`, writes the Feast source file,
-registers the view and the opt-in service, materializes the view online, and appends the
+registers the view and the opt-in service (in the run's existing Feast repo, whichever online
+store it uses; a new SQLite one otherwise), materializes the view online, and appends the
 ``sentiment_shock`` events to the lake's ``events`` table (the stream's table and format).
 """
 
@@ -48,6 +49,19 @@ def bar_days(settings: Settings, tickers: list[str]) -> dict[str, pd.DatetimeInd
     return out
 
 
+def _store(settings: Settings):
+    """The run's Feast store with the text view registered. An existing repo config is kept
+    as it is (``stockray features --online redis`` chose Redis: text goes there too)."""
+    from features.feature_repo.definitions import definitions
+    from features.store import apply_repo, open_store
+
+    if not (settings.data_dir / "feast" / "feature_store.yaml").exists():
+        return apply_repo(settings.data_dir, settings.offline_dir)
+    store = open_store(settings.data_dir)
+    store.apply(definitions(settings.offline_dir))
+    return store
+
+
 def run_text_features(settings: Settings, scorer: str | None = None, online: bool = True,
                       events: bool = True, shock_threshold: float = 0.5,
                       shock_min_count: int = 3) -> TextBuildReport:
@@ -63,10 +77,7 @@ def run_text_features(settings: Settings, scorer: str | None = None, online: boo
     rep.rows, rep.tickers = len(frame), sorted(frame["ticker"].unique())
     rep.offline_file = str(write_text_offline(frame, settings.offline_dir))
     if online and len(frame):
-        from features.store import apply_repo
-
-        store = apply_repo(settings.data_dir, settings.offline_dir)
-        rep.online_tickers = materialize_text(store, frame)
+        rep.online_tickers = materialize_text(_store(settings), frame)
     if events:
         ev = sentiment_shocks(frame, news, shock_threshold, shock_min_count)
         path = write_events(ev, settings.data_dir)

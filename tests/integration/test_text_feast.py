@@ -71,3 +71,14 @@ def test_shock_events_landed_in_the_events_table(built):
 
     ev = read_events(settings.data_dir)
     assert rep.events == len(ev) > 0 and set(ev["rule"]) == {"sentiment_shock"}
+
+
+def test_a_second_build_keeps_the_repo_config(built):
+    settings, _, _ = built
+    cfg = settings.data_dir / "feast" / "feature_store.yaml"
+    before = cfg.read_text()
+    # An operator's own edit (e.g. `stockray features --online redis`) must survive.
+    cfg.write_text(before + "# edited by the operator\n")
+    rep = run_text_features(settings, online=True, events=False)
+    assert rep.online_tickers == 4
+    assert cfg.read_text().endswith("# edited by the operator\n")
