@@ -26,6 +26,7 @@ delay a filing by the UTC offset but never dates it before it was public.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from html.parser import HTMLParser
 
@@ -33,6 +34,7 @@ import pandas as pd
 
 from features.providers.http import MalformedResponse, PermanentError, ProviderClient
 
+log = logging.getLogger(__name__)
 DEFAULT_FORMS = ("8-K", "10-K", "10-Q")
 _RECENT = ("accessionNumber", "acceptanceDateTime", "form", "primaryDocument")
 _ACCEPTED = re.compile(r"<ACCEPTANCE-DATETIME>\s*(\d{14})")
@@ -130,10 +132,16 @@ def fetch_edgar(client: ProviderClient, data_url: str, archive_url: str, cik: in
         folder = (f"{archive_url.rstrip('/')}/Archives/edgar/data/{int(cik)}/"
                   f"{acc.replace('-', '')}")
         doc_url = f"{folder}/{r.primaryDocument}"
-        text, _ = client.get_text(doc_url)
+        try:
+            text = html_text(client.get_text(doc_url)[0])
+        except PermanentError as e:
+            # The filing is a fact (its flag feeds the features) even when its document
+            # cannot be read: keep it without a body.
+            log.warning("edgar: %s: document not read (%s); kept without text", acc, e)
+            text = ""
         out.append({"url": doc_url,
                     "published": accepted_at(client, folder, acc, r.acceptanceDateTime),
-                    "headline": f"{name} files {r.form}", "body": html_text(text),
+                    "headline": f"{name} files {r.form}", "body": text,
                     "source": "SEC EDGAR", "hints": [ticker], "kind": "filing",
                     "form": r.form})
     return out

@@ -11,7 +11,7 @@ the format of every other source):
 - ``empty_text``: headline and body both blank after stripping markup whitespace;
 - ``future_date``: published after the ingestion time (a clock or time-zone error upstream);
 - ``duplicate``: a second row in the batch with the same URL or the same content hash
-  (syndicated copies of one story); the first is kept.
+  (syndicated copies of one story; a filing's hash includes its URL); the first is kept.
 
 Rows already in the lake (same ``id`` or ``content_hash``) are not errors: they are skipped
 and counted (``already_stored``), so refetching an overlapping window is idempotent.
@@ -112,7 +112,10 @@ def validate_news(raw: pd.DataFrame, linker: TickerLinker, *, provider: str, run
         if ts > now:
             reasons.append((i, "future_date", f"published {ts} is after ingestion time {now}"))
             continue
-        chash = content_hash(head, body)
+        kind = _text(r.kind) or "news"
+        # A filing is one accession, never a syndicated copy: its URL is part of its identity
+        # (two 8-Ks whose documents could not be read share the same text).
+        chash = content_hash(head, body if kind != "filing" else f"{body} {url}")
         nurl = normalise_url(url) if url else ""
         first = seen_url.get(nurl) if nurl else None
         first = first if first is not None else seen_hash.get(chash)
@@ -127,7 +130,7 @@ def validate_news(raw: pd.DataFrame, linker: TickerLinker, *, provider: str, run
             "id": hashlib.sha1((nurl or chash).encode()).hexdigest()[:20], "ts": ts,
             "tickers": linker.link(f"{head}\n{body}", hints), "headline": head, "body": body,
             "source": _text(r.source) or provider, "url": url, "content_hash": chash,
-            "kind": _text(r.kind) or "news", "form": _text(r.form) or None,
+            "kind": kind, "form": _text(r.form) or None,
             "provider": provider, "ingested_at": now})
     news = pd.DataFrame(rows, columns=NEWS_COLUMNS)
     # Quarantine cells are text: hint lists become "A|B".

@@ -236,6 +236,18 @@ def test_edgar_sends_the_configured_user_agent(tmp_path):
     assert agents == ["Stockray Tests tests@example.com"]
 
 
+def test_edgar_unreadable_document_keeps_the_filing(tmp_path):
+    settings = _settings(tmp_path)
+    with ReplayServer() as srv:
+        srv.route("/submissions/CIK0000320193.json", Reply(200, _fx("edgar_submissions_AAPL.json")))
+        # no document routes: every document and header answers 404
+        rep = run_news_fetch(NewsFetchConfig("edgar", tickers=("AAPL",), since="2024-01-01"),
+                             settings, _ns(srv), _ps(), run_id="e4", now=NOW)
+    assert rep.ok and rep.written == 2
+    news = read_news(settings.resolved().lake_dir)
+    assert set(news["form"]) == {"8-K", "10-Q"} and (news["body"] == "").all()
+
+
 def test_edgar_malformed_submissions_are_kept(tmp_path):
     settings = _settings(tmp_path)
     with ReplayServer() as srv:
