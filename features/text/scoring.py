@@ -1,7 +1,7 @@
 """Sentiment scores of the lake's text: the scorer protocol and ``stockray news score``.
 
 A scorer is anything with ``score(texts: list[str]) -> array (n, 3)`` of probabilities in the
-order negative, neutral, positive (the project's sentiment bundle scorer satisfies it; tests
+order negative, neutral, positive (or a frame / list of dicts with those class names) (the project's sentiment bundle scorer satisfies it; tests
 use a small bag-of-words model). Scores are stored apart from the raw text, in
 ``<lake>/news_scores/scores-<hash>.parquet`` (one atomic file per run), keyed by news ``id``
 and naming the scorer, so re-scoring with a new model adds rows instead of rewriting the raw
@@ -60,7 +60,21 @@ def read_scores(lake_dir: Path, scorer: str | None = None) -> pd.DataFrame:
             .reset_index(drop=True))
 
 
-def check_probabilities(p: np.ndarray, n: int) -> np.ndarray:
+def _named(p, names: tuple[str, ...]) -> list[str] | None:
+    cols = list(getattr(p, "columns", []))
+    if all(c in cols for c in names):
+        return list(names)
+    return None
+
+
+def check_probabilities(p, n: int) -> np.ndarray:
+    """``(n, 3)`` probabilities in ``CLASSES`` order from an array, a DataFrame with class
+    columns (``negative`` or ``p_negative``, ...) or a list of ``{class: p}`` dicts."""
+    if isinstance(p, list) and p and isinstance(p[0], dict):
+        p = pd.DataFrame(p)
+    cols = _named(p, CLASSES) or _named(p, tuple(f"p_{c}" for c in CLASSES))
+    if cols is not None:
+        p = p[cols]
     p = np.asarray(p, dtype=float)
     if p.shape != (n, 3):
         raise ValueError(f"scorer returned shape {p.shape}, expected ({n}, 3) "

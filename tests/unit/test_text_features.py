@@ -162,6 +162,16 @@ def test_scoring_the_lake_with_a_real_scorer(tmp_path, scorer):
     assert score_unscored(lake, scorer, "bow@1").scored == 0  # idempotent
     assert score_unscored(lake, scorer, "bow@2", limit=1).scored == 1  # a new model rescores
 
+    class Labelled:  # a scorer answering a frame with named columns in another order
+        def score(self, texts):
+            p = scorer.score(texts)
+            return pd.DataFrame({"positive": p[:, 2], "negative": p[:, 0], "neutral": p[:, 1],
+                                 "label": "x"})
+    score_unscored(lake, Labelled(), "labelled")
+    pd.testing.assert_frame_equal(
+        read_scores(lake, "labelled").set_index("id")[["p_negative", "p_neutral", "p_positive"]],
+        s[["p_negative", "p_neutral", "p_positive"]], check_exact=False)
+
     class Broken:
         def score(self, texts):
             return np.ones((len(texts), 2))
