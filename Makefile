@@ -8,7 +8,7 @@ ARGS ?=
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv protos sysdeps run test test-slow test-all bench lint lock clean-data
+.PHONY: help venv protos sysdeps run run-news test test-slow test-all bench lint lock clean-data
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-12s %s\n", $$1, $$2}'
@@ -43,6 +43,10 @@ $(PROTO_STUBS): serving/protos/stockray.proto $(STAMP)
 
 run: venv protos ## Run the whole stack on the embedded default and serve until Ctrl-C (ARGS=--once to exit)
 	$(BIN)/stockray up $(ARGS)
+
+run-news: venv ## Text path offline: the SYNTHETIC sample news into the lake, then text features
+	$(BIN)/stockray news fetch --provider file
+	$(BIN)/stockray news features
 
 test: venv protos sysdeps ## Run the test suite (unit + integration, not slow)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -22,6 +22,7 @@ from ray_apps.analyst_cli import analyst_app
 from ray_apps.cli_state import SETTINGS_STATE
 from ray_apps.cli_state import settings as _settings
 from training.lifecycle.config import EvaluateConfig, RetrainConfig
+from ray_apps.news_cli import news_app
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="stockray: a Ray cluster for stock prediction — ingest, features, "
@@ -31,6 +32,7 @@ _state: dict[str, Settings] = SETTINGS_STATE
 _EVALUATE = EvaluateConfig()
 _RETRAIN = RetrainConfig()
 app.add_typer(alerts_app, name="alerts")
+app.add_typer(news_app, name="news")
 app.command(name="app")(analyst_app)
 
 

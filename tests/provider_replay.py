@@ -3,7 +3,7 @@
 Routes map a path to a list of steps consumed in order; the last step repeats. A step is a
 :class:`Reply` or a callable ``(query: dict[str, str]) -> Reply`` (to answer by the request,
 e.g. a Yahoo chart cut to ``period1..period2``). Every request is recorded with its path,
-query and arrival time, so tests assert what the client *asked for*.
+query, headers and arrival time, so tests assert what the client *asked for*.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ class Seen:
     path: str
     query: dict[str, str]
     t: float
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 class ReplayServer:
@@ -64,7 +65,7 @@ class ReplayServer:
                 parts = urlsplit(self.path)
                 query = dict(parse_qsl(parts.query))
                 with outer._lock:
-                    outer.seen.append(Seen(parts.path, query, time.monotonic()))
+                    outer.seen.append(Seen(parts.path, query, time.monotonic(), dict(self.headers)))
                     steps = outer.routes.get(parts.path)
                     step = None
                     if steps:

@@ -132,3 +132,17 @@ def skfolio_frame(data_dir: Path | None = None) -> tuple[pd.DataFrame, str]:
     frame = build_features_local(skfolio_bars(data_dir))
     digest = skfolio_snapshot_hash(data_dir)
     return frame.sort_values(["ts", "ticker"]).reset_index(drop=True), digest
+
+
+def join_text_features(frame: pd.DataFrame, offline_dir: Path) -> pd.DataFrame:
+    """``frame`` (``ticker, ts`` rows) with the text features (``features.text``) joined
+    point in time under their view's TTL; NaN where no text was known. Opt-in: the text
+    file exists only after ``stockray news features``."""
+    from features.text.daily import TEXT_FEATURES
+    from features.text.views import TEXT_FILE, TEXT_TTL
+
+    path = offline_dir / TEXT_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"no text features at {path}: run `stockray news features`")
+    text = pd.read_parquet(path, columns=["ticker", "ts", *TEXT_FEATURES])
+    return point_in_time_join(frame, text, ttl=TEXT_TTL)

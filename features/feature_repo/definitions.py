@@ -10,6 +10,8 @@ paths depend on the run's data directory.
 - ``intraday_features``: the minute stream's engine indicators (``m1_*``) and ``intraday_ts``,
   written through the PushSource ``intraday_push`` (``features.intraday``); not in any
   service: the daily models serve daily features (refreshed for the running session).
+- ``text_features`` and the opt-in service ``stockray_text_v1``: daily news/filing features
+  (``features.text.views``); in no LightGBM service.
 - ``labels``: forward returns and directions, offline only (never materialized or served).
 - One FeatureService per feature-set version, ``stockray_lgbm_<version>``
   (``features.pipeline.FEATURE_SETS``), e.g. ``stockray_lgbm_v2`` for the current models.
@@ -33,6 +35,7 @@ from features.pipeline import (
     FEATURE_SET_VERSION,
     FEATURE_SETS,
 )
+from features.text.views import text_view_and_service
 
 #: family -> Feast view name
 FEATURE_VIEWS = {fam: f"{fam}_features" for fam in FAMILIES}
@@ -125,4 +128,5 @@ def definitions(offline_dir: Path, service_name_: str | None = None) -> list:
         services.append(FeatureService(
             name=name, features=projections,
             description=f"Features of the stockray LightGBM models, feature set {version}."))
-    return [ticker, *views.values(), intraday_view, label_view, *services]
+    return [ticker, *views.values(), intraday_view, label_view, *services,
+            *text_view_and_service(ticker, offline_dir)]
