@@ -147,10 +147,16 @@ def fetch(
 def features(
     engine: Annotated[str, typer.Option(
         help="auto (by row count) | ray (Ray Data) | local (one process).")] = "auto",
-    online: Annotated[str, typer.Option(help="Feast online store: sqlite | redis.")] = "sqlite",
+    online: Annotated[str, typer.Option(
+        help="Feast online store: sqlite (stockray's batched SQLite store) | feast-sqlite "
+             "(Feast's built-in) | redis.")] = "sqlite",
     redis_port: Annotated[int, typer.Option(
         help="With --online redis: port on 127.0.0.1; a redis-server is started there "
              "(and left running for serving) unless one already answers.")] = 6379,
+    macro: Annotated[str, typer.Option(
+        help="Macro family: arch (packaged series, fixed publication lags) | fred (the "
+             "lake's FRED first releases, joined by realtime_start; `stockray fetch "
+             "--provider fred` first) | none.")] = "arch",
 ) -> None:
     """Check the lake's contract, compute features and labels, apply Feast, materialize
     online, write the data-quality report (reports/data_quality/)."""
@@ -163,7 +169,15 @@ def features(
     settings = _settings().resolved()
     cfg = FeaturesConfig(engine=choose_engine(engine, count_rows(settings.bars_dir),
                                               cluster_up=False),
-                         online=online, redis_address=f"127.0.0.1:{redis_port}", verbose=True)
+                         online=online, redis_address=f"127.0.0.1:{redis_port}",
+                         macro=macro, verbose=True)
+    try:
+        from features.providers.fred import resolve_macro
+
+        resolve_macro(macro, settings.lake_dir)
+    except (ValueError, FileNotFoundError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
     if online == "redis" and not redis_ping(redis_port):
         server = RedisServer(redis_port, workdir=settings.feast_dir / "redis", detach=True)
         server.start()
