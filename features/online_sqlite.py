@@ -206,14 +206,11 @@ class StockraySqliteOnlineStore(OnlineStore):
         name = table_name(config.project, table.name)
         v = config.entity_key_serialization_version
         keys = [serialize_entity_key(k, entity_key_serialization_version=v) for k in entity_keys]
-        try:
-            found = {r[0]: r[1:] for r in conn.execute(
-                f"SELECT entity_key, event_ts, layout, vals FROM {name} "
-                f"WHERE entity_key IN ({','.join('?' * len(keys))})", keys)}
-        except sqlite3.OperationalError as e:
-            if "no such table" not in str(e):
-                raise
-            found = {}
+        if not table.online:
+            raise ValueError(f"feature view {table.name!r} is offline only (online=False)")
+        found = {r[0]: r[1:] for r in conn.execute(
+            f"SELECT entity_key, event_ts, layout, vals FROM {name} "
+            f"WHERE entity_key IN ({','.join('?' * len(keys))})", keys)}
         kinds = {f.name: _NUMERIC.get(f.dtype, "double_val") for f in table.features}
         want = requested_features or list(kinds)
         out: list[tuple[datetime | None, dict[str, ValueProto] | None]] = []
@@ -241,6 +238,8 @@ class StockraySqliteOnlineStore(OnlineStore):
                entities_to_keep: Sequence[Entity], partial: bool) -> None:
         conn = connect(db_path(config))
         for t in tables_to_keep:
+            if not getattr(t, "online", True):
+                continue  # offline only (labels): no online table, reads fail like Feast's
             _check_types(t)
             _create(conn, table_name(config.project, t.name))
         for t in tables_to_delete:

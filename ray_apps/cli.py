@@ -166,18 +166,18 @@ def features(
     from ray_apps.build_features import FeaturesConfig, main
     from ray_apps.cluster import ray_connection
 
+    from features.providers.fred import resolve_macro
+
     settings = _settings().resolved()
+    try:
+        resolve_macro(macro, settings.lake_dir)  # a missing FRED series fails before any work
+    except (ValueError, FileNotFoundError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
     cfg = FeaturesConfig(engine=choose_engine(engine, count_rows(settings.bars_dir),
                                               cluster_up=False),
                          online=online, redis_address=f"127.0.0.1:{redis_port}",
                          macro=macro, verbose=True)
-    try:
-        from features.providers.fred import resolve_macro
-
-        resolve_macro(macro, settings.lake_dir)
-    except (ValueError, FileNotFoundError) as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
     if online == "redis" and not redis_ping(redis_port):
         server = RedisServer(redis_port, workdir=settings.feast_dir / "redis", detach=True)
         server.start()
