@@ -18,8 +18,8 @@ import pandas as pd
 
 from features.contracts import data_quality_report, describe_report, write_report
 from features.lake import count_rows, write_quarantine
-from features.providers.fred import resolve_macro
 from features.pipeline import ALL_LABEL_COLUMNS, FEATURE_NAMES, choose_engine
+from features.providers.fred import resolve_macro
 from features.settings import Settings
 from features.store import apply_repo, materialize
 from features.stream import build_offline

@@ -162,11 +162,10 @@ def features(
     online, write the data-quality report (reports/data_quality/)."""
     from features.lake import count_rows
     from features.pipeline import choose_engine
+    from features.providers.fred import resolve_macro
     from features.redis_server import RedisServer, redis_ping
     from ray_apps.build_features import FeaturesConfig, main
     from ray_apps.cluster import ray_connection
-
-    from features.providers.fred import resolve_macro
 
     settings = _settings().resolved()
     try:
@@ -314,6 +313,9 @@ def stream(
     daily_every: Annotated[int, typer.Option(
         help="Refresh the served daily rows from the session so far every N stream "
              "minutes (0: only on events and at the end).", min=0)] = 5,
+    macro: Annotated[str, typer.Option(
+        help="Macro family of the refreshed daily rows: arch | fred | none (as `stockray "
+             "features --macro`; use the same choice as the served features).")] = "arch",
     auth: Annotated[bool, typer.Option(help="Ray token auth for the cluster.")] = True,
 ) -> None:
     """Stream minute bars into the online store (long-lived Ray actor; resumes after restart)."""
@@ -323,10 +325,17 @@ def stream(
     if (source is None) == (replay is None):
         raise typer.BadParameter("give exactly one of --source ws://... or --replay NAME",
                                  param_hint="--source/--replay")
+    from features.providers.fred import resolve_macro
+
     settings = _settings().resolved()
+    try:
+        resolve_macro(macro, settings.lake_dir)
+    except (ValueError, FileNotFoundError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
     job = StreamJob(data_dir=str(settings.data_dir), source=source, replay=replay,
                     speed=speed, minutes=minutes, symbols=list(_tickers(symbols)) or ["*"],
-                    grpc_target=grpc_target, daily_every_min=daily_every)
+                    grpc_target=grpc_target, daily_every_min=daily_every, macro=macro)
     with ray_connection(settings, auth=auth):
         typer.echo(json.dumps(main(job), indent=1))
 
