@@ -61,6 +61,8 @@ def _reader(repo: str, tickers: list[str], stop, out) -> None:
     store = FeatureStore(repo_path=repo)
     refs = [f"{INTRADAY_VIEW}:{c}" for c in [*intraday_columns(), INTRADAY_TS]]
     rows = [{"ticker": t} for t in tickers]
+    store.get_online_features(features=refs, entity_rows=rows).to_dict()
+    out.put("ready")
     ms = []
     while not stop.is_set():
         t = time.perf_counter()
@@ -94,7 +96,8 @@ def run(n_tickers: int, n_minutes: int, data_dir: Path, seed: int = 0, online: s
         reader = ctx.Process(target=_reader, args=(str(data_dir / "feast"),
                                                    list(batches[0]["ticker"][:50]), stop, out))
         reader.start()
-        time.sleep(3.0)  # its imports and first reads, before the timed batches
+        if out.get(timeout=300) != "ready":  # its imports and first read, before timing
+            raise RuntimeError("the reader process did not start")
         batches = batches[1:]
     wall0 = time.perf_counter()
     for b in batches:
