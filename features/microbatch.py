@@ -57,8 +57,9 @@ VOLUME_ALPHA = 2.0 / 21.0  # EWMA of volume with a 20-bar span
 
 
 #: Engine columns published online (the intraday view). All 40 default columns are computed
-#: and snapshotted, but Feast's SQLite store writes one row per (ticker, feature): at 500
-#: tickers 40 columns cost ~330 ms a batch, these 8 (+ intraday_ts) ~60 ms (bench/stream.py).
+#: and snapshotted, but Feast's own SQLite store (``--online feast-sqlite``) writes one row per
+#: (ticker, feature): at 500 tickers 40 columns cost ~330 ms a batch, these 8 (+ intraday_ts)
+#: ~60 ms. stockray's store (``features.online_sqlite``) writes one row per ticker either way.
 ONLINE_COLUMNS = ("returns_1", "log_returns_5", "rsi_14", "macd_12_26_9_hist",
                   "bollinger_20_2_pct_b", "atr_14", "volatility_20", "zscore_20")
 
