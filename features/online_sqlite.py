@@ -23,6 +23,7 @@ in ``stockray_layouts``), so rows written before a view gained or lost a feature
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -71,13 +72,28 @@ def table_name(project: str, view: str) -> str:
 
 
 _local = threading.local()  # one connection per thread and file (sqlite3 objects stay put)
+# per open connection (by id; cleared when it is closed): tables known to exist, layout ids
+_caches: dict[int, dict] = {}
+
+
+def _inode(path: str) -> int | None:
+    try:
+        return os.stat(path).st_ino
+    except FileNotFoundError:
+        return None
 
 
 def connect(path: str) -> sqlite3.Connection:
+    """This thread's connection to ``path``; reopened when the file was replaced or deleted
+    (a cached handle would keep writing to the unlinked file)."""
     conns = getattr(_local, "conns", None)
     if conns is None:
         conns = _local.conns = {}
-    conn = conns.get(path)
+    conn, ino = conns.get(path, (None, None))
+    if conn is not None and _inode(path) != ino:
+        _caches.pop(id(conn), None)
+        conn.close()
+        conn = None
     if conn is None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(path, isolation_level=None, timeout=30.0)
@@ -85,49 +101,45 @@ def connect(path: str) -> sqlite3.Connection:
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("CREATE TABLE IF NOT EXISTS stockray_layouts "
                      "(id INTEGER PRIMARY KEY, names TEXT UNIQUE NOT NULL)")
-        conns[path] = conn
+        _caches[id(conn)] = {"created": set(), "layout": {}, "names": {}}
+        conns[path] = (conn, _inode(path))
     return conn
 
 
-_created: set[tuple[int, str]] = set()
-
-
 def _create(conn: sqlite3.Connection, table: str) -> None:
-    if (id(conn), table) in _created:
+    created = _caches[id(conn)]["created"]
+    if table in created:
         return
     conn.execute(f"CREATE TABLE IF NOT EXISTS {table} (entity_key BLOB PRIMARY KEY, "
                  "event_ts INTEGER NOT NULL, created_ts INTEGER, layout INTEGER NOT NULL, "
                  "vals BLOB NOT NULL) WITHOUT ROWID")
-    _created.add((id(conn), table))
-
-
-_layout_cache: dict[tuple[str, str], int] = {}
-_names_cache: dict[tuple[str, int], list[str]] = {}
+    created.add(table)
 
 
 def _drop(conn: sqlite3.Connection, table: str) -> None:
     conn.execute(f"DROP TABLE IF EXISTS {table}")
-    _created.discard((id(conn), table))
+    _caches[id(conn)]["created"].discard(table)
 
 
-def _layout_id(conn: sqlite3.Connection, path: str, names: Sequence[str]) -> int:
+def _layout_id(conn: sqlite3.Connection, names: Sequence[str]) -> int:
     key = json.dumps(list(names))
-    lid = _layout_cache.get((path, key))
+    cache = _caches[id(conn)]["layout"]
+    lid = cache.get(key)
     if lid is None:
         conn.execute("INSERT OR IGNORE INTO stockray_layouts (names) VALUES (?)", (key,))
-        lid = conn.execute("SELECT id FROM stockray_layouts WHERE names = ?",
-                           (key,)).fetchone()[0]
-        _layout_cache[(path, key)] = lid
+        lid = cache[key] = conn.execute("SELECT id FROM stockray_layouts WHERE names = ?",
+                                        (key,)).fetchone()[0]
     return lid
 
 
-def _layout_names(conn: sqlite3.Connection, path: str, lid: int) -> list[str]:
-    names = _names_cache.get((path, lid))
+def _layout_names(conn: sqlite3.Connection, lid: int) -> list[str]:
+    cache = _caches[id(conn)]["names"]
+    names = cache.get(lid)
     if names is None:
         row = conn.execute("SELECT names FROM stockray_layouts WHERE id = ?", (lid,)).fetchone()
         if row is None:
-            raise RuntimeError(f"{path}: row layout {lid} is not in stockray_layouts")
-        names = _names_cache[(path, lid)] = json.loads(row[0])
+            raise RuntimeError(f"row layout {lid} is not in stockray_layouts")
+        names = cache[lid] = json.loads(row[0])
     return names
 
 
@@ -159,7 +171,7 @@ def _upsert(conn: sqlite3.Connection, table: str, rows: list[tuple]) -> None:
             conn.execute("ROLLBACK")
             if attempt or "no such table" not in str(e):
                 raise
-            _created.discard((id(conn), table))  # dropped by another process: create again
+            _caches[id(conn)]["created"].discard(table)  # dropped elsewhere: create again
             _create(conn, table)
             continue
         except BaseException:
@@ -182,7 +194,7 @@ class StockraySqliteOnlineStore(OnlineStore):
         conn = connect(path)
         name = table_name(config.project, table.name)
         names = [f.name for f in table.features]
-        lid = _layout_id(conn, path, names)
+        lid = _layout_id(conn, names)
         vals = np.full((len(data), len(names)), np.nan)
         for i, (_, values, _, _) in enumerate(data):
             for j, n in enumerate(names):
@@ -220,7 +232,7 @@ class StockraySqliteOnlineStore(OnlineStore):
                 out.append((None, None))
                 continue
             event_ns, lid, blob = hit
-            stored = dict(zip(_layout_names(conn, path, lid), np.frombuffer(blob, "<f8"),
+            stored = dict(zip(_layout_names(conn, lid), np.frombuffer(blob, "<f8"),
                               strict=True))
             values = {}
             for n in want:
@@ -293,7 +305,7 @@ def write_frame(store, view: FeatureView | str, frame: pd.DataFrame,
     path = db_path(config)
     conn = connect(path)
     name = table_name(config.project, fv.name)
-    lid = _layout_id(conn, path, names)
+    lid = _layout_id(conn, names)
     vals = np.full((len(frame), len(names)), np.nan)
     for j, n in enumerate(names):
         if n in frame.columns:

@@ -159,3 +159,17 @@ def test_non_numeric_view_is_refused_at_apply(tmp_path):
                      schema=[Field(name="ticker", dtype=String), Field(name="x", dtype=Float64)],
                      source=FileSource(path=str(tmp_path / "s.parquet"), timestamp_field="ts"))
     store.apply([ticker, ok])  # the refusal left the store usable
+
+
+def test_a_deleted_database_file_is_reopened_not_written_blind(tmp_path):
+    path = str(tmp_path / "online.db")
+    conn = connect(path)
+    _upsert(conn, '"p_v"', [(b"k", 1, 1, 1, np.ones(2).tobytes())])
+    for f in tmp_path.glob("online.db*"):
+        f.unlink()
+    again = connect(path)  # the file is gone: a new connection, a new file, tables recreated
+    assert again is not conn
+    _upsert(again, '"p_v"', [(b"k", 2, 2, 1, np.ones(2).tobytes())])
+    fresh = sqlite3.connect(path)
+    assert fresh.execute('SELECT event_ts FROM "p_v"').fetchall() == [(2,)]
+    assert connect(path) is again  # unchanged file: the cached connection
