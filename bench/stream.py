@@ -1,18 +1,22 @@
 """Stream benchmark: bar arrival -> online store -> readable by the serving reader, p50/p99,
-at N tickers per minute batch; and how many bars/s the stream sustains.
+at N tickers per minute batch, per online store, quiet and under read load; bars/s sustained.
 
-Run: ``python -m bench.stream --tickers 500 --minutes 60 --out data/bench/stream.json``.
+Run: ``python -m bench.stream --tickers 500 --minutes 60 --out data/bench/stream.json``
+(``--online sqlite,feast-sqlite,redis``: the paths measured, side by side in one run; redis only
+when ``redis-server`` is on PATH).
 
 Per minute batch (synthetic random-walk bars for ``--tickers`` tickers, all in one batch):
 ``t0`` when the batch is handed to ``StreamRunner.process`` (arrival), then the intraday rows
-are pushed to the real Feast SQLite online store, events are evaluated and the engine snapshot
-is written; the batch counts as visible when a Feast online read (the serving reader's call,
+are pushed to the online store, events are evaluated and the engine snapshot is written; the
+batch counts as visible when a Feast online read (the serving reader's call,
 ``get_online_features``) of a random ticker of the batch returns that minute's
 ``intraday_ts``. Latency = engine + push (until the write committed) + that read; the whole
-batch (events, engine snapshot too) is ``process_ms``. The daily-row refresh is measured apart
-(``--daily``): it runs every few minutes, not per batch. Throughput = bars / wall time of the
-whole run with no replay pacing. Prints the machine's load average next to the figures
-(the box is shared: figures are noisy). Tests never assert these numbers.
+batch (events, engine snapshot too) is ``process_ms``. Under ``load``, a second process reads
+50 tickers' intraday rows from the same store in a loop (a serving replica) for the whole run;
+its read p50/p99 are reported too. The daily-row refresh is measured apart (``--daily``): it
+runs every few minutes, not per batch. Throughput = bars / wall time of the whole run with no
+replay pacing. Prints the machine's load average next to the figures (the box is shared:
+figures are noisy). Tests never assert these numbers.
 """
 
 from __future__ import annotations
@@ -47,19 +51,54 @@ def _pct(x, q) -> float:
     return round(float(np.percentile(x, q)), 3)
 
 
-def run(n_tickers: int, n_minutes: int, data_dir: Path, seed: int = 0) -> dict:
+def _reader(repo: str, tickers: list[str], stop, out) -> None:
+    """A serving replica's reads, in its own process, until ``stop`` is set."""
+    from feast import FeatureStore
+
+    from features.intraday import INTRADAY_VIEW
+    from features.microbatch import INTRADAY_TS, intraday_columns
+
+    store = FeatureStore(repo_path=repo)
+    refs = [f"{INTRADAY_VIEW}:{c}" for c in [*intraday_columns(), INTRADAY_TS]]
+    rows = [{"ticker": t} for t in tickers]
+    store.get_online_features(features=refs, entity_rows=rows).to_dict()
+    out.put("ready")
+    ms = []
+    while not stop.is_set():
+        t = time.perf_counter()
+        store.get_online_features(features=refs, entity_rows=rows).to_dict()
+        ms.append((time.perf_counter() - t) * 1e3)
+    out.put(ms)
+
+
+def run(n_tickers: int, n_minutes: int, data_dir: Path, seed: int = 0, online: str = "sqlite",
+        redis_address: str = "127.0.0.1:6379", load: bool = False) -> dict:
+    import multiprocessing as mp
+
     from features.intraday import INTRADAY_VIEW
     from features.live import StreamConfig, StreamRunner
     from features.microbatch import INTRADAY_TS
     from features.store import apply_repo
 
-    store = apply_repo(data_dir, data_dir / "offline")
+    store = apply_repo(data_dir, data_dir / "offline", online=online,
+                       redis_address=redis_address)
     runner = StreamRunner(data_dir, StreamConfig(daily_every_min=0, push_daily=False),
                           store=store)
     batches = synthetic_minutes(n_tickers, n_minutes, seed)
     rng = np.random.default_rng(seed)
     ref = [f"{INTRADAY_VIEW}:{INTRADAY_TS}"]
     lat, proc = [], []
+    reader = None
+    if load:
+        runner.process(batches[0])  # the reader starts on a populated store
+        ctx = mp.get_context("spawn")
+        stop, out = ctx.Event(), ctx.Queue()
+        reader = ctx.Process(target=_reader, args=(str(data_dir / "feast"),
+                                                   list(batches[0]["ticker"][:50]), stop, out))
+        reader.start()
+        if out.get(timeout=300) != "ready":  # its imports and first read, before timing
+            raise RuntimeError("the reader process did not start")
+        batches = batches[1:]
     wall0 = time.perf_counter()
     for b in batches:
         t0 = time.perf_counter()
@@ -71,22 +110,32 @@ def run(n_tickers: int, n_minutes: int, data_dir: Path, seed: int = 0) -> dict:
                                         ).to_dict()[INTRADAY_TS][0]
         t2 = time.perf_counter()
         if got != want:
-            raise AssertionError(f"{probe}: online intraday_ts {got} != {want}")
+            raise AssertionError(f"{online}: {probe}: online intraday_ts {got} != {want}")
         # visible = the push committed (engine + push) plus the reader's confirming read;
         # events and the snapshot run after the push and are in process_ms only
         ms = runner.reports[-1].ms
         lat.append(ms["engine"] + ms["push_intraday"] + (t2 - t1) * 1e3)
         proc.append((t1 - t0) * 1e3)
     wall = time.perf_counter() - wall0
-    steps = pd.DataFrame([r.ms for r in runner.reports])
-    warm = slice(min(5, n_minutes - 1), None)  # the first batches pay numba/feast warm-up
+    res = {}
+    if reader is not None:
+        stop.set()
+        reads = out.get(timeout=60)
+        reader.join(timeout=30)
+        res["reader_50_tickers_ms_p50"] = _pct(reads, 50) if reads else None
+        res["reader_50_tickers_ms_p99"] = _pct(reads, 99) if reads else None
+        res["reader_calls"] = len(reads)
+    steps = pd.DataFrame([r.ms for r in runner.reports[-len(batches):]])
+    warm = slice(min(5, len(batches) - 1), None)  # the first batches pay numba/feast warm-up
     return {
-        "tickers_per_batch": n_tickers, "minutes": n_minutes,
+        "online": online, "load": "1 reader process, 50 tickers per read" if load else None,
+        "tickers_per_batch": n_tickers, "minutes": len(batches),
         "latency_ms_p50": _pct(lat[warm], 50), "latency_ms_p99": _pct(lat[warm], 99),
         "process_ms_p50": _pct(proc[warm], 50),
         "step_ms_p50": {k: _pct(steps[k].iloc[warm], 50) for k in steps.columns},
-        "bars_per_s": round(n_tickers * n_minutes / wall, 1),
-        "target_p50_ms": 50.0,
+        "step_ms_p99": {k: _pct(steps[k].iloc[warm], 99) for k in ("engine", "push_intraday")},
+        "bars_per_s": round(n_tickers * len(batches) / wall, 1),
+        "target_p50_ms": 50.0, **res,
     }
 
 
@@ -116,19 +165,45 @@ def daily_refresh(n_tickers: int, data_dir: Path) -> dict:
 
 
 def main() -> None:
+    from features.redis_server import RedisServer, redis_binary
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tickers", type=int, default=500)
     ap.add_argument("--minutes", type=int, default=60)
+    ap.add_argument("--online", default="sqlite,feast-sqlite,redis",
+                    help="online stores to compare (comma-separated)")
+    ap.add_argument("--no-load", action="store_true", help="skip the runs under read load")
+    ap.add_argument("--redis-port", type=int, default=6391)
     ap.add_argument("--daily", type=int, default=50, help="tickers of the daily refresh (0: skip)")
     ap.add_argument("--out", type=Path, default=None)
     a = ap.parse_args()
+    res: dict = {"runs": [], "skipped": {}}
     with tempfile.TemporaryDirectory(prefix="sr-bench-stream-") as tmp:
-        res = run(a.tickers, a.minutes, Path(tmp) / "a")
+        for online in [o.strip() for o in a.online.split(",") if o.strip()]:
+            if online == "redis" and redis_binary() is None:
+                res["skipped"]["redis"] = "redis-server not on PATH"
+                continue
+            for load in (False, True)[: 1 if a.no_load else 2]:
+                run_dir = Path(tmp) / f"{online}-{'load' if load else 'quiet'}"
+                if online == "redis":
+                    with RedisServer(a.redis_port, workdir=run_dir / "redis") as server:
+                        r = run(a.tickers, a.minutes, run_dir, online=online,
+                                redis_address=server.address, load=load)
+                else:
+                    r = run(a.tickers, a.minutes, run_dir, online=online, load=load)
+                print(json.dumps({k: r[k] for k in ("online", "load", "latency_ms_p50",
+                                                    "latency_ms_p99", "bars_per_s")}),
+                      flush=True)
+                res["runs"].append(r)
+        base = {r["load"] is not None: r for r in res["runs"] if r["online"] == "feast-sqlite"}
+        for r in res["runs"]:
+            b = base.get(r["load"] is not None)
+            if b is not None:
+                r["p50_vs_feast_sqlite"] = round(r["latency_ms_p50"] / b["latency_ms_p50"], 3)
         if a.daily:
-            res["daily"] = daily_refresh(a.daily, Path(tmp) / "b")
+            res["daily"] = daily_refresh(a.daily, Path(tmp) / "daily")
     res["loadavg"] = [round(x, 2) for x in os.getloadavg()]
     res["cpus"] = os.cpu_count()
-    res["online_store"] = "feast sqlite (file), in-process reader"
     text = json.dumps(res, indent=1)
     print(text)
     if a.out:

@@ -43,15 +43,22 @@ INTRADAY_PUSH = "intraday_push"
 HISTORY_DAYS = 300
 
 
-def push_intraday(store, rows: pd.DataFrame) -> int:
+def push_intraday(store, rows: pd.DataFrame, view=None) -> int:
     """Write intraday rows (``MinuteEngine.intraday_rows``) into the PushSource's view.
 
     Same effect as ``store.push(INTRADAY_PUSH, rows, to=PushMode.ONLINE)``, whose only view is
     :data:`INTRADAY_VIEW`; but ``push`` re-reads every view and service of the registry to
-    find that out (30-60 ms a call here, measured), so the view is written directly (5 ms).
+    find that out (30-60 ms a call here, measured), so the view is written directly. On
+    stockray's SQLite online store (the default) the batch is one upsert straight from the
+    frame (``features.online_sqlite.write_frame``); on the others, Feast's
+    ``write_to_online_store`` (a protobuf per value).
     """
     if rows.empty:
         return 0
+    from features.online_sqlite import is_stockray_sqlite, write_frame
+
+    if is_stockray_sqlite(store):  # ``view``: the FeatureView, saves a registry lookup
+        return write_frame(store, view if view is not None else INTRADAY_VIEW, rows)
     store.write_to_online_store(INTRADAY_VIEW, rows)
     return len(rows)
 
@@ -64,6 +71,12 @@ class DailyHistory:
         from features.pipeline import _macro
 
         self.bars_dir = bars_dir
+        if macro == "fred":  # the lake's FRED first releases (features.providers.fred)
+            from pathlib import Path
+
+            from features.providers.fred import resolve_macro
+
+            macro = resolve_macro("fred", Path(bars_dir).parent)
         self.macro = _macro(macro)
         self._bars: dict[str, pd.DataFrame] = {}
         try:

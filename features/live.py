@@ -47,7 +47,9 @@ class StreamConfig:
     #: the end). Each refresh recomputes one daily row per ticker (~10 ms per ticker here).
     daily_every_min: int = 5
     push_daily: bool = True  #: refresh the served daily rows at all
-    macro: str | None = "arch"  #: macro releases for the refreshed daily rows
+    #: macro releases for the refreshed daily rows: "arch", "fred" (FRED first releases in
+    #: the lake, by realtime_start) or None
+    macro: str | None = "arch"
 
 
 @dataclass
@@ -90,7 +92,7 @@ class StreamRunner:
         self.on_events = on_events or self._send
         self.store = store if store is not None else open_store(self.data_dir)
         try:
-            self.store.get_feature_view(INTRADAY_VIEW)
+            self.intraday_view = self.store.get_feature_view(INTRADAY_VIEW)
         except Exception as e:  # Feast raises its own FeatureViewNotFoundException
             raise RuntimeError(f"the Feast repo under {self.data_dir}/feast has no "
                                f"{INTRADAY_VIEW!r} view: run `stockray features` (it applies "
@@ -137,7 +139,7 @@ class StreamRunner:
         lap("engine")
         touched = list(dict.fromkeys(applied.bars["ticker"]))
         if touched:
-            push_intraday(self.store, self.engine.intraday_rows(touched))
+            push_intraday(self.store, self.engine.intraday_rows(touched), self.intraday_view)
         lap("push_intraday")
         events = detect(applied, self.engine, self.config.rules)
         write_events(events, self.data_dir)

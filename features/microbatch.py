@@ -57,8 +57,9 @@ VOLUME_ALPHA = 2.0 / 21.0  # EWMA of volume with a 20-bar span
 
 
 #: Engine columns published online (the intraday view). All 40 default columns are computed
-#: and snapshotted, but Feast's SQLite store writes one row per (ticker, feature): at 500
-#: tickers 40 columns cost ~330 ms a batch, these 8 (+ intraday_ts) ~60 ms (bench/stream.py).
+#: and snapshotted, but Feast's own SQLite store (``--online feast-sqlite``) writes one row per
+#: (ticker, feature): at 500 tickers 40 columns cost ~330 ms a batch, these 8 (+ intraday_ts)
+#: ~60 ms. stockray's store (``features.online_sqlite``) writes one row per ticker either way.
 ONLINE_COLUMNS = ("returns_1", "log_returns_5", "rsi_14", "macd_12_26_9_hist",
                   "bollinger_20_2_pct_b", "atr_14", "volatility_20", "zscore_20")
 
@@ -131,53 +132,69 @@ class MinuteEngine:
         missing = [c for c in MINUTE_COLUMNS if c not in batch.columns]
         if missing:
             raise KeyError(f"minute batch lacks column(s) {missing}")
-        b = batch[MINUTE_COLUMNS].copy()
-        b["ns"] = pd.DatetimeIndex(b["ts"]).tz_convert("UTC").asi8
-        n_in = len(b)
-        b = b.drop_duplicates(["ticker", "ns"], keep="last")
-        dup_in_batch = n_in - len(b)
-        self._add(sorted(b["ticker"].unique()))
-        b["row"] = b["ticker"].map(self.index).to_numpy(np.int64)
-        last = self.s["last_ns"][b["row"].to_numpy()]
-        ns = b["ns"].to_numpy()
+        # numpy throughout: per-batch pandas groupby/sort/concat cost more than the kernels
+        n_in = len(batch)
+        tick = batch["ticker"].to_numpy(object)
+        ns = pd.DatetimeIndex(batch["ts"]).tz_convert("UTC").asi8
+        self._add(sorted(t for t in pd.unique(tick) if t not in self.index))
+        rows = np.fromiter((self.index[t] for t in tick), np.int64, n_in)
+        # a (ticker, ts) repeated inside the batch: the last copy wins
+        order = np.lexsort((np.arange(n_in), ns, rows))
+        r_o, n_o = rows[order], ns[order]
+        last_copy = np.ones(n_in, bool)
+        last_copy[:-1] = (r_o[1:] != r_o[:-1]) | (n_o[1:] != n_o[:-1])
+        keep = order[last_copy]
+        dup_in_batch = n_in - len(keep)
         # A bar equal to the ticker's newest is a replay (duplicate); older is late.
-        dup = int((ns == last).sum()) + dup_in_batch
-        late = int((ns < last).sum())
-        b = b[ns > last].sort_values(["ns", "ticker"], kind="stable")
-        b["round"] = b.groupby("row").cumcount().to_numpy()
-        outs, prevs = [], []
-        for _, r in b.groupby("round", sort=True):
-            outs.append(self._tick(r, prevs))
-        if not outs:
-            empty = b.iloc[:0].copy()
-            for c in self.columns:
-                empty[c] = np.empty(0)
-            prev = pd.DataFrame(columns=["prev_close", "prev_vol", "vol_avg", "gap_ns",
-                                         "same_session"])
-            return Applied(empty, prev, dup, late)
-        bars = pd.concat(outs).sort_values(["ns", "ticker"], kind="stable")
-        prev = pd.concat(prevs).loc[bars.index]
-        return Applied(bars, prev, dup, late)
+        prior = self.s["last_ns"][rows[keep]]
+        dup = int((ns[keep] == prior).sum()) + dup_in_batch
+        late = int((ns[keep] < prior).sum())
+        sel = keep[ns[keep] > prior]
+        # time order, then ticker name (the order of the returned bars)
+        name_rank = np.empty(self.n, np.int64)
+        name_rank[np.argsort(np.array(self.tickers, dtype=object))] = np.arange(self.n)
+        sel = sel[np.lexsort((name_rank[rows[sel]], ns[sel]))]
+        m = len(sel)
+        r, n = rows[sel], ns[sel]
+        # round k ticks the k-th bar (in time) of every ticker that has one
+        by_row = np.argsort(r, kind="stable")
+        rs = r[by_row]
+        first = np.r_[True, rs[1:] != rs[:-1]] if m else np.zeros(0, bool)
+        start = np.maximum.accumulate(np.where(first, np.arange(m), 0)) if m else first
+        rnd = np.empty(m, np.int64)
+        rnd[by_row] = np.arange(m) - start
+        ohlcv = {k: batch[k].to_numpy(float)[sel] for k in ("open", "high", "low", "close",
+                                                              "volume")}
+        out = np.empty((m, len(self.columns)))
+        prev = {"prev_close": np.empty(m), "prev_vol": np.empty(m), "vol_avg": np.empty(m),
+                "gap_ns": np.empty(m, np.int64), "same_session": np.empty(m, bool)}
+        day = ny_day(n) if m else np.empty(0, np.int64)
+        for k in range(int(rnd.max()) + 1 if m else 0):
+            pos = np.flatnonzero(rnd == k)
+            self._tick(pos, r[pos], n[pos], day[pos], {c: v[pos] for c, v in ohlcv.items()},
+                       out, prev)
+        index = batch.index[sel]
+        bars = pd.DataFrame({"ticker": tick[sel], "ts": batch["ts"].iloc[sel].array,
+                             **ohlcv, "ns": n, "row": r, "round": rnd}, index=index)
+        bars = pd.concat([bars, pd.DataFrame(out, columns=self.columns, index=index)], axis=1)
+        return Applied(bars, pd.DataFrame(prev, index=index), dup, late)
 
-    def _tick(self, r: pd.DataFrame, prevs: list) -> pd.DataFrame:
-        rows = r["row"].to_numpy()
-        ns = r["ns"].to_numpy()
-        o, h, lo, c, v = (r[k].to_numpy(float) for k in ("open", "high", "low", "close",
-                                                          "volume"))
+    def _tick(self, pos, rows, ns, day, bar, out, prev) -> None:
+        """One round: rows are distinct tickers; results go to ``out[pos]``, ``prev[*][pos]``."""
+        o, h, lo, c, v = (bar[k] for k in ("open", "high", "low", "close", "volume"))
         s = self.s
         known = s["last_ns"][rows] > np.iinfo(np.int64).min
-        prevs.append(pd.DataFrame({
-            "prev_close": s["s_close"][rows], "prev_vol": s["prev_vol"][rows],
-            "vol_avg": s["vol_avg"][rows], "gap_ns": np.where(known, ns - s["last_ns"][rows], -1),
-            "same_session": ny_day(ns) == s["sess_day"][rows],
-        }, index=r.index))
-        out = self.engine.update(o, h, lo, c, v, rows=rows)
+        prev["prev_close"][pos] = s["s_close"][rows]
+        prev["prev_vol"][pos] = s["prev_vol"][rows]
+        prev["vol_avg"][pos] = s["vol_avg"][rows]
+        prev["gap_ns"][pos] = np.where(known, ns - s["last_ns"][rows], -1)
+        prev["same_session"][pos] = day == s["sess_day"][rows]
+        res = self.engine.update(o, h, lo, c, v, rows=rows)
         # rule state for the *next* bar: this bar's volatility and volume average
         if self._vol_j is not None:
-            s["prev_vol"][rows] = out[:, self._vol_j]
+            s["prev_vol"][rows] = res[:, self._vol_j]
         va = s["vol_avg"][rows]
         s["vol_avg"][rows] = np.where(np.isnan(va), v, va + VOLUME_ALPHA * (v - va))
-        day = ny_day(ns)
         new = day != s["sess_day"][rows]
         s["sess_day"][rows] = day
         s["s_open"][rows] = np.where(new, o, s["s_open"][rows])
@@ -187,9 +204,8 @@ class MinuteEngine:
         s["s_close"][rows] = c
         s["last_ns"][rows] = ns
         s["bars"][rows] += 1
-        self.last[rows] = out
-        # one concat, not 40 column inserts (those cost ~10 ms a batch)
-        return pd.concat([r, pd.DataFrame(out, columns=self.columns, index=r.index)], axis=1)
+        self.last[rows] = res
+        out[pos] = res
 
     def session_bars(self, tickers) -> pd.DataFrame:
         """The running session bar (open, high, low, close, volume so far) of ``tickers``,
@@ -206,15 +222,14 @@ class MinuteEngine:
     def intraday_rows(self, tickers) -> pd.DataFrame:
         """The intraday view's rows (newest engine values) of ``tickers``: ``ticker``, ``ts``
         (bar end), ``m1_*`` columns and :data:`INTRADAY_TS`."""
-        rows = np.array([self.index[t] for t in tickers], dtype=np.int64)
+        rows = np.fromiter((self.index[t] for t in tickers), np.int64)
         end = self.s["last_ns"][rows] + BAR_SECONDS * _NS
-        keep = [self.columns.index(c) for c in ONLINE_COLUMNS if c in self.columns]
-        frame = pd.DataFrame(self.last[np.ix_(rows, keep)],
-                             columns=[PREFIX + self.columns[j] for j in keep])
-        frame.insert(0, "ts", pd.to_datetime(end, utc=True))
-        frame.insert(0, "ticker", list(tickers))
-        frame[INTRADAY_TS] = end / _NS
-        return frame
+        cols = {"ticker": list(tickers), "ts": pd.DatetimeIndex(end).tz_localize("UTC")}
+        for c in ONLINE_COLUMNS:
+            if c in self.columns:
+                cols[PREFIX + c] = self.last[rows, self.columns.index(c)]
+        cols[INTRADAY_TS] = end / _NS
+        return pd.DataFrame(cols)
 
     # -- snapshot -------------------------------------------------------------------------
 

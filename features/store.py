@@ -1,5 +1,9 @@
 """The feature store: offline parquet files, Feast registry, SQLite (or Redis) online store.
 
+Online stores (``--online``): ``sqlite`` (default) is stockray's own Feast online store on
+SQLite (``features.online_sqlite``: one row per ticker and view, batched upserts, WAL);
+``feast-sqlite`` is Feast's built-in SQLite store (one row per ticker and feature); ``redis``.
+
 - ``write_offline``: features and labels into ``<data_dir>/offline/`` (atomic writes): the
   Feast sources ``features.parquet`` / ``labels.parquet`` and the same panel partitioned by
   year (``panel/year=YYYY/``) for scans outside Feast;
@@ -40,7 +44,7 @@ from features.lake import atomic_write_table, replace_dir
 from features.pipeline import ALL_LABEL_COLUMNS, FEATURE_FAMILY, FEATURE_NAMES
 
 _TEMPLATE = Path(__file__).parent / "feature_repo" / "feature_store.yaml"
-ONLINE_STORES = ("sqlite", "redis")
+ONLINE_STORES = ("sqlite", "feast-sqlite", "redis")
 ONLINE_GENERATION_FILE = "online_generation.json"
 
 
@@ -78,6 +82,10 @@ def write_panel(frame: pd.DataFrame, panel_dir: Path) -> Path:
 
 def _online_block(online: str, data_dir: Path, redis_address: str) -> str:
     if online == "sqlite":
+        from features.online_sqlite import STORE_TYPE
+
+        return f"    type: {STORE_TYPE}\n    path: {data_dir}/feast/online_stockray.db"
+    if online == "feast-sqlite":
         return f"    type: sqlite\n    path: {data_dir}/feast/online.db"
     if online == "redis":
         return f"    type: redis\n    connection_string: \"{redis_address}\""
@@ -89,7 +97,8 @@ def write_repo_config(data_dir: Path, online: str = "sqlite",
     """Write ``<data_dir>/feast/feature_store.yaml`` from the template; returns the repo dir.
 
     Args:
-        online: ``"sqlite"`` (``<data_dir>/feast/online.db``) or ``"redis"``.
+        online: ``"sqlite"`` (stockray's store, ``<data_dir>/feast/online_stockray.db``),
+            ``"feast-sqlite"`` (Feast's, ``<data_dir>/feast/online.db``) or ``"redis"``.
         redis_address: ``host:port`` of the Redis server (with ``online="redis"``).
     """
     repo = data_dir / "feast"

@@ -21,6 +21,7 @@ from features.coverage import summarize_names
 from features.lake import count_rows, write_quarantine
 from features.pipeline import ALL_LABEL_COLUMNS, FEATURE_NAMES, choose_engine
 from features.pipeline_metrics import record_feature_build
+from features.providers.fred import resolve_macro
 from features.ranges import FEATURE_ABS_MAX
 from features.settings import Settings
 from features.store import apply_repo, materialize
@@ -30,8 +31,11 @@ from features.stream import build_offline
 @dataclass
 class FeaturesConfig:
     engine: str = "auto"  # "auto" (by row count), "ray" (Ray Data) or "local" (one process)
-    online: str = "sqlite"  # Feast online store: "sqlite" or "redis"
+    online: str = "sqlite"  # Feast online store: "sqlite", "feast-sqlite" or "redis"
     redis_address: str = "127.0.0.1:6379"  # with online="redis": a running redis-server
+    # macro family: "arch" (packaged, fixed publication lags), "fred" (the lake's FRED first
+    # releases, by realtime_start; opt-in) or "none"
+    macro: str = "arch"
     progress: bool = True  # progress bars (Ray Data's own, or tqdm over chunks and parts)
     verbose: bool = True  # print the data-quality summary
 
@@ -57,11 +61,12 @@ def _ray_up() -> bool:
 def main(cfg: FeaturesConfig, settings: Settings) -> FeaturesResult:
     settings = settings.resolved()
     run_id = f"features-{pd.Timestamp.now(tz='UTC'):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+    macro = resolve_macro(cfg.macro, settings.lake_dir)  # fails before any work if missing
     engine = choose_engine(cfg.engine, count_rows(settings.bars_dir), cluster_up=_ray_up())
     t0 = pd.Timestamp.now()
     out = build_offline(settings.bars_dir, settings.offline_dir,
                         settings.data_dir / "tmp" / run_id, engine=engine,
-                        memory_gb=settings.features_memory_gb, run_id=run_id,
+                        memory_gb=settings.features_memory_gb, macro=macro, run_id=run_id,
                         progress=cfg.progress)
     secs = (pd.Timestamp.now() - t0).total_seconds()
     record_feature_build(secs, engine)
@@ -78,6 +83,7 @@ def main(cfg: FeaturesConfig, settings: Settings) -> FeaturesResult:
         run_id=run_id, contract=out.contract, stats=stats,
         engine={"requested": cfg.engine, "engine": engine, "seconds": round(secs, 3),
                 "rows_in": out.contract.summary()["rows_ok"], "online_store": cfg.online,
+                "macro": cfg.macro,
                 "chunks": out.chunks, "chunk_rows": out.chunk_rows,
                 "memory_gb": settings.features_memory_gb, "steps_s": out.seconds},
         feature_names=FEATURE_NAMES, label_columns=ALL_LABEL_COLUMNS,

@@ -177,23 +177,36 @@ def fetch(
 def features(
     engine: Annotated[str, typer.Option(
         help="auto (by row count) | ray (Ray Data) | local (one process).")] = "auto",
-    online: Annotated[str, typer.Option(help="Feast online store: sqlite | redis.")] = "sqlite",
+    online: Annotated[str, typer.Option(
+        help="Feast online store: sqlite (stockray's batched SQLite store) | feast-sqlite "
+             "(Feast's built-in) | redis.")] = "sqlite",
     redis_port: Annotated[int, typer.Option(
         help="With --online redis: port on 127.0.0.1; a redis-server is started there "
              "(and left running for serving) unless one already answers.")] = 6379,
+    macro: Annotated[str, typer.Option(
+        help="Macro family: arch (packaged series, fixed publication lags) | fred (the "
+             "lake's FRED first releases, joined by realtime_start; `stockray fetch "
+             "--provider fred` first) | none.")] = "arch",
 ) -> None:
     """Check the lake's contract, compute features and labels, apply Feast, materialize
     online, write the data-quality report (reports/data_quality/)."""
     from features.lake import count_rows
     from features.pipeline import choose_engine
+    from features.providers.fred import resolve_macro
     from features.redis_server import RedisServer, redis_ping
     from ray_apps.build_features import FeaturesConfig, main
     from ray_apps.cluster import ray_connection
 
     settings = _settings().resolved()
+    try:
+        resolve_macro(macro, settings.lake_dir)  # a missing FRED series fails before any work
+    except (ValueError, FileNotFoundError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
     cfg = FeaturesConfig(engine=choose_engine(engine, count_rows(settings.bars_dir),
                                               cluster_up=False),
-                         online=online, redis_address=f"127.0.0.1:{redis_port}", verbose=True)
+                         online=online, redis_address=f"127.0.0.1:{redis_port}",
+                         macro=macro, verbose=True)
     if online == "redis" and not redis_ping(redis_port):
         server = RedisServer(redis_port, workdir=settings.feast_dir / "redis", detach=True)
         server.start()
@@ -339,6 +352,9 @@ def stream(
     daily_every: Annotated[int, typer.Option(
         help="Refresh the served daily rows from the session so far every N stream "
              "minutes (0: only on events and at the end).", min=0)] = 5,
+    macro: Annotated[str, typer.Option(
+        help="Macro family of the refreshed daily rows: arch | fred | none (as `stockray "
+             "features --macro`; use the same choice as the served features).")] = "arch",
     auth: Annotated[bool, typer.Option(help="Ray token auth for the cluster.")] = True,
 ) -> None:
     """Stream minute bars into the online store (long-lived Ray actor; resumes after restart)."""
@@ -348,10 +364,17 @@ def stream(
     if (source is None) == (replay is None):
         raise typer.BadParameter("give exactly one of --source ws://... or --replay NAME",
                                  param_hint="--source/--replay")
+    from features.providers.fred import resolve_macro
+
     settings = _settings().resolved()
+    try:
+        resolve_macro(macro, settings.lake_dir)
+    except (ValueError, FileNotFoundError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
     job = StreamJob(data_dir=str(settings.data_dir), source=source, replay=replay,
                     speed=speed, minutes=minutes, symbols=list(_tickers(symbols)) or ["*"],
-                    grpc_target=grpc_target, daily_every_min=daily_every)
+                    grpc_target=grpc_target, daily_every_min=daily_every, macro=macro)
     with ray_connection(settings, auth=auth):
         typer.echo(json.dumps(main(job), indent=1))
 

@@ -32,6 +32,8 @@ class StreamJob(BaseModel):
     grpc_target: str | None = Field(None, description="Predict endpoint for event alerts.")
     alerts_file: str | None = Field(None, description="JSON-lines alert sink.")
     daily_every_min: int = Field(5, ge=0, description="Daily-row refresh cadence (minutes).")
+    macro: str = Field("arch", description="Macro family of the refreshed daily rows: arch, "
+                                           "fred (FRED first releases in the lake) or none.")
     num_cpus: float = Field(0.5, gt=0, description="CPUs the actor reserves.")
 
 
@@ -52,7 +54,9 @@ class StreamActor:
             from serving.alerts.on_event import PredictOnEvent
 
             handler = PredictOnEvent(job.grpc_target, sinks)
-        self.runner = StreamRunner(data_dir, StreamConfig(daily_every_min=job.daily_every_min),
+        config = StreamConfig(daily_every_min=job.daily_every_min,
+                              macro=None if job.macro == "none" else job.macro)
+        self.runner = StreamRunner(data_dir, config,
                                    sinks=sinks, on_events=handler)
 
     def _source(self):

@@ -141,3 +141,32 @@ def releases_from_lake(macro_dir: Path) -> dict[str, pd.DataFrame]:
         feats.insert(0, "release_ts", release.reindex(feats.index.tz_localize("UTC")).to_numpy())
         out[s.name] = feats.reset_index(drop=True)
     return out
+
+
+#: What ``stockray features --macro`` accepts.
+MACRO_SOURCES = ("arch", "fred", "none")
+
+
+def resolve_macro(source: str, lake_dir: Path):
+    """The ``macro`` argument of the feature pipeline for a ``--macro`` choice.
+
+    ``arch`` (default): the packaged series with fixed publication lags (``features.macro``);
+    ``none``: the macro columns are NaN; ``fred`` (opt-in): the lake's FRED first releases,
+    each value joined from the day FRED first published it (``realtime_start``), so a revised
+    number never leaks into the past. ``fred`` needs every series stored: it raises with the
+    fetch command to run rather than mix in packaged values.
+    """
+    if source == "arch":
+        return "arch"
+    if source == "none":
+        return None
+    if source != "fred":
+        raise ValueError(f"macro source must be one of {MACRO_SOURCES}, not {source!r}")
+    tables = releases_from_lake(Path(lake_dir) / "macro")
+    missing = [i for s in MACRO_SERIES if s.name not in tables for i in SERIES_IDS[s.name]]
+    if missing:
+        raise FileNotFoundError(
+            f"--macro fred: no FRED first releases stored under {Path(lake_dir) / 'macro'} for "
+            f"{', '.join(missing)}: run `stockray fetch --provider fred --tickers "
+            f"{','.join(i for ids in SERIES_IDS.values() for i in ids)}` first")
+    return tables
