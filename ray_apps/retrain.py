@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from features.durable import atomic_write_json
 from features.settings import Settings
 from features.sources import DEFAULT_TICKERS, MARKET_TICKER
 from ray_apps.cluster import ray_connection
@@ -75,10 +76,7 @@ def load_state(settings: Settings) -> dict:
 
 def _save_state(settings: Settings, state: dict) -> None:
     p = state_path(settings)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_suffix(".tmp")
-    tmp.write_text(json.dumps(state, indent=2, default=str))
-    tmp.replace(p)  # atomic: a crash never leaves a half-written state
+    atomic_write_json(p, state, indent=2, default=str)  # a crash never leaves half a state
 
 
 # --- Ray ------------------------------------------------------------------------------------------

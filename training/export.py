@@ -47,6 +47,7 @@ from typing import Any
 
 import numpy as np
 
+from features.durable import atomic_write_json
 from features.lake import staged_dir
 
 ONNX_FILE = "model.onnx"
@@ -129,11 +130,7 @@ def write_bundle_meta(bundle_dir: str | os.PathLike[str], **updates: Any) -> dic
 
 
 def _write_json_atomic(path: Path, obj: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, path)
+    atomic_write_json(path, obj, indent=2, sort_keys=True)
 
 
 def _parity_sample(booster: Any, n_features: int, rows: int, seed: int = 0) -> np.ndarray:
