@@ -25,7 +25,6 @@ from __future__ import annotations
 import fcntl
 import json
 import math
-import os
 import shutil
 import time
 from collections.abc import Iterable, Sequence

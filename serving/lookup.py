@@ -298,7 +298,7 @@ class FeatureLookup:
         except FutureTimeout:
             self._mark_down(f"no answer within {self._read_timeout_s:g}s")
             return None
-        except Exception as exc:  # any store failure degrades; it is reported, not raised
+        except Exception as exc:  # noqa: BLE001 - any store failure degrades, reported
             # Only the type leaves the process (health is open; messages may hold paths).
             log.warning("feature store read failed: %s: %.300s", type(exc).__name__, exc)
             self._mark_down(type(exc).__name__)

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.dataset as pads
 
-from tests.crash_writer import MODEL, TICKERS, DAYS, expected_close, offline_rows
+from tests.crash_writer import DAYS, MODEL, TICKERS, expected_close, offline_rows
 
 REPO = Path(__file__).resolve().parents[1]
 # Random kill delay after READY: about two rounds of each writer on a quiet box.
@@ -44,7 +44,7 @@ def _writer(store: str, root: Path, *extra: str) -> subprocess.Popen:
 
 def setup(store: str, root: Path) -> None:
     p = _writer(store, root, "--setup")
-    out, err = p.communicate(timeout=600)
+    _out, err = p.communicate(timeout=600)
     if p.returncode:
         raise RuntimeError(f"setup of {store} failed:\n{err[-3000:]}")
 
@@ -160,8 +160,8 @@ def check_export(root: Path) -> int:
 def check_promote(root: Path) -> int:
     import mlflow
 
-    from training.registry import HISTORY_TAG, local_bundle_dir, promote
     from training.export import read_bundle_meta
+    from training.registry import HISTORY_TAG, local_bundle_dir, promote
 
     uri = f"sqlite:///{root / 'mlflow' / 'mlflow.db'}"
     # The next promote run finishes a promotion the kill interrupted; nothing else repairs.

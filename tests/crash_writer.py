@@ -134,12 +134,19 @@ def _booster():
 def export_round(root: Path, i: int, _cache: dict = {}) -> None:  # noqa: B006 - per process
     from training.export import export_bundle, write_bundle_meta
 
+    from training.export import read_bundle_meta
+
+    out = root / "bundle"
     if not _cache:
         _cache["booster"] = _booster()
-    out = root / "bundle"
+        # continue the version count from what is on disk (a kill must never move it back)
+        prev = (str(read_bundle_meta(out)["model_version"]).removesuffix("-meta")
+                if (out / "bundle.json").exists() else "-1")
+        _cache["base"] = int(prev) + 1
+    v = _cache["base"] + i
     export_bundle(_cache["booster"], [f"f{k}" for k in range(6)], out, model_name=MODEL,
-                  model_version=str(i), horizon=5, parity_rows=64)
-    write_bundle_meta(out, model_version=f"{i}-meta")
+                  model_version=str(v), horizon=5, parity_rows=64)
+    write_bundle_meta(out, model_version=f"{v}-meta")
 
 
 # --- promote ----------------------------------------------------------------------------------------

@@ -11,7 +11,6 @@ the quarantine share and each ticker's newest bar.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime

@@ -21,8 +21,13 @@ from serving.lookup import FeatureLookup
 from serving.protos import stockray_pb2 as pb
 from serving.protos import stockray_pb2_grpc as pb_grpc
 from serving.service import LocalStages, PredictionService
-from tests.serving_fixtures import FakeReader, auth_headers, make_bundles, served_models, \
-    synthetic_rows
+from tests.serving_fixtures import (
+    FakeReader,
+    auth_headers,
+    make_bundles,
+    served_models,
+    synthetic_rows,
+)
 
 DOCUMENTED = {grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND,
               grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.RESOURCE_EXHAUSTED,
