@@ -41,8 +41,8 @@ def ingest_round(root: Path, i: int) -> None:
     from features.sources import FileSource
 
     bars_dir, quarantine = root / "lake" / "bars", root / "lake" / "quarantine"
-    try:
-        have = read_bars(bars_dir, ["AAA"]).shape[0]
+    try:  # the shortest partition: a kill may land between two partitions' writes
+        have = min(read_bars(bars_dir, [t]).shape[0] for t in TICKERS)
     except FileNotFoundError:
         have = 0
     rows = []
@@ -132,9 +132,7 @@ def _booster():
 
 
 def export_round(root: Path, i: int, _cache: dict = {}) -> None:  # noqa: B006 - per process
-    from training.export import export_bundle, write_bundle_meta
-
-    from training.export import read_bundle_meta
+    from training.export import export_bundle, read_bundle_meta, write_bundle_meta
 
     out = root / "bundle"
     if not _cache:

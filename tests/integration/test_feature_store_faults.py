@@ -21,7 +21,7 @@ from serving.grpc_server import BackgroundServer
 from serving.lookup import FeatureLookup
 from serving.service import LocalStages, PredictionService, ServicePolicy
 from tests.conftest import free_port
-from tests.serving_fixtures import make_bundles, served_models
+from tests.serving_fixtures import served_models
 from tests.unit.test_pipeline import synthetic_bars
 
 pytestmark = [pytest.mark.integration,
@@ -47,7 +47,7 @@ def stack(tmp_path_factory):
     # ttl 0: every request reads the store, so each fault is seen by the next request
     lookup = FeatureLookup(FeastOnlineReader(str(tmp / "feast")), ttl_s=0,
                            read_timeout_s=TIMEOUT_S)
-    svc = PredictionService(LocalStages(lookup, served_models(make_bundles(tmp / "b", (5,)))),
+    svc = PredictionService(LocalStages(lookup, served_models({5: _bundle(frame, tmp)})),
                             ServicePolicy(max_feature_age_s=1e12))
     st = {"redis": redis, "lookup": lookup, "store": store, "frame": frame, "tmp": tmp,
           "port": port}
@@ -59,6 +59,24 @@ def stack(tmp_path_factory):
         if st["redis"].proc and st["redis"].proc.poll() is None:
             os.kill(st["redis"].pid, signal.SIGCONT)
         st["redis"].stop()
+
+
+def _bundle(frame, tmp) -> str:
+    """A tiny bundle over real served features that every ticker's latest row has."""
+    import lightgbm as lgb
+    import numpy as np
+
+    from features.pipeline import FEATURE_NAMES
+    from training.export import export_bundle
+
+    last = frame.groupby("ticker").tail(1)
+    names = [c for c in FEATURE_NAMES if last[c].notna().all()][:6]
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, len(names)))
+    booster = lgb.train({"objective": "regression", "verbose": -1, "num_leaves": 7},
+                        lgb.Dataset(x, x[:, 0]), num_boost_round=5)
+    return str(export_bundle(booster, names, tmp / "b" / "h5", model_name="stockray-lgbm-h5",
+                             model_version="1", horizon=5))
 
 
 def _predict(client, ticker):

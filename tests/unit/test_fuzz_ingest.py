@@ -21,7 +21,7 @@ from features import lake
 from features.ingest import ingest
 from features.sources import FileSource
 
-N = int(os.environ.get("FUZZ_EXAMPLES", "60"))
+N = int(os.environ.get("FUZZ_EXAMPLES", "25"))
 FUZZ = settings(max_examples=N, deadline=None, suppress_health_check=list(HealthCheck))
 COLUMNS = ["Date", "Open", "High", "Low", "Close", "Adj Close", "Volume"]
 
@@ -32,8 +32,11 @@ number = st.one_of(st.floats(allow_nan=True, allow_infinity=True).map(repr),
 date = st.one_of(st.dates().map(str), st.datetimes().map(str),
                  st.sampled_from(["", "2024-02-30", "13/13/2024", "yesterday", "2024-01-02"]),
                  st.text(max_size=12))
+# A bare "\r" in a cell is a line break to every CSV reader (pandas writes it unquoted), so
+# the row count is only defined without it; raw line breaks are fuzzed by test_fuzz_csv_bytes.
 row = st.fixed_dictionaries({"Date": date, "Open": number, "High": number, "Low": number,
-                             "Close": number, "Adj Close": number, "Volume": number})
+                             "Close": number, "Adj Close": number, "Volume": number}).map(
+    lambda r: {k: v.replace("\r", " ") for k, v in r.items()})
 
 
 def _check(tmp: Path, src: Path, rows_in: int | None) -> None:
