@@ -122,7 +122,7 @@ def test_store_down_then_back(stack):
     p = _predict(client, "BBB")
     assert p.stale
     health = lookup.store_health()
-    assert not health["ok"] and "Error" in health["error"]
+    assert not health["ok"] and health["error"]  # refused, or retried past the deadline
     # it comes back empty on the same port; the next materialize fills it
     stack["redis"] = redis = RedisServer(stack["port"], workdir=stack["tmp"] / "redis").start()
     materialize(stack["store"], stack["frame"])
