@@ -224,13 +224,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--root", type=Path, required=True)
     ap.add_argument("--out", type=Path)
     a = ap.parse_args(argv)
-    results = [run_kills(s, a.root / s, a.kills, seed=i)
-               for i, s in enumerate(a.stores.split(","))]
-    doc = {"kills_per_store": a.kills, "stores": results}
+    doc: dict = {"kills_per_store": a.kills, "stores": []}
+    for i, s in enumerate(a.stores.split(",")):
+        try:
+            doc["stores"].append(run_kills(s, a.root / s, a.kills, seed=i))
+        except StoreBroken as exc:
+            doc["stores"].append({"store": s, "broken": str(exc)})
+        if a.out:  # after every store, so a long run that is cut short still reports
+            a.out.parent.mkdir(parents=True, exist_ok=True)
+            a.out.write_text(json.dumps(doc, indent=1))
     print(json.dumps(doc, indent=1))
-    if a.out:
-        a.out.write_text(json.dumps(doc, indent=1))
-    return 0
+    return 1 if any("broken" in r for r in doc["stores"]) else 0
 
 
 if __name__ == "__main__":
