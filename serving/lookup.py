@@ -21,11 +21,12 @@ import json
 import logging
 import math
 import os
+import queue
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, replace
 
@@ -39,6 +40,32 @@ from serving.metrics import ServingMetrics
 from serving.readers import FEATURE_TS_KEY, FeatureReader
 
 log = logging.getLogger(__name__)
+
+
+class _DaemonPool:
+    """A few daemon threads running store reads. A hung store holds at most ``n`` of them
+    (later reads queue and miss their deadline), and being daemons they never block the
+    process from exiting the way ``ThreadPoolExecutor``'s joined workers would."""
+
+    def __init__(self, n: int) -> None:
+        self._q: queue.SimpleQueue = queue.SimpleQueue()
+        for i in range(n):
+            threading.Thread(target=self._work, name=f"feature-read-{i}", daemon=True).start()
+
+    def _work(self) -> None:
+        while True:
+            fut, fn, args = self._q.get()
+            if not fut.set_running_or_notify_cancel():
+                continue
+            try:
+                fut.set_result(fn(*args))
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting caller
+                fut.set_exception(exc)
+
+    def submit(self, fn, *args) -> Future:
+        fut: Future = Future()
+        self._q.put((fut, fn, args))
+        return fut
 
 
 @dataclass(frozen=True)
@@ -162,8 +189,7 @@ class FeatureLookup:
         self._reader = reader
         self._read_timeout_s = read_timeout_s
         self._last_good_s = last_good_s
-        # A hung store holds at most this many threads; later reads queue and time out.
-        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="feature-read")
+        self._pool = _DaemonPool(4)
         self._last_good: OrderedDict[str, tuple[float, FeatureRow]] = OrderedDict()
         self._health = {"ok": True, "error": None, "down_since": None, "failed_reads": 0}
         self._metrics = metrics if metrics is not None else ServingMetrics()
