@@ -159,10 +159,8 @@ def soak(target: str, clients: int, minutes: float, sample_s: float) -> dict:
 
 
 def _predictor_pids() -> list[int]:
-    from ray.util.state import list_actors
-
-    return sorted(a.pid for a in list_actors(filters=[("state", "=", "ALIVE")], limit=1000)
-                  if "Predictor" in (a.class_name or "") and a.pid)
+    """PIDs of live Predictor replica processes in this Ray tree (by their process title)."""
+    return sorted(pid for pid, name in _ray_processes().items() if "Predictor" in name)
 
 
 def replica_kill(target: str, clients: int, seconds: float, replicas: int) -> dict:
@@ -215,13 +213,18 @@ def main(argv: list[str] | None = None) -> dict:
         ep = start_serve(args, gp, hp, "127.0.0.1", proxy_grpc_port=pgp, timeout_s=300)
         if not a.skip_soak:
             out["soak"] = soak(ep.grpc_target, a.clients, a.minutes, a.sample_s)
+            _write(a.out, out)  # a failure in the kill phase keeps the soak figures
         out["replica_kill"] = replica_kill(ep.grpc_target, a.clients, a.kill_window_s,
                                            a.predictor_replicas)
         serve.delete(args.app_name)
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps(out, indent=1))
+    _write(a.out, out)
     print(json.dumps(out, indent=1))
     return out
+
+
+def _write(path: str, doc: dict) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(doc, indent=1))
 
 
 if __name__ == "__main__":

@@ -103,7 +103,9 @@ def _check(status: int, raw: bytes, what: str) -> None:
     assert status in DOCUMENTED, f"{what} -> {status}: {raw[:300]!r}"
     if status != 200:
         body = json.loads(raw)
-        msg = body.get("error", {}).get("message") or body.get("detail")
+        assert isinstance(body, dict), f"{what} -> {status}: {body!r}"
+        err = body.get("error")
+        msg = (err.get("message") if isinstance(err, dict) else None) or body.get("detail")
         assert msg, f"{what} -> {status} without a message: {body}"
 
 
