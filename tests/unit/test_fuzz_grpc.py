@@ -4,7 +4,7 @@
 Asserted: only the status codes serving/protos/stockray.proto documents come back, never
 INTERNAL/UNKNOWN; an accepted request answers for what it asked; a wrong or malformed token
 is UNAUTHENTICATED; and the server still answers a good request afterwards (nothing lost).
-``FUZZ_EXAMPLES`` (env) scales the example count; the slow variant runs 20x more.
+``FUZZ_EXAMPLES`` (env) sets the examples per test (default 60).
 """
 
 from __future__ import annotations
