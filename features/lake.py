@@ -5,17 +5,15 @@ Layout below ``<data_dir>/lake``::
     bars/ticker=AAPL/bars.parquet      one file per ticker, sorted by ts, key (ticker, ts)
     quarantine/<run_id>.parquet        rejected rows of one ingestion run, with reasons
 
-Writes never leave a half-written file in place: each file is written beside its target and
-moved over it with ``os.replace`` (atomic on POSIX). A crash mid-ingest leaves every partition
-either as it was or as it is meant to be.
+Writes never leave a half-written file in place: each file is written beside its target,
+fsynced and moved over it, and the directory fsynced (:mod:`features.durable`). A SIGKILL
+mid-ingest leaves every partition either as it was or as it is meant to be.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +22,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from features.durable import atomic_write_with, replace_dir
 from features.schema import BAR_COLUMNS, BARS_SCHEMA, QUARANTINE_SCHEMA
 
 
@@ -35,15 +34,8 @@ def _partition_dir(bars_dir: Path, ticker: str) -> Path:
 
 
 def atomic_write_table(table: pa.Table, path: Path) -> None:
-    """Write ``table`` to ``path`` via a temporary sibling and an atomic rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    """Write ``table`` to ``path`` via a fsynced temporary sibling and an atomic rename."""
+    atomic_write_with(path, lambda tmp: pq.write_table(table, tmp))
 
 
 def read_table_once(path: Path, **kwargs) -> pa.Table:
@@ -53,20 +45,6 @@ def read_table_once(path: Path, **kwargs) -> pa.Table:
     inode, so a reader sees the old file or the new one, never a mix."""
     with open(path, "rb") as f:
         return pq.read_table(f, **kwargs)
-
-
-def replace_dir(tmp: Path, out: Path) -> None:
-    """Replace directory ``out`` by the complete directory ``tmp`` with two renames, so a
-    reader sees the old or the new directory, never a partial one (the old one is removed
-    after the swap; ``out`` need not exist)."""
-    if out.exists():
-        old = out.parent / f".{out.name}.old-{os.getpid()}"
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(out, old)
-        os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out)
 
 
 @contextmanager

@@ -29,7 +29,6 @@ from __future__ import annotations
 import fcntl
 import json
 import math
-import os
 import shutil
 import time
 from collections.abc import Iterable, Sequence
@@ -40,6 +39,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as pads
 
+from features.durable import atomic_write_json
 from features.lake import atomic_write_table, replace_dir
 from features.pipeline import ALL_LABEL_COLUMNS, FEATURE_FAMILY, FEATURE_NAMES
 
@@ -198,9 +198,7 @@ def bump_online_generation(repo_path: str | Path, tickers: Iterable[str] = (),
         prev = int(read_online_generation(repo_path).get("generation", 0))
         stamp = {"generation": prev + 1, "written_at": time.time(), "writer": writer,
                  "tickers": sorted(set(tickers))}
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(stamp))
-        os.replace(tmp, path)
+        atomic_write_json(path, stamp)
     return stamp
 
 

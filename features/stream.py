@@ -23,7 +23,6 @@ cluster ``data_dir`` must be shared storage (the ``/data`` volume of ``cluster/*
 
 from __future__ import annotations
 
-import os
 import pickle
 import shutil
 import time
@@ -39,6 +38,7 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from features.contracts import ContractResult, check_bars
+from features.durable import publish_file
 from features.lake import atomic_write_table, read_bars, replace_dir
 from features.pipeline import (
     ALL_LABEL_COLUMNS,
@@ -290,7 +290,7 @@ def write_offline_from_parts(parts: list[Path], offline_dir: Path, con,
         for w in writers.values():
             w.close()
         for k, p in paths.items():
-            os.replace(tmp[k], p)
+            publish_file(tmp[k], p)
         if partitioned:
             replace_dir(ptmp, panel_dir)
             paths["panel"] = panel_dir

@@ -84,7 +84,13 @@ def validate_raw(raw: pd.DataFrame, *, source: str, run_id: str,
         bad |= new
 
     ticker = raw["ticker"].astype("string").str.strip().str.upper()
-    ts = pd.to_datetime(raw["date"], errors="coerce", utc=True, format="mixed")
+    dates = raw["date"]
+    if pd.api.types.is_bool_dtype(dates) or pd.api.types.is_numeric_dtype(dates):
+        # numbers and booleans are not dates: pandas would read them as epoch nanoseconds
+        # (and a bool column as tz-naive, breaking the comparisons below): quarantine them
+        ts = pd.Series(pd.NaT, index=raw.index, dtype="datetime64[ns, UTC]")
+    else:
+        ts = pd.to_datetime(dates, errors="coerce", utc=True, format="mixed")
     num = {c: pd.to_numeric(raw[c], errors="coerce") for c in PRICE_COLUMNS + ["volume"]}
     has_adj = "adj_close" in raw.columns
     adj = pd.to_numeric(raw["adj_close"], errors="coerce") if has_adj else None

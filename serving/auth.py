@@ -37,6 +37,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, Field
 
+from features.durable import atomic_write_text
 from serving.errors import PermissionDeniedError, RateLimitedError, UnauthenticatedError
 
 SCOPES = ("predict", "explain", "admin")
@@ -124,14 +125,7 @@ def _check_mode(path: Path, dir_: bool = False) -> None:
 
 def _write_private(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` with mode 0600 via a temp file + rename (never world-readable)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, text.encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    atomic_write_text(path, text, mode=0o600)
 
 
 def ensure_auth_dir(auth_dir: str | os.PathLike[str]) -> Path:

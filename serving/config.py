@@ -57,6 +57,12 @@ class StageConfig(BaseModel):
         ge=0,
         description="How often the online-store generation stamp is checked (0 = per request).",
     )
+    feature_read_timeout_s: float = Field(
+        2.0,
+        gt=0,
+        description="Deadline of one online-store read; past it known tickers are served "
+        "from their last good row flagged stale, others get UNAVAILABLE.",
+    )
     explain_cache_size: int = Field(
         4096, ge=0, description="Explanations cached by exact feature vector (0 = off)."
     )
@@ -96,7 +102,8 @@ class StageConfig(BaseModel):
         # Readers that know their store's generation stamp (FeastOnlineReader) expose its path.
         stamp = getattr(reader, "generation_path", None)
         watch = GenerationWatch(stamp, self.feature_generation_check_s) if stamp else None
-        return FeatureLookup(reader, ttl_s=self.feature_cache_ttl_s, watch=watch)
+        return FeatureLookup(reader, ttl_s=self.feature_cache_ttl_s, watch=watch,
+                             read_timeout_s=self.feature_read_timeout_s)
 
     def sources(self) -> dict[str, ModelSource]:
         out = {CHAMPION: self.models}

@@ -48,6 +48,13 @@ class StaleFeaturesError(FeaturesUnavailableError):
     """Features older than the configured limit while the server refuses stale features."""
 
 
+class FeatureStoreUnavailableError(ServingError):
+    """The online feature store failed or missed its read deadline, with no last good row."""
+
+    grpc_code = grpc.StatusCode.UNAVAILABLE
+    http_status = 503
+
+
 class OverloadedError(ServingError):
     """Serve's backpressure (``max_queued_requests``) rejected the request."""
 

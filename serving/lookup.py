@@ -8,6 +8,11 @@ committed. :class:`GenerationWatch` ``os.stat``-s that file at most every ``chec
 the generation current *before* their store read, and a row is served only while that
 generation is still current, so a read that raced a materialize is never served after the
 watch has seen the stamp move. Listeners (e.g. explanation warm-up) hear about each change.
+
+Faults: every store read has a deadline (``read_timeout_s``). A read that fails or misses it
+marks the store down (:meth:`FeatureLookup.store_health`, reported by ``/healthz``); tickers
+read before are then served from their last good row flagged ``degraded`` (the response says
+``stale``), others get ``UNAVAILABLE`` with advice. The next good read marks the store up.
 """
 
 from __future__ import annotations
@@ -16,17 +21,51 @@ import json
 import logging
 import math
 import os
+import queue
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, replace
 
-from serving.errors import InvalidRequestError, ServingError, UnknownTickerError
+from serving.errors import (
+    FeatureStoreUnavailableError,
+    InvalidRequestError,
+    ServingError,
+    UnknownTickerError,
+)
 from serving.metrics import ServingMetrics
 from serving.readers import FEATURE_TS_KEY, FeatureReader
 
 log = logging.getLogger(__name__)
+
+
+class _DaemonPool:
+    """A few daemon threads running store reads. A hung store holds at most ``n`` of them
+    (later reads queue and miss their deadline), and being daemons they never block the
+    process from exiting the way ``ThreadPoolExecutor``'s joined workers would."""
+
+    def __init__(self, n: int) -> None:
+        self._q: queue.SimpleQueue = queue.SimpleQueue()
+        for i in range(n):
+            threading.Thread(target=self._work, name=f"feature-read-{i}", daemon=True).start()
+
+    def _work(self) -> None:
+        while True:
+            fut, fn, args = self._q.get()
+            if not fut.set_running_or_notify_cancel():
+                continue
+            try:
+                fut.set_result(fn(*args))
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting caller
+                fut.set_exception(exc)
+
+    def submit(self, fn, *args) -> Future:
+        fut: Future = Future()
+        self._q.put((fut, fn, args))
+        return fut
 
 
 @dataclass(frozen=True)
@@ -36,6 +75,7 @@ class FeatureRow:
     ticker: str
     values: dict[str, float]
     feature_ts: float
+    degraded: bool = False  # the last good row, served while the store does not answer
 
 
 class FileWatch:
@@ -130,6 +170,8 @@ class FeatureLookup:
         clock: monotonic seconds, injectable for tests.
         watch: the online-store generation stamp (None: TTL only).
         metrics: where cache hits and misses are counted (default: Ray's, when connected).
+        read_timeout_s: deadline of one store read; past it the store counts as down.
+        last_good_s: how long a ticker's last good row may stand in while the store is down.
     """
 
     def __init__(
@@ -141,8 +183,15 @@ class FeatureLookup:
         clock: Callable[[], float] = time.monotonic,
         watch: GenerationWatch | None = None,
         metrics: ServingMetrics | None = None,
+        read_timeout_s: float = 2.0,
+        last_good_s: float = 3 * 86400.0,
     ) -> None:
         self._reader = reader
+        self._read_timeout_s = read_timeout_s
+        self._last_good_s = last_good_s
+        self._pool = _DaemonPool(4)
+        self._last_good: OrderedDict[str, tuple[float, FeatureRow]] = OrderedDict()
+        self._health = {"ok": True, "error": None, "down_since": None, "failed_reads": 0}
         self._metrics = metrics if metrics is not None else ServingMetrics()
         self._ttl_s = ttl_s
         self._max_entries = max_entries
@@ -247,7 +296,11 @@ class FeatureLookup:
             else:
                 todo.append(key)
         if todo:
-            raw = self._reader.read(todo)
+            raw = self._read_store(todo)
+            if raw is None:
+                self._serve_last_good(todo, out)
+                self._metrics.cache(len(tickers) - len(todo), len(todo))
+                return out
             fresh = []
             for key in todo:
                 r = raw.get(key)
@@ -260,8 +313,64 @@ class FeatureLookup:
                 out[key] = row = self._row(key, r)
                 fresh.append(row)
             self._store(fresh, now, gen)
+            self._keep_last_good(fresh)
         self._metrics.cache(len(tickers) - len(todo), len(todo))
         return out
+
+    def _read_store(self, keys: list[str]) -> dict | None:
+        """The store's rows, or None when it failed or missed the deadline (health updated)."""
+        try:
+            raw = self._pool.submit(self._reader.read, keys).result(timeout=self._read_timeout_s)
+        except FutureTimeout:
+            self._mark_down(f"no answer within {self._read_timeout_s:g}s")
+            return None
+        except Exception as exc:  # noqa: BLE001 - any store failure degrades, reported
+            # Only the type leaves the process (health is open; messages may hold paths).
+            log.warning("feature store read failed: %s: %.300s", type(exc).__name__, exc)
+            self._mark_down(type(exc).__name__)
+            return None
+        with self._lock:
+            if not self._health["ok"]:
+                log.warning("feature store answers again after %s", self._health["error"])
+            self._health.update(ok=True, down_since=None)
+        return raw
+
+    def _mark_down(self, error: str) -> None:
+        with self._lock:
+            if self._health["ok"]:
+                log.error("feature store unavailable: %s", error)
+                self._health["down_since"] = time.time()
+            self._health.update(ok=False, error=error,
+                                failed_reads=self._health["failed_reads"] + 1)
+
+    def _keep_last_good(self, rows: list[FeatureRow]) -> None:
+        now = time.monotonic()
+        with self._lock:
+            for row in rows:
+                self._last_good[row.ticker] = (now, row)
+                self._last_good.move_to_end(row.ticker)
+            while len(self._last_good) > self._max_entries:
+                self._last_good.popitem(last=False)
+
+    def _serve_last_good(self, keys: list[str], out: dict) -> None:
+        now = time.monotonic()
+        err = self._health["error"]
+        for key in keys:
+            with self._lock:
+                hit = self._last_good.get(key)
+            if hit is not None and now - hit[0] <= self._last_good_s:
+                out[key] = replace(hit[1], degraded=True)
+            else:
+                out[key] = FeatureStoreUnavailableError(
+                    f"the online feature store is unavailable ({err}) and {key!r} has no "
+                    "recent row in this replica: retry in a few seconds; operators: check the "
+                    "online store (Redis/sqlite) and /healthz"
+                )
+
+    def store_health(self) -> dict:
+        """``ok``, last ``error``, ``down_since`` (epoch s) and ``failed_reads`` so far."""
+        with self._lock:
+            return dict(self._health)
 
     def rows(self, tickers: list[str]) -> list[dict[str, float]]:
         """Feature values of the known ``tickers`` (for explanation warm-up)."""

@@ -36,6 +36,7 @@ import numpy as np
 from serving.audit import AuditLog
 from serving.auth import CURRENT_KEY, FULL_EXPLAIN
 from serving.errors import (
+    FeatureStoreUnavailableError,
     InvalidRequestError,
     PermissionDeniedError,
     ServingError,
@@ -183,6 +184,9 @@ class LocalStages:
     async def lookup_many(self, tickers: list[str]) -> dict[str, FeatureRow | ServingError]:
         return self.lookup_stage.get_many(tickers)
 
+    async def feature_store_health(self) -> dict:
+        return self.lookup_stage.store_health()
+
     async def score(
         self, rows: list[FeatureRow], horizons: Sequence[int], alias: str
     ) -> list[Scores | ServingError]:
@@ -313,6 +317,11 @@ class PredictionService:
     async def models(self) -> dict[str, dict[int, ModelInfo]]:
         return await self._stages.models()
 
+    async def feature_store_health(self) -> dict | None:
+        """The lookup stage's view of the online store (None for stages that do not say)."""
+        fn = getattr(self._stages, "feature_store_health", None)
+        return await fn() if fn is not None else None
+
     # ---- request planning ----
     def _plan(self, models, tickers_raw, horizons_raw, alias_raw, as_of_raw, explain, top_k):
         pol = self.policy
@@ -356,7 +365,12 @@ class PredictionService:
                 "`stockray evaluate`) for history"
             )
         age = ref - row.feature_ts if not math.isnan(row.feature_ts) else math.inf
-        stale = age > self.policy.max_feature_age_s
+        stale = age > self.policy.max_feature_age_s or row.degraded
+        if row.degraded and self.policy.reject_stale:
+            raise FeatureStoreUnavailableError(
+                f"the online feature store is unavailable and this server refuses stale "
+                f"features ({row.ticker}): retry in a few seconds; operators: check /healthz"
+            )
         if stale and self.policy.reject_stale:
             raise StaleFeaturesError(
                 f"features of {row.ticker} are as of {iso_utc(row.feature_ts) or 'unknown'} "

@@ -15,20 +15,14 @@ from pathlib import Path
 
 import grpc
 
+from features.durable import atomic_write_bytes
+
 CERT_FILE, KEY_FILE = "server.crt", "server.key"
 CLIENT_CERT_FILE, CLIENT_KEY_FILE = "client.crt", "client.key"
 
 
 def _write(path: Path, data: bytes, mode: int) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
+    atomic_write_bytes(path, data, mode=mode)
 
 
 def _pair(common_name: str, names: list[str], days: int, *, server: bool):

@@ -1,6 +1,6 @@
 """The model-bundle *format*: what ``serving`` reads and ``training.export`` writes.
 
-No training imports (numpy and, lazily, onnxruntime only), so ``serving`` depends on this
+No training imports (numpy, `features.durable` and, lazily, onnxruntime only), so ``serving`` depends on this
 module instead of the trainers. A bundle is a directory; ``bundle.json``'s ``kind`` says which
 layout it has (``lgbm`` when absent); ``training.export`` documents both layouts.
 
@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from features.durable import atomic_write_json
 
 ONNX_FILE = "model.onnx"
 BOOSTER_FILE = "model.txt"
@@ -99,12 +100,9 @@ def write_bundle_meta(bundle_dir: str | os.PathLike[str], **updates: Any) -> dic
 
 
 def write_json_atomic(path: Path, obj: dict[str, Any]) -> None:
-    """Write ``obj`` as JSON next to ``path`` and rename it over ``path`` (never half-written)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, path)
+    """Write ``obj`` as JSON next to ``path`` and rename it over ``path``, fsynced (never
+    half-written, even after a power cut)."""
+    atomic_write_json(path, obj, indent=2, sort_keys=True)
 
 
 # --- validation residual calibration (serving's conformal intervals and P(up)) ---------------

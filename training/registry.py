@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from features.durable import file_lock, replace_dir
 from training.export import (
     export_bundle,
     export_sequence_bundle,
@@ -410,24 +411,40 @@ def promote(tracking_uri: str, name: str, *, margin: float, min_seeds: int,
     ``challenger`` alias is removed, the history tag extended, and — for the served family,
     when ``bundle_root`` is given — the local bundle refreshed.
     """
-    client = _client(tracking_uri)
+    with _alias_lock(tracking_uri, name):
+        return _promote_locked(_client(tracking_uri), name, margin=margin, min_seeds=min_seeds,
+                               force=force, bundle_root=bundle_root)
+
+
+def _promote_locked(client, name: str, *, margin: float, min_seeds: int, force: bool,
+                    bundle_root: Path | None) -> PromotionDecision:
     champ, chall = _alias_version(client, name, CHAMPION), _alias_version(client, name, CHALLENGER)
     if chall is None:
         return PromotionDecision(name, champ, None, False, "no challenger to promote")
+    if chall == champ:  # a promotion killed half-way: finish it (every step is idempotent)
+        _finish_promotion(client, name, chall, bundle_root)
+        return PromotionDecision(name, champ, chall, True, "resumed an interrupted promotion")
     ch_s = version_scores(client, name, chall)
     k_s = version_scores(client, name, champ) if champ else []
     ok, reason = promotion_rule(ch_s, k_s, margin=margin, min_seeds=min_seeds)
     if force and not ok:
         ok, reason = True, f"forced (rule said: {reason})"
     if ok:
-        client.set_registered_model_alias(name, CHAMPION, chall)
-        client.delete_registered_model_alias(name, CHALLENGER)
-        _push_history(client, name, chall)
-        client.set_model_version_tag(name, chall, "promoted_at",
-                                     datetime.now(UTC).isoformat(timespec="seconds"))
         client.set_model_version_tag(name, chall, "promotion_reason", reason)
-        _sync_local_bundle(client, name, chall, bundle_root)
+        client.set_registered_model_alias(name, CHAMPION, chall)
+        _finish_promotion(client, name, chall, bundle_root)
     return PromotionDecision(name, champ, chall, ok, reason, ch_s, k_s)
+
+
+def _finish_promotion(client, name: str, version: str, bundle_root: Path | None) -> None:
+    """The steps after the champion alias moved. The challenger alias goes last: until then a
+    SIGKILL leaves champion == challenger, which the next ``promote`` recognises and finishes,
+    so history and the local bundle never silently lag the champion."""
+    _push_history(client, name, version)
+    _sync_local_bundle(client, name, version, bundle_root)
+    client.set_model_version_tag(name, version, "promoted_at",
+                                 datetime.now(UTC).isoformat(timespec="seconds"))
+    client.delete_registered_model_alias(name, CHALLENGER)
 
 
 def rollback(tracking_uri: str, name: str,
@@ -437,7 +454,11 @@ def rollback(tracking_uri: str, name: str,
     Raises:
         ValueError: there is no earlier champion in the history.
     """
-    client = _client(tracking_uri)
+    with _alias_lock(tracking_uri, name):
+        return _rollback_locked(_client(tracking_uri), name, bundle_root)
+
+
+def _rollback_locked(client, name: str, bundle_root: Path | None) -> tuple[str, str]:
     hist = _history(client, name)
     current = _alias_version(client, name, CHAMPION)
     if current is not None and (not hist or hist[-1] != current):
@@ -447,8 +468,10 @@ def rollback(tracking_uri: str, name: str,
     frm = hist.pop()
     to = hist[-1]
     now = datetime.now(UTC).isoformat(timespec="seconds")
-    client.set_registered_model_alias(name, CHAMPION, to)
+    # History before the alias: a kill between the two leaves champion == the popped entry,
+    # which a re-run treats as "roll back from it" and lands on the same version.
     client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(hist))
+    client.set_registered_model_alias(name, CHAMPION, to)
     client.set_registered_model_tag(name, "last_rollback", f"v{frm} -> v{to} at {now}")
     client.set_model_version_tag(name, frm, "rolled_back_at", now)
     _sync_local_bundle(client, name, to, bundle_root)
@@ -475,8 +498,16 @@ def _sync_local_bundle(client, name: str, version: str, bundle_root: Path | None
         shutil.rmtree(staged, ignore_errors=True)
         shutil.copytree(got, staged)
         write_bundle_meta(staged, model_version=str(version), model_name=name)
-        shutil.rmtree(dest, ignore_errors=True)
-        staged.rename(dest)
+        replace_dir(staged, dest)  # serving never finds the bundle directory missing
+
+
+def _alias_lock(tracking_uri: str, name: str):
+    """One lock per registered model, beside a local registry (else in the temp dir): alias,
+    history and bundle move together, and two promoters never lose a history entry."""
+    local = tracking_uri.removeprefix("sqlite:///").removeprefix("file://")
+    base = Path(local).parent if local != tracking_uri else Path(tempfile.gettempdir())
+    digest = hashlib.sha256(f"{tracking_uri}|{name}".encode()).hexdigest()[:16]
+    return file_lock(base / f".stockray-alias-{digest}.lock")
 
 
 @dataclass

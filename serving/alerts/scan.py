@@ -11,7 +11,6 @@ the quarantine share and each ticker's newest bar.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -20,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from features.durable import atomic_write_json
 from serving.alerts.rules import (
     Alert,
     AlertConfig,
@@ -46,10 +46,7 @@ def _load_state(path: Path) -> dict:
 
 
 def _save_state(path: Path, state: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(state, indent=1, sort_keys=True))
-    os.replace(tmp, path)
+    atomic_write_json(path, state, indent=1, sort_keys=True)
 
 
 def observations_from_batch(resp) -> list[PredictionObservation]:

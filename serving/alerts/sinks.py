@@ -28,6 +28,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from features.durable import atomic_write_text
 from serving.alerts.rules import SEVERITY_ORDER, Alert, AlertConfig, SinkConfig
 from serving.alerts.signing import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, sign
 
@@ -291,7 +292,5 @@ class Dispatcher:
                 rep.dead_lettered += 1
                 keep.append(json.dumps({**entry, "error": rep.errors[-1],
                                         "failed_at": time.time()}, sort_keys=True))
-        tmp = path.with_suffix(".jsonl.tmp")
-        tmp.write_text("".join(k + "\n" for k in keep))
-        os.replace(tmp, path)
+        atomic_write_text(path, "".join(k + "\n" for k in keep))
         return rep

@@ -17,3 +17,6 @@ class FeatureLookupDeployment:
 
     def lookup_many(self, tickers: list[str]) -> dict[str, FeatureRow | ServingError]:
         return self._lookup.get_many(tickers)
+
+    def store_health(self) -> dict:
+        return self._lookup.store_health()

@@ -202,6 +202,9 @@ class HandleStages:
     async def lookup_many(self, tickers: list[str]) -> dict[str, FeatureRow | ServingError]:
         return _raise_if_error(await self._lookup.lookup_many.remote(tickers))
 
+    async def feature_store_health(self) -> dict:
+        return await self._lookup.store_health.remote()
+
     async def score(
         self, rows: list[FeatureRow], horizons: Sequence[int], alias: str
     ) -> list[Scores | ServingError]:
@@ -386,6 +389,8 @@ class Ingress:
                     for h, m in champion.items()
                 },
                 "aliases": sorted(models),
+                # ok=False: reads fail or time out; known tickers are served flagged stale
+                "feature_store": await self._service.feature_store_health(),
             },
             status_code=200 if ok else 503,
         )

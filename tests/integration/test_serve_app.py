@@ -145,6 +145,7 @@ def test_http_predict_healthz_and_errors(app):
     with urllib.request.urlopen(f"{app.http_url}/healthz", timeout=10) as r:
         health = json.loads(r.read())
     assert health["status"] == "SERVING" and health["models"]["5"]["version"] == "3"
+    assert health["feature_store"]["ok"] is True  # fused: local lookup; split: its replica
 
 
 def test_mlflow_champion_alias_resolves_and_overrides_version(bundle_dirs, tmp_path):

@@ -261,7 +261,7 @@ def test_grpc_failed_precondition_for_nan_features(served, rows):
     assert "vol_20d" in ei.value.details and "materialize" in ei.value.details
 
 
-def test_grpc_internal_error_hides_details(served):
+def test_grpc_store_failure_is_unavailable_and_hides_details(served):
     svc = PredictionService(
         LocalStages(FeatureLookup(BrokenReader()), served)
     )
@@ -271,8 +271,9 @@ def test_grpc_internal_error_hides_details(served):
         pytest.raises(PredictionError) as ei,
     ):
         c.predict("AAPL")
-    assert ei.value.code == grpc.StatusCode.INTERNAL
+    assert ei.value.code == grpc.StatusCode.UNAVAILABLE
     assert "RuntimeError" in ei.value.details and "secret" not in ei.value.details
+    assert "retry" in ei.value.details
 
 
 def test_grpc_reflection_lists_services(server):

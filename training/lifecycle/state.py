@@ -10,6 +10,7 @@ import hashlib
 import json
 from pathlib import Path
 
+from features.durable import atomic_write_json
 from features.settings import Settings
 from features.sources import files_sha256
 from training.data import offline_snapshot_hash
@@ -27,9 +28,7 @@ def load_state(settings: Settings) -> dict:
 def save_state(settings: Settings, state: dict) -> None:
     p = state_path(settings)
     p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_suffix(".tmp")
-    tmp.write_text(json.dumps(state, indent=2, default=str))
-    tmp.replace(p)
+    atomic_write_json(p, state, indent=2, default=str)  # fsynced: a crash never leaves half
 
 
 def lake_hash(settings: Settings) -> str:
