@@ -11,16 +11,18 @@ store it uses; a new SQLite one otherwise), materializes the view online, and ap
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from datetime import timedelta
 
 import pandas as pd
 
 from features.events import write_events
 from features.lake import read_table_once
 from features.settings import Settings
+from features.store import bump_online_generation
 from features.text.daily import sentiment_shocks, text_features
 from features.text.records import read_news
 from features.text.scoring import read_scores
-from features.text.views import materialize_text, write_text_offline
+from features.text.views import TEXT_VIEW, write_text_offline
 
 
 @dataclass
@@ -47,6 +49,18 @@ def bar_days(settings: Settings, tickers: list[str]) -> dict[str, pd.DatetimeInd
             out[t] = pd.DatetimeIndex(read_table_once(path, columns=["ts"]).column("ts")
                                       .to_pandas())
     return out
+
+
+def materialize_text(store, frame: pd.DataFrame) -> int:
+    """Load the text view's rows of ``frame``'s span online; returns the tickers written."""
+    if frame.empty:
+        return 0
+    start = pd.Timestamp(frame["ts"].min()).to_pydatetime() - timedelta(days=1)
+    end = pd.Timestamp(frame["ts"].max()).to_pydatetime() + timedelta(days=1)
+    store.materialize(start_date=start, end_date=end, feature_views=[TEXT_VIEW])
+    tickers = sorted(frame["ticker"].unique())
+    bump_online_generation(store.repo_path, tickers, writer="materialize-text")
+    return len(tickers)
 
 
 def _store(settings: Settings):

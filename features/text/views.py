@@ -53,17 +53,3 @@ def write_text_offline(frame: pd.DataFrame, offline_dir: Path) -> Path:
     path = offline_dir / TEXT_FILE
     atomic_write_table(pa.Table.from_pandas(out, preserve_index=False), path)
     return path
-
-
-def materialize_text(store, frame: pd.DataFrame) -> int:
-    """Load the text view's rows of ``frame``'s span online; returns the tickers written."""
-    from features.store import bump_online_generation
-
-    if frame.empty:
-        return 0
-    start = pd.Timestamp(frame["ts"].min()).to_pydatetime() - timedelta(days=1)
-    end = pd.Timestamp(frame["ts"].max()).to_pydatetime() + timedelta(days=1)
-    store.materialize(start_date=start, end_date=end, feature_views=[TEXT_VIEW])
-    tickers = sorted(frame["ticker"].unique())
-    bump_online_generation(store.repo_path, tickers, writer="materialize-text")
-    return len(tickers)
