@@ -20,12 +20,14 @@ from ray_apps.alerts_cli import app as alerts_app
 from ray_apps.analyst_cli import analyst_app
 from ray_apps.cli_state import SETTINGS_STATE
 from ray_apps.cli_state import settings as _settings
+from ray_apps.sentiment_cli import app as sentiment_app
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="stockray: a Ray cluster for stock prediction — ingest, features, "
                        "training and low-latency gRPC serving with explanations.")
 _state: dict[str, Settings] = SETTINGS_STATE
 app.add_typer(alerts_app, name="alerts")
+app.add_typer(sentiment_app, name="sentiment")
 app.command(name="app")(analyst_app)
 
 
