@@ -236,6 +236,8 @@ def fit_ray_train(cfg: SentimentConfig, texts: list[str], y: np.ndarray, vtexts:
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
+    from training.sequence import worker_runtime_env
+
     use_gpu = torch.cuda.is_available()
     trainer = TorchTrainer(
         train_loop_per_worker,
@@ -245,7 +247,10 @@ def fit_ray_train(cfg: SentimentConfig, texts: list[str], y: np.ndarray, vtexts:
                                      resources_per_worker={"CPU": cfg.cpus}),
         run_config=RunConfig(name=name, storage_path=str(storage_path),
                              failure_config=FailureConfig(max_failures=1),
-                             checkpoint_config=CheckpointConfig(num_to_keep=1)),
+                             checkpoint_config=CheckpointConfig(num_to_keep=1),
+                             # Ray starts workers at nice +15: on a busy box the fine-tune
+                             # would starve (training.sequence.fit_ray_train measured it)
+                             worker_runtime_env=worker_runtime_env(0)),
     )
     return trainer.fit()
 
