@@ -55,7 +55,7 @@ def test_bundle_parity_and_registry(tiny_run):
     assert b["int8_batch_vs_single_max_abs_prob"] <= 1e-3  # static int8: batch-independent
     client = mlflow.MlflowClient(tracking_uri=tracking)
     mv = client.get_model_version_by_alias(MODEL_NAME, "champion")
-    assert mv.version == report["meta"]["model_version"] == "1"
+    assert str(mv.version) == report["meta"]["model_version"] == "1"
     assert "Model card: stockray-sentiment v1" in mv.description
     meta = json.loads((root / "models" / "sentiment" / "bundle.json").read_text())
     assert meta["model_version"] == "1" and meta["labels"] == ["negative", "neutral", "positive"]
