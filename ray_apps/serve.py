@@ -35,7 +35,11 @@ def app_args(settings: Settings, horizons: list[int] | None = None,
     # Explanations of every ticker in the lake are computed in one batch when a replica loads
     # its models (and again after a swap), so the first request per ticker is a cache hit.
     warm = [t for t in list_tickers(settings.bars_dir) if t != MARKET_TICKER]
+    # The sentiment champion (ScoreText/ScoreTexts) when `stockray sentiment train` made one.
+    sentiment = settings.models_dir / "sentiment"
+    sentiment_bundle = str(sentiment) if (sentiment / "bundle.json").is_file() else None
     return AppArgs(models=models, challenger=challenger, warm_tickers=warm,
+                   sentiment_bundle=sentiment_bundle,
                    audit_dir=str(settings.data_dir / "audit"),
                    reader="features.store:FeastOnlineReader",
                    reader_kwargs={"repo_path": str(settings.feast_dir)},

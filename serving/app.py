@@ -62,6 +62,12 @@ class AppArgs(StageConfig):
         "ingress has one replica while direct ingress owns the public port.",
     )
 
+    sentiment_bundle: str | None = Field(
+        None, description="Sentiment bundle directory (ScoreText/ScoreTexts); None = not served."
+    )
+    sentiment_variant: str | None = Field(None, description="int8 | fp32 (default: the bundle's).")
+    sentiment_num_cpus: float = Field(0.3, gt=0, description="CPUs of the Sentiment replica.")
+
     @model_validator(mode="after")
     def _ports(self) -> AppArgs:
         if self.grpc_port == self.http_port:
@@ -85,6 +91,7 @@ def build_app(args: AppArgs | dict) -> Application:
     from serving.deployments.feature_lookup import FeatureLookupDeployment
     from serving.deployments.ingress import Ingress
     from serving.deployments.predictor import PredictorDeployment
+    from serving.deployments.sentiment import SentimentDeployment
 
     a = args if isinstance(args, AppArgs) else AppArgs.model_validate(args)
     cfg = a.stage_config()
@@ -98,8 +105,14 @@ def build_app(args: AppArgs | dict) -> Application:
         max_queued_requests=a.max_queued_requests,
         user_config=user_config,
     )
+    extra = {}
+    if a.sentiment_bundle:
+        extra["sentiment"] = SentimentDeployment.options(
+            ray_actor_options={"num_cpus": a.sentiment_num_cpus},
+            max_ongoing_requests=a.stage_max_ongoing_requests,
+        ).bind(a.sentiment_bundle, a.sentiment_variant)
     if a.mode == "fused":
-        return ingress.bind(config=cfg)
+        return ingress.bind(config=cfg, **extra)
 
     def stage(dep, replicas: int, cpus: float):
         scale = (
@@ -124,4 +137,5 @@ def build_app(args: AppArgs | dict) -> Application:
         .options(user_config=user_config)
         .bind(cfg)
     )
-    return ingress.bind(lookup=lookup, predictor=predictor, explainer=explainer, split_config=cfg)
+    return ingress.bind(lookup=lookup, predictor=predictor, explainer=explainer, split_config=cfg,
+                        **extra)

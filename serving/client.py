@@ -150,6 +150,16 @@ class PredictionClient:
     def list_models(self, timeout: float | None = 10.0) -> pb.ListModelsResponse:
         return self._call(self._stub.ListModels, pb.ListModelsRequest(), timeout)
 
+    def score_text(self, text: str, timeout: float | None = 10.0) -> pb.ScoreTextResponse:
+        """Sentiment label and class probabilities of one sentence."""
+        return self._call(self._stub.ScoreText, pb.ScoreTextRequest(text=text), timeout)
+
+    def score_texts(
+        self, texts: Sequence[str], timeout: float | None = 30.0
+    ) -> pb.ScoreTextsResponse:
+        """Sentiment of many sentences in one call (request order)."""
+        return self._call(self._stub.ScoreTexts, pb.ScoreTextsRequest(texts=list(texts)), timeout)
+
     def health(self, service: str = "", timeout: float | None = 5.0) -> str:
         """The ``grpc.health.v1`` status name, e.g. ``"SERVING"``."""
         try:

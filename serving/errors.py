@@ -97,6 +97,13 @@ class RequestTooLargeError(ServingError):
     http_status = 413
 
 
+class ModelUnavailableError(ServingError):
+    """The server runs without the model this call needs (e.g. no sentiment bundle)."""
+
+    grpc_code = grpc.StatusCode.UNAVAILABLE
+    http_status = 503
+
+
 OVERLOAD_HINT = (
     "server overloaded (request queue full): retry with exponential backoff and jitter "
     "(e.g. 50 ms doubling to 2 s), or add replicas / raise max_queued_requests"

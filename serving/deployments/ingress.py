@@ -57,6 +57,7 @@ from serving.lookup import FeatureRow
 from serving.modelset import Watcher
 from serving.protos import stockray_pb2 as pb
 from serving.scorer import ModelInfo
+from serving.sentiment_api import SentimentAPI, SentimentInfo
 from serving.service import PredictionService, Scores, ServicePolicy, Stages
 
 log = logging.getLogger("ray.serve")
@@ -92,6 +93,18 @@ class PredictBatchBody(BaseModel):
     model_alias: Str = ""
 
 
+class ScoreTextBody(BaseModel):
+    """JSON twin of ``ScoreTextRequest`` (length is checked by SentimentAPI, with its message)."""
+
+    text: str
+
+
+class ScoreTextsBody(BaseModel):
+    """JSON twin of ``ScoreTextsRequest``."""
+
+    texts: list[str] = Field(max_length=65536)
+
+
 class ExplainBody(BaseModel):
     """JSON twin of ``ExplainRequest``."""
 
@@ -106,6 +119,8 @@ HTTP_RPCS = {
     "/v1/predict_batch": "PredictBatch",
     "/v1/explain": "Explain",
     "/v1/models": "ListModels",
+    "/v1/score_text": "ScoreText",
+    "/v1/score_texts": "ScoreTexts",
 }
 
 
@@ -225,6 +240,23 @@ def _raise_if_error(result: Any) -> Any:
     return result
 
 
+class SentimentHandle:
+    """The Sentiment deployment through its handle; the model info is cached briefly."""
+
+    def __init__(self, handle: DeploymentHandle) -> None:
+        self._h = handle
+        self._info: tuple[float, SentimentInfo] | None = None
+
+    async def info(self) -> SentimentInfo:
+        now = time.monotonic()
+        if self._info is None or now - self._info[0] > MODELS_TTL_S:
+            self._info = (now, await self._h.info.remote())
+        return self._info[1]
+
+    async def score_many(self, texts: list[str]):
+        return await self._h.score_many.remote(texts)
+
+
 def apply_routing(policy: ServicePolicy, routing: RoutingConfig) -> None:
     policy.canary_weight, policy.shadow = routing.canary_weight, routing.shadow
 
@@ -239,6 +271,7 @@ class Ingress:
         predictor: DeploymentHandle | None = None,
         explainer: DeploymentHandle | None = None,
         split_config: StageConfig | None = None,
+        sentiment: DeploymentHandle | None = None,
     ) -> None:
         stages: Stages
         self._served = None
@@ -255,6 +288,9 @@ class Ingress:
         policy = cfg.policy() if cfg is not None else ServicePolicy()
         audit = cfg.build_audit() if cfg is not None else None
         self._service = PredictionService(stages, policy, audit=audit)
+        sh = SentimentHandle(sentiment) if sentiment is not None else None
+        self._sentiment = SentimentAPI(sh.score_many if sh else None, sh.info if sh else None,
+                                       max_texts=cfg.max_batch_tickers if cfg else 256)
         self._gate = Gate(cfg.access if cfg is not None else AccessConfig(), audit)
         set_replica_gate(self._gate)
 
@@ -323,6 +359,21 @@ class Ingress:
             "ListModels",
         )
 
+    async def ScoreText(
+        self, request: pb.ScoreTextRequest, grpc_context: RayServegRPCContext
+    ) -> pb.ScoreTextResponse:
+        return await self._grpc(
+            self._sentiment.score_text, request, grpc_context, pb.ScoreTextResponse(), "ScoreText"
+        )
+
+    async def ScoreTexts(
+        self, request: pb.ScoreTextsRequest, grpc_context: RayServegRPCContext
+    ) -> pb.ScoreTextsResponse:
+        return await self._grpc(
+            self._sentiment.score_texts, request, grpc_context, pb.ScoreTextsResponse(),
+            "ScoreTexts",
+        )
+
     # ---- gRPC: grpc.health.v1.Health ----
     async def Check(
         self, request: health_pb2.HealthCheckRequest, grpc_context: RayServegRPCContext
@@ -370,6 +421,18 @@ class Ingress:
     async def http_explain(self, body: ExplainBody) -> Any:
         return await self._http(
             self._service.explain, lambda: pb.ExplainRequest(**body.model_dump())
+        )
+
+    @api.post("/v1/score_text")
+    async def http_score_text(self, body: ScoreTextBody) -> Any:
+        return await self._http(
+            self._sentiment.score_text, lambda: pb.ScoreTextRequest(text=body.text)
+        )
+
+    @api.post("/v1/score_texts")
+    async def http_score_texts(self, body: ScoreTextsBody) -> Any:
+        return await self._http(
+            self._sentiment.score_texts, lambda: pb.ScoreTextsRequest(texts=body.texts)
         )
 
     @api.get("/v1/models")

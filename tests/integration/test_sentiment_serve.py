@@ -1,0 +1,103 @@
+"""ScoreText / ScoreTexts through the real Serve app (gRPC on the public port and through
+Serve's proxy, HTTP), token-protected, agreeing with the bundle's ONNX scorer.
+
+The bundle is a tiny in-process fine-tune (1 epoch, 64 sentences): the test checks the serving
+path, not accuracy."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+
+import grpc
+import numpy as np
+import pytest
+
+from serving.app import AppArgs
+from serving.client import PredictionClient, PredictionError
+from serving.launch import serve_env, start_serve
+from serving.models import ModelSource
+from serving.sentiment_models import SentimentScorer
+from tests.ray_fixtures import private_ray
+from tests.serving_fixtures import auth_headers, free_port, make_bundles, synthetic_rows
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+TEXTS = ["Revenue rose 12% and beat estimates.", "The company cut its guidance.",
+         "The board will meet on Tuesday."]
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    from training.sentiment import SentimentConfig, SentimentModel, load_corpus
+
+    root = tmp_path_factory.mktemp("sb")
+    sm = SentimentModel(SentimentConfig(epochs=1, max_len=32, train_limit=64), use_ray=False)
+    ds = load_corpus()
+    sm.fit(ds)
+    return sm.export(root / "sentiment", calibration_texts=ds.rows("train")["text"].tolist()[:64])
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory, bundle):
+    ports = {"grpc": free_port(), "http": free_port(), "pgrpc": free_port()}
+    with private_ray(serve_env(ports["grpc"]), prefix="srsents-"):
+        args = AppArgs(models=ModelSource(bundle_dirs=make_bundles(tmp_path_factory.mktemp("b"))),
+                       reader="tests.serving_fixtures:FakeReader",
+                       reader_kwargs={"rows": synthetic_rows()}, sentiment_bundle=str(bundle))
+        yield start_serve(args, ports["grpc"], ports["http"], "127.0.0.1",
+                          proxy_grpc_port=ports["pgrpc"], timeout_s=120)
+
+
+def _probs(s) -> list[float]:
+    return [s.negative, s.neutral, s.positive]
+
+
+def test_grpc_agrees_with_the_onnx_scorer(app, bundle):
+    want = SentimentScorer.from_bundle(bundle).score(TEXTS)
+    for target in (app.grpc_target, app.proxy_grpc_target):
+        with PredictionClient(target) as c:
+            one = c.score_text(TEXTS[0])
+            many = c.score_texts(TEXTS)
+        assert one.model_name == "stockray-sentiment" and one.request_id
+        np.testing.assert_allclose(_probs(one.score), want[0], atol=1e-5)
+        np.testing.assert_allclose([_probs(s) for s in many.scores], want, atol=1e-5)
+        assert [s.label for s in many.scores] == [
+            ("negative", "neutral", "positive")[i] for i in want.argmax(1)]
+
+
+def test_grpc_errors_and_token(app):
+    with PredictionClient(app.grpc_target) as c, pytest.raises(PredictionError) as ei:
+        c.score_text("   ")
+    assert ei.value.code == grpc.StatusCode.INVALID_ARGUMENT and "empty" in ei.value.details
+    with PredictionClient(app.grpc_target) as c, pytest.raises(PredictionError) as ei:
+        c.score_texts(["a"] * 300)
+    assert ei.value.code == grpc.StatusCode.INVALID_ARGUMENT and "limit is 256" in ei.value.details
+    with PredictionClient(app.grpc_target, token="") as c, pytest.raises(PredictionError) as ei:
+        c.score_text(TEXTS[0])
+    assert ei.value.code == grpc.StatusCode.UNAUTHENTICATED
+
+
+def _post(url: str, body: dict, headers: dict) -> tuple[int, dict]:
+    req = urllib.request.Request(url, json.dumps(body).encode(), method="POST",
+                                 headers={"content-type": "application/json", **headers})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_http_agrees_and_is_token_protected(app, bundle):
+    want = SentimentScorer.from_bundle(bundle).score(TEXTS)
+    status, body = _post(f"{app.http_url}/v1/score_texts", {"texts": TEXTS}, auth_headers())
+    assert status == 200, body
+    got = [[s["negative"], s["neutral"], s["positive"]] for s in body["scores"]]
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    status, body = _post(f"{app.http_url}/v1/score_text", {"text": TEXTS[1]}, auth_headers())
+    assert status == 200 and body["score"]["label"] == ("negative", "neutral",
+                                                        "positive")[int(want[1].argmax())]
+    status, body = _post(f"{app.http_url}/v1/score_text", {"text": TEXTS[1]}, {})
+    assert status == 401 and body["error"]["code"] == "UNAUTHENTICATED"
+    status, body = _post(f"{app.http_url}/v1/score_text", {"text": ""}, auth_headers())
+    assert status == 400 and body["error"]["code"] == "INVALID_ARGUMENT"

@@ -1,0 +1,125 @@
+"""Sentiment evaluation: metrics, baselines in the same run, seeds, JSON + HTML report.
+
+Baselines (each on the same family-held-out test split):
+- ``majority``: the train segment's most frequent label (the naive floor).
+- ``wordcount``: the corpus' second reader, a polarity word count with no notion of negation
+  or expectations (a lexicon baseline written by the project).
+- ``tfidf_logreg``: scikit-learn TF-IDF (word 1-2 grams) + logistic regression.
+The Loughran-McDonald dictionary is not a baseline here: its licence allows research use only
+and needs a licence for commercial use, so it cannot ship as a default (LABELING.md).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from training.model import TEST, TRAIN, Dataset
+from training.sentiment_corpus import LABELS, second_reader
+
+
+def classification_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
+    """Accuracy, macro-F1 and the confusion matrix (rows true, columns predicted, LABELS order)."""
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
+
+    y, pred = np.asarray(y), np.asarray(pred)
+    return {
+        "accuracy": float(accuracy_score(y, pred)),
+        "macro_f1": float(f1_score(y, pred, labels=range(len(LABELS)), average="macro",
+                                   zero_division=0)),
+        "confusion": confusion_matrix(y, pred, labels=range(len(LABELS))).tolist(),
+    }
+
+
+def _ids(labels: Sequence[str]) -> np.ndarray:
+    index = {k: i for i, k in enumerate(LABELS)}
+    return np.asarray([index[v] for v in labels], np.int64)
+
+
+def baseline_predictions(dataset: Dataset, seed: int) -> dict[str, np.ndarray]:
+    """Test-segment label ids of every baseline, fitted on the train segment only."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    train, test = dataset.rows(TRAIN), dataset.rows(TEST)
+    ytr = _ids(train["label"])
+    majority = np.full(len(test), np.bincount(ytr, minlength=len(LABELS)).argmax())
+    tfidf = make_pipeline(
+        TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True),
+        LogisticRegression(max_iter=2000, C=10.0, random_state=seed),
+    ).fit(train["text"], ytr)
+    return {
+        "majority": majority,
+        "wordcount": _ids([second_reader(t) for t in test["text"]]),
+        "tfidf_logreg": tfidf.predict(test["text"]),
+    }
+
+
+def summarize(per_seed: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """Per model: mean and std over seeds of accuracy and macro-F1, summed confusion."""
+    out = {}
+    for name, runs in per_seed.items():
+        row: dict[str, Any] = {"n_seeds": len(runs)}
+        for m in ("accuracy", "macro_f1"):
+            v = np.asarray([r[m] for r in runs], float)
+            row[f"{m}_mean"] = float(v.mean())
+            row[f"{m}_std"] = float(v.std(ddof=1)) if len(v) > 1 else math.nan
+        row["confusion_sum"] = np.sum([r["confusion"] for r in runs], axis=0).tolist()
+        out[name] = row
+    return out
+
+
+def _nan_to_none(x: Any) -> Any:
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _nan_to_none(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_nan_to_none(v) for v in x]
+    return x
+
+
+def _confusion_html(name: str, cm: list[list[int]]) -> str:
+    head = "".join(f"<th>pred {html.escape(lab)}</th>" for lab in LABELS)
+    rows = "".join(
+        f"<tr><th>true {html.escape(lab)}</th>" + "".join(f"<td>{v}</td>" for v in r) + "</tr>"
+        for lab, r in zip(LABELS, cm, strict=True))
+    return (f"<h3>{html.escape(name)} (summed over seeds)</h3><table class='cmp'><tr><th></th>"
+            f"{head}</tr>{rows}</table>")
+
+
+def write_report(report: dict[str, Any], out_dir: str | Path) -> dict[str, Path]:
+    """``report.json`` + a self-contained ``report.html`` (models vs baselines, confusions)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out / "report.json", "html": out / "report.html"}
+    clean = _nan_to_none(report)
+    paths["json"].write_text(json.dumps(clean, indent=2, allow_nan=False))
+
+    def fmt(row: dict, m: str) -> str:
+        mean, std = row[f"{m}_mean"], row[f"{m}_std"]
+        return f"{mean:.4f}" if not math.isfinite(std) else f"{mean:.4f} ± {std:.4f}"
+
+    summary = report["summary"]
+    body = "".join(
+        f"<tr><td>{html.escape(n)}</td><td>{r['n_seeds']}</td><td>{fmt(r, 'accuracy')}</td>"
+        f"<td>{fmt(r, 'macro_f1')}</td></tr>" for n, r in summary.items())
+    meta = "".join(f"<li><b>{html.escape(str(k))}</b>: {html.escape(json.dumps(v))}</li>"
+                   for k, v in clean["meta"].items())
+    cms = "".join(_confusion_html(n, r["confusion_sum"]) for n, r in summary.items())
+    paths["html"].write_text(f"""<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>stockray sentiment evaluation</title>
+<style>body{{font-family:sans-serif;margin:2em}} table.cmp{{border-collapse:collapse}}
+table.cmp td,table.cmp th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}</style>
+</head><body><h1>stockray sentiment evaluation</h1><ul>{meta}</ul>
+<h2>Model vs baselines on the held-out families (mean ± std over seeds)</h2>
+<table class="cmp"><thead><tr><th>model</th><th>seeds</th><th>accuracy</th><th>macro-F1</th>
+</tr></thead><tbody>{body}</tbody></table>{cms}</body></html>""", encoding="utf-8")
+    return paths
