@@ -22,8 +22,8 @@ from ray_apps.analyst_cli import analyst_app
 from ray_apps.cli_state import SETTINGS_STATE
 from ray_apps.cli_state import settings as _settings
 from ray_apps.news_cli import news_app
-from training.lifecycle.config import EvaluateConfig, RetrainConfig
 from ray_apps.sentiment_cli import app as sentiment_app
+from training.lifecycle.config import EvaluateConfig, RetrainConfig
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="stockray: a Ray cluster for stock prediction — ingest, features, "
