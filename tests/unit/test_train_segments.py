@@ -5,9 +5,9 @@ touches the test segment, and says so in the result, the model card and the term
 import pandas as pd
 import pytest
 
-import training.lgbm as lgbm
 from features.pipeline import FEATURE_NAMES
 from tests.training_fixtures import planted_frame
+from training import lgbm
 from training.config import load_experiment
 from training.lgbm import LgbmParams, fit_horizon
 from training.lifecycle.train import TrainResult, describe
@@ -86,9 +86,9 @@ def test_valid_rows_purged_against_the_test_start(frame):
 
 def test_segment_fold_errors_name_the_segment(frame):
     with pytest.raises(ValueError, match="valid segment"):
-        segment_fold(frame["ts"], {"train": ["1990-01-01", "1990-06-01"],
-                                   "valid": ["1991-01-01", "1991-02-01"],
-                                   "test": ["1992-01-01", "1992-02-01"]}, horizon=H)
+        segment_fold(frame["ts"], {"train": ["2018-01-01", "2018-12-31"],
+                                   "valid": ["2030-01-01", "2030-02-01"],
+                                   "test": ["2031-01-01", "2031-02-01"]}, horizon=H)
 
 
 def test_card_and_terminal_say_the_real_split(run):
