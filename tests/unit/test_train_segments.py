@@ -105,3 +105,19 @@ def test_card_and_terminal_say_the_real_split(run):
     assert f"valid {seg['valid'][0]}..{seg['valid'][1]}" in text
     assert f"test {seg['test'][0]}..{seg['test'][1]} untouched" in text
     assert "last 20%" not in text
+
+
+def test_registered_card_states_the_config_segments(settings, run):
+    import mlflow
+
+    from training.registry import CARD_FILE, ensure_experiment, register_horizon
+
+    seg, res, _ = run
+    settings.mlflow_dir.mkdir(parents=True, exist_ok=True)
+    exp = ensure_experiment(settings.tracking_uri, settings.artifact_uri, "t")
+    rv = register_horizon(res, tracking_uri=settings.tracking_uri, experiment_id=exp,
+                          bundle_root=settings.models_dir, params={})
+    card = mlflow.artifacts.load_text(f"runs:/{rv.run_id}/{CARD_FILE}")
+    assert f"valid {seg['valid'][0]}..{seg['valid'][1]}" in card
+    assert f"test {seg['test'][0]}..{seg['test'][1]}" in card
+    assert "last 20% of dates" not in card
