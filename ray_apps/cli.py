@@ -246,7 +246,8 @@ def train(
     horizons: Annotated[str | None, typer.Option(
         help="Comma-separated horizons in days [default: every served horizon].")] = None,
     config: Annotated[Path | None, typer.Option(
-        help="LightGBM experiment whose params are trained [default configs/lgbm.yaml].")] =
+        help="LightGBM experiment whose params and segments are used: fit on train, "
+             "validate on valid, test untouched [default configs/lgbm.yaml].")] =
         None,
     sequence: Annotated[str | None, typer.Option(
         help="Train a sequence net instead of LightGBM: lstm | transformer (Ray Train, "

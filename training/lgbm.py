@@ -24,7 +24,7 @@ import pandas as pd
 
 from training.evaluate import ic, rank_ic, rmse
 from training.model import TEST, TRAIN, Dataset, keyed
-from training.splits import time_split
+from training.splits import segment_fold, time_split
 
 
 @dataclass
@@ -235,7 +235,8 @@ def baseline_predictions(frame: pd.DataFrame, horizon: int) -> dict[str, np.ndar
 
 
 def fit_horizon(frame: pd.DataFrame, feature_names: list[str], horizon: int,
-                params: LgbmParams | None = None, valid_frac: float = 0.2) -> HorizonResult:
+                params: LgbmParams | None = None, valid_frac: float = 0.2,
+                segments: dict | None = None) -> HorizonResult:
     """Fit LightGBM for one horizon on a purged time split and score it.
 
     Args:
@@ -243,17 +244,30 @@ def fit_horizon(frame: pd.DataFrame, feature_names: list[str], horizon: int,
         feature_names: model inputs, in order.
         horizon: trading days ahead; the target is ``fwd_ret_{horizon}d``.
         params: hyperparameters (defaults if None).
-        valid_frac: last fraction of trading dates held out for validation.
+        valid_frac: last fraction of trading dates held out for validation (only without
+            ``segments``).
+        segments: the experiment config's ``{"train"|"valid"|"test": (start, end)}`` dates
+            (`training.segments`); wins over ``valid_frac``. Fits on the train segment,
+            scores on the valid segment (both purged, `splits.segment_fold`); test-segment
+            rows are never used.
 
     Returns:
-        The booster (as text) and validation metrics of the model and the baselines. With
+        The booster (as text) and validation metrics of the model and the baselines;
+        ``split`` says which split was used (``source``: ``config segments`` or
+        ``valid_frac``). With
         ``params.objective == "lambdarank"`` ``val_rmse`` compares rank scores with returns
         and is not meaningful.
     """
     params = params or LgbmParams()
     target = f"fwd_ret_{horizon}d"
     data = frame[frame[target].notna()].reset_index(drop=True)
-    fold = time_split(data["ts"], horizon=horizon, valid_frac=valid_frac)
+    if segments is not None:
+        fold = segment_fold(data["ts"], segments, horizon=horizon)
+        how = {"source": "config segments",
+               "segments": {k: [str(x) for x in v] for k, v in segments.items()}}
+    else:
+        fold = time_split(data["ts"], horizon=horizon, valid_frac=valid_frac)
+        how = {"source": "valid_frac", "valid_frac": valid_frac}
     train, valid = data[fold.train_mask(data)], data[fold.valid_mask(data)]
     if len(train) < 100 or len(valid) < 10:
         raise ValueError(f"horizon {horizon}: too little data ({len(train)} train, "
@@ -277,4 +291,4 @@ def fit_horizon(frame: pd.DataFrame, feature_names: list[str], horizon: int,
         metrics.update(residual_calibration(y - pred))
     return HorizonResult(horizon=horizon, booster_text=booster.model_to_string(),
                          feature_names=list(feature_names), metrics=metrics,
-                         split=fold.to_dict())
+                         split={**fold.to_dict(), **how})

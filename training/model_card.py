@@ -57,12 +57,13 @@ def model_card(*, name: str, version: str, family: str, horizon: int, params: di
     """Markdown model card: intended use, data, metrics vs baselines, limits.
 
     Args:
-        holdout: ``fit_horizon`` metrics (last 20% of dates, purged), or a sequence net's
+        holdout: ``fit_horizon`` metrics (the config's valid segment or the last
+            ``valid_frac`` of dates, purged; see ``holdout_note``), or a sequence net's
             ``score_sequence`` metrics (``val_*`` and ``test_*``).
         walkforward: ``{"data": str, "table": str (markdown), "verdict": [str],
             "rank_ic_seeds": [float]}`` from the evaluation step, when it ran.
         window: a sequence net's window length (rows of history).
-        holdout_note: how the hold-out was cut (default: LightGBM's last-20% split).
+        holdout_note: how the hold-out was cut (default: ``fit_horizon``'s last-20% split).
         feature_set: kept and dropped features (``features.coverage``), when some were dropped.
     """
     lines = [

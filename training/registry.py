@@ -218,7 +218,8 @@ def register_horizon(result: HorizonResult, *, tracking_uri: str, experiment_id:
                      tracking_uri=tracking_uri, experiment_id=experiment_id,
                      bundle_root=bundle_root, params=params, tags=tags, alias=alias,
                      data_hash=data_hash,
-                     card={"feature_set": feature_set} if feature_set else None)
+                     card={"holdout_note": _lgbm_holdout_note(result.split),
+                           **({"feature_set": feature_set} if feature_set else {})})
 
 
 def register_sequence(result, horizons: list[int] | None = None, *, tracking_uri: str,
@@ -298,6 +299,16 @@ def _segments_note(split: dict) -> str:
     seg = ", ".join(f"{k} {v[0]}..{v[1]}" for k, v in split.items()
                     if k in ("train", "valid", "test"))
     return f"Explicit segments ({seg}); training labels reaching the valid segment purged:"
+
+
+def _lgbm_holdout_note(split: dict) -> str | None:
+    """The card's hold-out line for ``fit_horizon``'s split: the config's segments when it
+    used them, else the ``valid_frac`` share (None: the card's default last-20% text)."""
+    if split.get("source") == "config segments":
+        return _segments_note(split["segments"])
+    if split.get("source") == "valid_frac":
+        return f"Hold-out (last {split['valid_frac']:.0%} of dates after a purge of h dates):"
+    return None
 
 
 # --- lifecycle: aliases, promotion, rollback ------------------------------------------------------

@@ -344,3 +344,43 @@ def time_split(
             f"and the purge gap is {gap} dates; use fewer validation dates"
         )
     return Fold(0, _segment(d, 0, t_end), _segment(d, v0, len(d)), None, horizon, gap)
+
+
+def segment_fold(dates, segments: dict, *, horizon: int, embargo: int | None = None) -> Fold:
+    """A `Fold` from an experiment config's explicit date segments (never random).
+
+    ``segments`` is ``{"train": (start, end), "valid": (start, end), "test": (start, end)}``
+    with inclusive ISO dates, e.g. ``exp.segments.resolve(dates, gap=horizon)``; an end date
+    covers that whole day. The masks purge training rows whose label reaches the valid start
+    and valid rows whose label reaches the test start; rows of the test segment are in
+    neither mask. A test segment without data rows keeps its configured start, so the valid
+    purge still applies.
+
+    Raises:
+        ValueError: the train or valid segment holds none of ``dates``.
+    """
+    d = trading_dates(dates)
+    gap = _resolve_embargo(horizon, embargo)
+
+    def stamp(v) -> pd.Timestamp:
+        t = pd.Timestamp(v)
+        return t.tz_localize(d.tz) if (t.tzinfo is None and d.tz is not None) else t
+
+    segs: dict[str, Segment | None] = {}
+    for name in ("train", "valid", "test"):
+        if name not in segments or segments[name] is None:
+            if name != "test":
+                raise ValueError(f"segments lacks {name!r}: give [start, end] dates for it")
+            segs[name] = None
+            continue
+        lo, hi = (stamp(v) for v in segments[name])
+        inside = d[(d >= lo) & (d < hi + pd.Timedelta(days=1))]
+        if len(inside):
+            segs[name] = Segment(inside[0], inside[-1], len(inside))
+        elif name == "test":
+            segs[name] = Segment(lo, hi, 0)
+        else:
+            raise ValueError(f"{name} segment {list(segments[name])} holds none of the "
+                             f"{len(d)} trading dates {d[0].date()}..{d[-1].date()}; fix the "
+                             "config's segments (or use fractions)")
+    return Fold(0, segs["train"], segs["valid"], segs["test"], horizon, gap)

@@ -25,7 +25,8 @@ def horizon_trainable(config: dict, frame: pd.DataFrame | None = None) -> None:
 
     params = LgbmParams(**config.get("params", {}))
     result = fit_horizon(frame, config["feature_names"], int(config["horizon"]), params,
-                         valid_frac=float(config.get("valid_frac", 0.2)))
+                         valid_frac=float(config.get("valid_frac", 0.2)),
+                         segments=config.get("segments"))
     with tempfile.TemporaryDirectory() as tmp:
         Path(tmp, "model.txt").write_text(result.booster_text)
         Path(tmp, "result.json").write_text(json.dumps(
@@ -38,8 +39,13 @@ def horizon_trainable(config: dict, frame: pd.DataFrame | None = None) -> None:
 def train_horizons(frame: pd.DataFrame, feature_names: list[str], horizons: list[int],
                    storage_path: Path, params: LgbmParams | None = None,
                    valid_frac: float = 0.2, cpus_per_trial: float = 1.0,
-                   experiment: str = "lgbm-horizons") -> dict[int, HorizonResult]:
+                   experiment: str = "lgbm-horizons",
+                   segments: dict | None = None) -> dict[int, HorizonResult]:
     """Fit every horizon as a Ray Tune trial on the connected Ray cluster.
+
+    Args:
+        segments: the config's resolved ``{"train"|"valid"|"test": (start, end)}`` dates;
+            when given they win over ``valid_frac`` (`lgbm.fit_horizon`).
 
     Returns:
         horizon -> HorizonResult, read back from each trial's checkpoint.
@@ -56,7 +62,9 @@ def train_horizons(frame: pd.DataFrame, feature_names: list[str], horizons: list
         trainable,
         param_space={"horizon": tune.grid_search(list(horizons)),
                      "feature_names": list(feature_names), "params": asdict(params),
-                     "valid_frac": valid_frac},
+                     "valid_frac": valid_frac,
+                     "segments": ({k: list(v) for k, v in segments.items()}
+                                  if segments is not None else None)},
         run_config=tune.RunConfig(name=experiment, storage_path=str(storage_path),
                                   verbose=0),
     )

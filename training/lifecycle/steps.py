@@ -138,7 +138,8 @@ def step_train(ctx: Ctx) -> dict:
         params = LgbmParams(**{**asdict(base), "objective": objective})
         t0 = time.perf_counter()
         results = train_horizons(frame, fs.kept, exp.horizons, s.ray_dir / "results",
-                                 params=params, experiment=f"retrain-{family}")
+                                 params=params, experiment=f"retrain-{family}",
+                                 segments=seg)
         record_training(time.perf_counter() - t0, family)
         for h, res in sorted(results.items()):
             rv = register_horizon(res, tracking_uri=s.tracking_uri, experiment_id=exp_id,

@@ -5,8 +5,10 @@ the explicit segments of the sequence experiment for every horizon at once, vali
 test metrics next to the zero / momentum / reversal baselines, and one registered version
 per horizon (``stockray-lstm-h5`` ...). Both need a connected Ray cluster.
 
-Hyperparameters come from the experiment configs (`training.config`): ``configs/lgbm.yaml``'s
-``params`` and ``configs/sequence.yaml``'s ``segments`` / ``model``.
+Hyperparameters and date segments come from the experiment configs (`training.config`):
+``configs/lgbm.yaml``'s ``params`` / ``segments`` (LightGBM fits on the train segment and is
+validated on the valid segment, purged; the test segment stays untouched, as in ``stockray
+retrain``) and ``configs/sequence.yaml``'s ``segments`` / ``model``.
 """
 
 from __future__ import annotations
@@ -40,8 +42,9 @@ from training.tune import train_horizons
 class TrainConfig:
     horizons: list[int] = field(default_factory=lambda: list(HORIZONS))
     """Served horizons, one model each."""
-    valid_frac: float = 0.2
-    """Last 20% of trading dates, after a purge gap of h dates."""
+    valid_frac: float | None = None
+    """None: the config's ``segments``. A fraction instead holds out that last share of
+    trading dates (after a purge gap of h dates) and ignores the config's segments."""
     experiment: str = "stockray-lgbm"
     params: LgbmParams | None = None
     """None: the ``params`` of ``config_path``."""
@@ -53,17 +56,27 @@ class TrainResult:
     registered: dict[int, RegisteredVersion]
     metrics: dict[int, dict[str, float]]
     features: FeatureSelection | None = None  # the feature set (kept / dropped with reasons)
+    split: dict | None = None  # which split: {"source": "config segments", "segments": ...}
 
 
 def train_lgbm(cfg: TrainConfig, settings: Settings) -> TrainResult:
     """Fit, register and export one LightGBM per horizon on the offline store."""
     settings = settings.resolved()
-    params = cfg.params or load_experiment(cfg.config_path).params
+    exp = load_experiment(cfg.config_path)
+    params = cfg.params or exp.params
     frame = load_training_frame(settings.offline_dir)
     fs = select_features(frame, FEATURE_NAMES)
+    if cfg.valid_frac is None:
+        seg = {k: list(v) for k, v in
+               exp.segments.resolve(frame["ts"], gap=max(cfg.horizons)).items()}
+        split = {"source": "config segments", "config": str(cfg.config_path), "segments": seg}
+        kw = {"segments": seg}
+    else:
+        split = {"source": "valid_frac", "valid_frac": cfg.valid_frac}
+        kw = {"valid_frac": cfg.valid_frac}
     t0 = time.perf_counter()
     results = train_horizons(frame, fs.kept, cfg.horizons, settings.ray_dir / "results",
-                             params=params, valid_frac=cfg.valid_frac)
+                             params=params, **kw)
     record_training(time.perf_counter() - t0, "lgbm")
     exp_id = ensure_experiment(settings.tracking_uri, settings.artifact_uri, cfg.experiment)
     registered = {}
@@ -74,7 +87,18 @@ def train_lgbm(cfg: TrainConfig, settings: Settings) -> TrainResult:
                                          params=asdict(params),
                                          feature_set=fs.to_dict())
     return TrainResult(registered=registered, metrics={h: r.metrics for h, r in results.items()},
-                       features=fs)
+                       features=fs, split=split)
+
+
+def split_text(split: dict | None) -> str:
+    """How the validation rows were cut, for the terminal."""
+    if split and split.get("source") == "config segments":
+        seg = split["segments"]
+        return (f"config segments: train {seg['train'][0]}..{seg['train'][1]}, valid "
+                f"{seg['valid'][0]}..{seg['valid'][1]} (purged), test {seg['test'][0]}.."
+                f"{seg['test'][1]} untouched")
+    frac = (split or {}).get("valid_frac", 0.2)
+    return f"last {frac:.0%} of dates, purged"
 
 
 def describe(result: TrainResult) -> str:
@@ -86,7 +110,7 @@ def describe(result: TrainResult) -> str:
         fs = result.features
         lines.append(f"features: {len(fs.kept)} used, {len(fs.dropped)} dropped as missing in "
                      f"this universe: {summarize_names(sorted(fs.dropped))} (model card)")
-    lines += ["validation (last 20% of dates, purged), model vs naive baselines:", head]
+    lines += [f"validation ({split_text(result.split)}), model vs naive baselines:", head]
     for h, m in sorted(result.metrics.items()):
         r = result.registered[h]
         lines.append(f"  {h:>3} {r.name + ' v' + r.version:<20} {m['val_ic']:>8.4f} "
