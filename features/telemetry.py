@@ -14,6 +14,7 @@ so a job's figures stay scrapeable after the job's driver exits.
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -175,8 +176,10 @@ _actor_cache: dict = {}
 
 
 def _pipeline_actor(ray):
-    """The cluster's metrics actor, created on first use; one handle per Ray session."""
-    key = ray.get_runtime_context().get_job_id()
+    """The cluster's metrics actor, created on first use; one handle per Ray session (a node
+    id and job id: a new local cluster in the same process reuses job id 01000000)."""
+    ctx = ray.get_runtime_context()
+    key = (ctx.get_node_id(), ctx.get_job_id())
     if key not in _actor_cache:
         _actor_cache.clear()
         _actor_cache[key] = _actor_class().options(
@@ -186,7 +189,8 @@ def _pipeline_actor(ray):
 
 
 def record_pipeline(name: str, value: float, wait: bool = True, **tags: str) -> bool:
-    """Set a pipeline gauge on the cluster's metrics actor; False when Ray is not connected.
+    """Set a pipeline gauge on the cluster's metrics actor; False when Ray is not connected
+    or the gauge could not be set (logged: a metric never fails the step it measures).
 
     ``wait=False`` returns without waiting for the actor (for per-batch figures)."""
     if SERIES[name].kind != "gauge":
@@ -194,8 +198,16 @@ def record_pipeline(name: str, value: float, wait: bool = True, **tags: str) -> 
     ray = sys.modules.get("ray")
     if ray is None or not ray.is_initialized():
         return False
-    ref = _pipeline_actor(ray).record.remote(name, float(value),
-                                             {k: str(v) for k, v in tags.items()})
-    if wait:
-        ray.get(ref)
-    return True
+    args = (name, float(value), {k: str(v) for k, v in tags.items()})
+    for attempt in (1, 2):
+        try:
+            ref = _pipeline_actor(ray).record.remote(*args)
+            if wait:
+                ray.get(ref, timeout=30)
+            return True
+        except Exception as e:  # noqa: BLE001 - a dead/stale actor handle: fetch it again once
+            _actor_cache.clear()
+            if attempt == 2:
+                logging.getLogger(__name__).warning("pipeline gauge %s not recorded: %s",
+                                                    name, e)
+    return False

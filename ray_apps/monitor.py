@@ -32,10 +32,10 @@ def submit_retrain(settings: Settings, cfg: MonitorJobConfig) -> str:
         os.environ.update(auth_env(settings))
     url = cfg.dashboard_url or f"http://127.0.0.1:{settings.dashboard_port}"
     entry = shlex.join([sys.executable, "-m", "ray_apps.cli", "--data-dir",
-                      str(settings.data_dir), "retrain", *cfg.retrain_args])
+                        str(settings.data_dir), cfg.retrain_command, *cfg.retrain_args])
     from tenacity import Retrying, retry_if_exception_message, stop_after_delay, wait_fixed
 
-    # a cluster that just started has no job agent for a few seconds: wait for it
+    # a cluster that just started has no job agent for a while (minutes on a loaded node)
     for attempt in Retrying(stop=stop_after_delay(240), wait=wait_fixed(1), reraise=True,
                             retry=retry_if_exception_message(match=".*No available agent.*")):
         with attempt:
