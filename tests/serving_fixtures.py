@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+
+from tests.conftest import free_port  # noqa: F401  (re-exported: tests import it here)
 
 FEATURES = ("ret_1d", "ret_5d", "rsi_14", "vol_20d", "volume_z", "gap")
 FEATURE_TS = 1_714_521_600.0  # 2024-05-01T00:00:00Z
@@ -101,12 +102,6 @@ def make_bundles(
         )
         out[h] = str(d)
     return out
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def served_models(dirs: Mapping[int, str], challenger: Mapping[int, str] | None = None, **kw):
