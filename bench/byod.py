@@ -26,6 +26,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from features.ports import free_port_pair
+
 
 def write_csv(path: Path, n_tickers: int, n_days: int, seed: int = 0) -> int:
     """The universe as a user would export it; returns the number of rows."""
@@ -37,23 +39,6 @@ def write_csv(path: Path, n_tickers: int, n_days: int, seed: int = 0) -> int:
                   "Close": bars["close"], "Adj Close": bars["adj_close"],
                   "Volume": bars["volume"]}).to_csv(path, index=False)
     return len(bars)
-
-
-def _port_pair() -> int:
-    # a port p with p and p+1 free (direct ingress puts Serve's proxy on p+1)
-    import socket
-
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            p = s.getsockname()[1]
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", p + 1))
-            except OSError:
-                continue
-        return p
-    raise RuntimeError("no free port pair")
 
 
 def run(n_tickers: int, n_days: int) -> dict:
@@ -77,8 +62,8 @@ def run(n_tickers: int, n_days: int) -> dict:
                 extra["explained_predict_ms"] = round((time.perf_counter() - s) * 1e3, 2)
 
         # a short data dir (Ray socket paths) and free ports: other runs may share the box
-        settings = Settings(data_dir=Path(tmp) / "d", grpc_port=_port_pair(),
-                            http_port=_port_pair(), dashboard_port=_port_pair())
+        settings = Settings(data_dir=Path(tmp) / "d", grpc_port=free_port_pair(),
+                            http_port=free_port_pair(), dashboard_port=free_port_pair())
         res = main(UpConfig(once=True, files=[csv]), settings, on_ready=on_ready)
         t_ = res.timings
         ingest_to_pred = t_["to_first_prediction_s"] - t_["ray_start_s"]

@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import sys
 import tempfile
 import time
@@ -23,6 +22,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+
+from features.ports import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 N_FEATURES, N_TREES, HORIZONS, N_TICKERS = 30, 300, (1, 5, 20), 50
@@ -44,12 +45,6 @@ class BenchReader:
 
     def read(self, tickers: Sequence[str]) -> Mapping[str, dict[str, float] | None]:
         return {t: self.rows.get(t) for t in tickers}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def make_bundles(root: Path) -> dict[int, str]:

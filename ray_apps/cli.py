@@ -19,7 +19,7 @@ from features.settings import Settings
 from features.sources import DEFAULT_TICKERS
 from ray_apps.alerts_cli import app as alerts_app
 from ray_apps.analyst_cli import analyst_app
-from ray_apps.cli_state import SETTINGS_STATE
+from ray_apps.cli_state import SETTINGS_STATE, run_report
 from ray_apps.cli_state import settings as _settings
 from ray_apps.news_cli import news_app
 from ray_apps.sentiment_cli import app as sentiment_app
@@ -163,16 +163,9 @@ def fetch(
     syms = _tickers(tickers)
     if not syms:
         raise typer.BadParameter("give at least one ticker", param_hint="--tickers")
-    try:
-        rep = run_fetch(FetchConfig(provider=provider.lower(), tickers=syms, since=since,
-                                    interval=interval, cross_check=cross_check,
-                                    tolerance=tolerance), _settings())
-    except ValueError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
-    typer.echo(describe(rep))
-    if not rep.ok:
-        raise typer.Exit(1)
+    cfg = FetchConfig(provider=provider.lower(), tickers=syms, since=since, interval=interval,
+                      cross_check=cross_check, tolerance=tolerance)
+    run_report(lambda: run_fetch(cfg, _settings()), describe)
 
 
 @app.command()

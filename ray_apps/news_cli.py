@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from ray_apps.cli_state import run_report
 from ray_apps.cli_state import settings as cli_settings
 
 DEFAULT_FACTORY = "serving.sentiment_models:SentimentScorer.from_bundle"
@@ -47,14 +48,7 @@ def fetch(
     cfg = NewsFetchConfig(provider=provider.lower(), tickers=tuple(
         t.upper() for t in _split(tickers)), feeds=tuple(feed or ()), path=path, since=since,
         until=until, forms=_split(forms), companies=companies)
-    try:
-        rep = run_news_fetch(cfg, cli_settings())
-    except ValueError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
-    typer.echo(describe(rep))
-    if not rep.ok:
-        raise typer.Exit(1)
+    run_report(lambda: run_news_fetch(cfg, cli_settings()), describe)
 
 
 def load_scorer(factory: str, bundle: Path):

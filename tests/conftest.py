@@ -2,44 +2,12 @@
 
 from __future__ import annotations
 
-import random
-import socket
-
 import pytest
 
+from features.ports import free_port, free_port_pair
 from features.settings import Settings
 
-# Below the kernel's ephemeral range (32768-60999 here) and above Ray's worker ports
-# (10002-19999): a port bound to 0 comes from the ephemeral range, where any outgoing
-# connection or Ray process may take it between our check and the server's bind.
-_PORT_RANGE = (20000, 32767)
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now (loopback), outside the ephemeral range."""
-    rng = random.Random()
-    for _ in range(200):
-        p = rng.randrange(*_PORT_RANGE)
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", p))
-            except OSError:
-                continue
-        return p
-    raise RuntimeError(f"no free port in {_PORT_RANGE}")
-
-
-def free_port_pair() -> int:
-    """A port p with p and p+1 both free (direct ingress puts Serve's proxy on p+1)."""
-    for _ in range(50):
-        p = free_port()
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", p + 1))
-            except OSError:
-                continue
-        return p
-    raise RuntimeError("no free port pair")
+__all__ = ["free_port", "free_port_pair"]
 
 
 @pytest.fixture

@@ -60,20 +60,26 @@ def _check(tmp: Path, src: Path, rows_in: int | None) -> None:
         assert 0 < len(stored) <= s["rows_ok"] and stored["close"].notna().all()
 
 
-def _tmp() -> Path:
-    return Path(tempfile.mkdtemp(prefix="fz-"))
+def _ingest_written(name: str, write, rows_in: int | None = None) -> None:
+    """Write one input file with ``write(path)`` into a fresh directory, ingest and check it.
+
+    Hypothesis reruns a test body many times, so pytest's per-test ``tmp_path`` would be
+    shared between examples; each example gets its own directory instead."""
+    tmp = Path(tempfile.mkdtemp(prefix="fz-"))
+    try:
+        src = tmp / name
+        write(src)
+        _check(tmp, src, rows_in)
+    finally:
+        shutil.rmtree(tmp)
 
 
 @FUZZ
 @given(rows=st.lists(row, max_size=12), drop=st.sets(st.sampled_from(COLUMNS), max_size=2))
 def test_fuzz_csv_cells(rows, drop):
-    tmp = _tmp()
-    try:
-        src = tmp / "in.csv"
-        pd.DataFrame(rows, columns=COLUMNS).drop(columns=sorted(drop)).to_csv(src, index=False)
-        _check(tmp, src, len(rows) if not drop and rows else None)
-    finally:
-        shutil.rmtree(tmp)
+    frame = pd.DataFrame(rows, columns=COLUMNS).drop(columns=sorted(drop))
+    _ingest_written("in.csv", lambda p: frame.to_csv(p, index=False),
+                    len(rows) if not drop and rows else None)
 
 
 @FUZZ
@@ -83,13 +89,7 @@ def test_fuzz_csv_cells(rows, drop):
                                max_size=10).map(lambda ls: ("Date,Open,High,Low,Close,Volume\n"
                                                             + "\n".join(ls)).encode())))
 def test_fuzz_csv_bytes(body):
-    tmp = _tmp()
-    try:
-        src = tmp / "raw.csv"
-        src.write_bytes(body)
-        _check(tmp, src, None)
-    finally:
-        shutil.rmtree(tmp)
+    _ingest_written("raw.csv", lambda p: p.write_bytes(body))
 
 
 col_values = st.sampled_from(["float", "int", "str", "bool", "ts", "null"])
@@ -109,10 +109,4 @@ def test_fuzz_parquet_types(n, kinds, seed):
         "null": lambda: [None] * n,
     }
     frame = pd.DataFrame({c: make[k]() for c, k in kinds.items()})
-    tmp = _tmp()
-    try:
-        src = tmp / "in.parquet"
-        frame.to_parquet(src)
-        _check(tmp, src, None)
-    finally:
-        shutil.rmtree(tmp)
+    _ingest_written("in.parquet", frame.to_parquet)

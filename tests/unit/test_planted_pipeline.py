@@ -5,22 +5,12 @@ If features, labels, the split or the trainer broke (a shifted label, a leaked o
 feature), the recovered share collapses and this fails.
 """
 
-import numpy as np
 import pandas as pd
 
 from features.pipeline import FEATURE_NAMES, build_features_local
-from features.sources import MARKET_TICKER
+from tests.training_fixtures import market_bars
 from training.lgbm import LgbmParams, fit_horizon
 from training.synthetic import empirical_oracle_ic, make_market
-
-
-def market_bars(bars: pd.DataFrame) -> pd.DataFrame:
-    """An equal-weight index of the synthetic cross-section, as the market series."""
-    logret = np.log(bars.pivot(index="ts", columns="ticker", values="close")).diff()
-    level = 100 * np.exp(logret.mean(axis=1).fillna(0).cumsum())
-    return pd.DataFrame({"ticker": MARKET_TICKER, "ts": level.index, "open": level.values,
-                         "high": level.values, "low": level.values, "close": level.values,
-                         "volume": 1.0})
 
 
 def test_planted_signal_recovered_through_the_pipeline():
