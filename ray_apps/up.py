@@ -8,6 +8,12 @@ registry + ONNX -> Ray Serve gRPC/HTTP graph -> a sample prediction through the 
 market context from ``--index-file`` / ``--index-ticker`` or derived from the universe
 (``features.universe_index``), features missing in that universe dropped from the models
 (``features.coverage``), and the tickers whose online row is complete listed as servable.
+
+``stockray up --text`` (``make run-text``) adds the text path: after the price features, the
+SYNTHETIC sample news is fetched, scored and turned into the text view
+(`ray_apps.text_stage`); the models train with ``configs/lgbm_text.yaml`` (price + text
+inputs, `training.text_inputs`), and the sample prediction's explanation lists the text
+features' SHAP values.
 """
 
 from __future__ import annotations
@@ -15,14 +21,14 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from features.coverage import servable_tickers, summarize_names
 from features.lake import list_tickers
 from features.settings import Settings
 from features.sources import DEFAULT_TICKERS
-from ray_apps import build_features, ingest, serve, train
+from ray_apps import build_features, ingest, serve, text_stage, train
 from ray_apps.cluster import dashboard_url, local_cluster, wait_for_interrupt
 from serving.launch import ServeEndpoints
 from serving.models import load_bundle
@@ -46,6 +52,12 @@ class UpConfig:
     files: list[Path] = field(default_factory=list)
     index_file: Path | None = None  # the market index series (default: derived from files)
     index_ticker: str | None = None  # a ticker of the files that is the market index
+    text: bool = False  # the text path too: sample news -> text features -> models use them
+
+
+TEXT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "lgbm_text.yaml"
+#: text features whose SHAP the sample prediction prints (the explanation carries them all)
+_TEXT_PREFIXES = ("news_", "filing_")
 
 
 @dataclass
@@ -57,6 +69,7 @@ class UpResult:
     endpoints: ServeEndpoints
     sample: str
     servable: list[str] = field(default_factory=list)  # tickers with a complete online row
+    text: text_stage.TextStageResult | None = None
 
 
 def _say(msg: str) -> None:
@@ -74,6 +87,10 @@ def main(cfg: UpConfig, settings: Settings,
     settings = settings.resolved()
     if cfg.files:
         check_fresh_lake(settings)
+    if cfg.text and cfg.files:
+        raise ValueError("--text runs on the embedded universe (the sample news covers AAPL, "
+                         "MSFT, IBM, GOOG in 2012-13); with your files fetch your own news "
+                         "(`stockray news fetch`) and train with configs/lgbm_text.yaml")
     t: dict[str, float] = {}
     t0 = time.perf_counter()
     env = serve.serve_env_of(settings)
@@ -101,11 +118,23 @@ def main(cfg: UpConfig, settings: Settings,
              f"tickers materialized online; engine {feats.engine} "
              f"({t['features_s']:.1f}s)")
 
+        txt = None
+        train_cfg = cfg.train
+        if cfg.text:
+            s = time.perf_counter()
+            txt = text_stage.run_text_stage(settings)
+            t["text_s"] = time.perf_counter() - s
+            _say(f"[3/6] text ({t['text_s']:.1f}s): SYNTHETIC sample news\n"
+                 f"{text_stage.describe(txt)}")
+            train_cfg = replace(cfg.train, config_path=TEXT_CONFIG)
+
         s = time.perf_counter()
-        tr = train.main(cfg.train, settings)
+        tr = train.main(train_cfg, settings)
         t["train_s"] = time.perf_counter() - s
         _say(f"[4/6] trained, registered (alias champion) and exported to ONNX "
              f"({t['train_s']:.1f}s)\n{train.describe(tr)}")
+        if cfg.text:
+            _say(text_training_note(tr))
 
         s = time.perf_counter()
         ep = serve.main(settings)
@@ -129,6 +158,8 @@ def main(cfg: UpConfig, settings: Settings,
         t["to_first_prediction_s"] = time.perf_counter() - t0
         _say(f"[6/6] sample prediction through the gRPC client "
              f"({t['to_first_prediction_s']:.1f}s after start):\n{sample}")
+        if cfg.text:
+            _say(text_shap_lines(resp))
         _say(usage(settings, ep, sample_ticker))
         if on_ready is not None:
             on_ready(ep)
@@ -138,7 +169,33 @@ def main(cfg: UpConfig, settings: Settings,
             _say("\nstopping the Ray cluster this command started (Serve included)")
         # No serve.shutdown(): its controller drain takes 30 s here, and leaving the block
         # ends the whole local cluster this command started (ray.shutdown) anyway.
-    return UpResult(t, rep.to_dict(), feats, tr, ep, sample, servable=ok)
+    return UpResult(t, rep.to_dict(), feats, tr, ep, sample, servable=ok, text=txt)
+
+
+def text_training_note(tr: train.TrainResult) -> str:
+    """Which inputs the text models got, and whether they are the served champions."""
+    fset = tr.feature_set or {}
+    cov = fset.get("text_coverage", {})
+    lines = [(f"      text inputs: services {fset.get('services')}, fill rules "
+             f"{fset.get('fills')}; {cov.get('rows_with_text', 0)} of {cov.get('rows', 0)} "
+             "training-frame rows had text (the rest: the fill rule)")]
+    not_champ = [f"{r.name} v{r.version}" for r in tr.registered.values()
+                 if r.alias != "champion"]
+    if not_champ:
+        lines.append(f"      note: {', '.join(not_champ)} registered as challenger (this data dir "
+                     "already had champions); the served champion may not use text: use a "
+                     "fresh --data-dir, or `stockray promote`")
+    return "\n".join(lines)
+
+
+def text_shap_lines(resp) -> str:
+    """The text features' SHAP values of a Predict response (every horizon)."""
+    lines = ["      text features in the explanation (SHAP, value):"]
+    for p in resp.predictions:
+        got = [c for c in p.contributions if c.feature.startswith(_TEXT_PREFIXES)]
+        lines.append(f"        h={p.horizon}: " + (", ".join(
+            f"{c.feature} {c.shap:+.2e} ({c.value:g})" for c in got) or "none returned"))
+    return "\n".join(lines)
 
 
 def check_fresh_lake(settings: Settings) -> None:
