@@ -82,7 +82,9 @@ def main(cfg: UpConfig, settings: Settings,
 
     Blocks until Ctrl-C unless ``cfg.once``.
     """
+    from serving.auth import client_token
     from serving.client import PredictionClient, format_response
+    from serving.scorer import bundle_services
 
     settings = settings.resolved()
     if cfg.files:
@@ -143,16 +145,18 @@ def main(cfg: UpConfig, settings: Settings,
              f"({'direct ingress' if ep.direct_ingress else 'Serve proxy'}), "
              f"HTTP {ep.http_url}")
 
-        names = next(iter(tr.registered.values())).bundle_dir
-        ok, why = servable_tickers(settings.feast_dir, feats.tickers,
-                                   load_bundle(names).feature_names)
+        served = load_bundle(next(iter(tr.registered.values())).bundle_dir)
+        ok, why = servable_tickers(settings.feast_dir, feats.tickers, served.feature_names,
+                                   services=bundle_services(served.meta))
         _say(f"      servable tickers: {summarize_names(ok)} of {len(feats.tickers)}"
              + (f"; not servable: {summarize_names(sorted(why))} (reasons in the data-quality "
                 "report)" if why else ""))
         _record_servable(feats.report_path, ok, why)
         sample_ticker = cfg.sample_ticker or ("AAPL" if not cfg.files else
                                               (ok[0] if ok else feats.tickers[0]))
-        with PredictionClient(ep.grpc_target) as client:
+        # this data dir's token (the client's default reads $STOCKRAY_DATA_DIR or ./data)
+        with PredictionClient(ep.grpc_target,
+                              token=client_token(settings.auth_path)) as client:
             resp = client.predict(sample_ticker, explain=True)
         sample = format_response(resp)
         t["to_first_prediction_s"] = time.perf_counter() - t0
