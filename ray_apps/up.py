@@ -157,8 +157,11 @@ def main(cfg: UpConfig, settings: Settings,
         # this data dir's token (the client's default reads $STOCKRAY_DATA_DIR or ./data)
         with PredictionClient(ep.grpc_target,
                               token=client_token(settings.auth_path)) as client:
-            resp = client.predict(sample_ticker, explain=True)
-        sample = format_response(resp)
+            # --text: every contribution, so the text features' SHAP can be shown; the
+            # table keeps the top 5 as without --text
+            resp = client.predict(sample_ticker, explain=True,
+                                  top_k=len(served.feature_names) if cfg.text else 0)
+        sample = format_response(_top(resp, 5))
         t["to_first_prediction_s"] = time.perf_counter() - t0
         _say(f"[6/6] sample prediction through the gRPC client "
              f"({t['to_first_prediction_s']:.1f}s after start):\n{sample}")
@@ -174,6 +177,15 @@ def main(cfg: UpConfig, settings: Settings,
         # No serve.shutdown(): its controller drain takes 30 s here, and leaving the block
         # ends the whole local cluster this command started (ray.shutdown) anyway.
     return UpResult(t, rep.to_dict(), feats, tr, ep, sample, servable=ok, text=txt)
+
+
+def _top(resp, k: int):
+    """A copy of a Predict response with at most ``k`` contributions per horizon."""
+    out = type(resp)()
+    out.CopyFrom(resp)
+    for p in out.predictions:
+        del p.contributions[k:]
+    return out
 
 
 def text_training_note(tr: train.TrainResult) -> str:
