@@ -132,6 +132,9 @@ def evaluate(
         None,
     parallel: Annotated[bool, typer.Option(
         help="One Ray task per fold and seed on a local cluster.")] = True,
+    start: Annotated[str | None, typer.Option(
+        help="Use dates from this one on (e.g. 2009-01-01: the folds that reach the sample "
+             "news' 2012-13, not 13 years of folds where text is all zero).")] = None,
 ) -> None:
     """Walk-forward of the model with vs without the text features, one run, against the
     naive baselines (needs `stockray features` and `stockray news features` first)."""
@@ -141,7 +144,7 @@ def evaluate(
     sd = tuple(int(s) for s in _split(seeds)) or None
     try:
         rep, path = run_text_evaluate(cli_settings(), config, horizon, max_folds, sd,
-                                      parallel, log=typer.echo)
+                                      parallel, log=typer.echo, start=start)
     except (FileNotFoundError, ValueError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None

@@ -68,11 +68,14 @@ def describe(r: TextStageResult) -> str:
 def run_text_evaluate(settings: Settings, config_path: Path | None = None,
                       horizon: int | None = None, max_folds: int | None = None,
                       seeds: tuple[int, ...] | None = None, parallel: bool = True,
-                      log=print) -> tuple[dict, Path]:
+                      log=print, start: str | None = None) -> tuple[dict, Path]:
     """``stockray news evaluate``: `training.text_eval.evaluate_text_gain` on the data dir's
     offline store (price features, labels and the text features), the config's walk-forward
     (default ``configs/lgbm_text.yaml``), each (fold, seed) a Ray task on a local cluster
-    when ``parallel``. Writes ``reports/text_gain/h{h}/text_gain.json``."""
+    when ``parallel``; ``start`` drops earlier dates (folds before the text period compare
+    two models whose text columns are all zero). Writes
+    ``reports/text_gain/h{h}/text_gain.json``."""
+    import pandas as pd
     import ray
 
     from features.coverage import select_features
@@ -89,6 +92,8 @@ def run_text_evaluate(settings: Settings, config_path: Path | None = None,
     exp = load_experiment(config_path or _text_config())
     h = horizon or exp.horizons[0]
     frame = load_training_frame(settings.offline_dir)
+    if start:
+        frame = frame[frame["ts"] >= pd.Timestamp(start, tz="UTC")].reset_index(drop=True)
     base = select_features(frame, FEATURE_NAMES).kept
     frame = with_text(frame, settings.offline_dir)
     wf = exp.walkforward_for(h, **({"max_folds": max_folds} if max_folds else {}),
@@ -103,6 +108,7 @@ def run_text_evaluate(settings: Settings, config_path: Path | None = None,
             rep = run(ray_fold_map)
     else:
         rep = run(ray_fold_map if parallel else None)
+    rep["start"] = start
     return rep, write_text_gain(rep, settings.reports_dir / "text_gain" / f"h{h}")
 
 
