@@ -84,6 +84,13 @@ def evaluate_text_gain(frame: pd.DataFrame, base_features: list[str], cfg: WalkF
         arms[arm] = _arm_metrics(res, cfg, model, text_from)
         arms[arm]["features_used"] = len(res.feature_names)
         arms[arm]["baselines"] = _baselines(res, cfg, text_from)
+    # a fold whose train segment holds no text cannot learn from it (LightGBM drops constant
+    # columns): both arms then fit the same trees, so count the folds that could differ
+    text_days = pd.DatetimeIndex(frame.loc[has, "ts"])
+    folds = results["with_text"].folds
+    with_text_train = sum(
+        bool(((text_days >= pd.Timestamp(f["train"]["start"]))
+              & (text_days <= pd.Timestamp(f["train"]["end"]))).any()) for f in folds)
     w, wo = arms["with_text"], arms["without_text"]
     gain = {"rank_ic": w["rank_ic_mean"] - wo["rank_ic_mean"],
             "rank_ic_seeds": [a - b for a, b in zip(w["seeds_rank_ic"], wo["seeds_rank_ic"],
@@ -92,7 +99,7 @@ def evaluate_text_gain(frame: pd.DataFrame, base_features: list[str], cfg: WalkF
         gain["text_period_rank_ic"] = (w["text_period"]["rank_ic_mean"]
                                        - wo["text_period"]["rank_ic_mean"])
     return {"model": model, "horizon": cfg.horizon, "seeds": list(cfg.seeds),
-            "folds": len(results["with_text"].folds),
+            "folds": len(folds), "folds_with_text_in_train": with_text_train,
             "rows": len(frame), "rows_with_text": int(has.sum()),
             "text_from": str(text_from.date()) if text_from is not None else None,
             "arms": arms, "gain": gain, "seconds": round(time.perf_counter() - t0, 1)}
@@ -100,9 +107,10 @@ def evaluate_text_gain(frame: pd.DataFrame, base_features: list[str], cfg: WalkF
 
 def format_text_gain(rep: dict) -> str:
     """The comparison as a few lines for the terminal."""
-    lines = [(f"text inputs, walk-forward h={rep['horizon']} {rep['model']}, {rep['folds']} folds,"
-             f" seeds {rep['seeds']}; {rep['rows_with_text']} of {rep['rows']} rows had text "
-             f"(from {rep['text_from']})"),
+    lines = [(f"text inputs, walk-forward h={rep['horizon']} {rep['model']}, {rep['folds']} folds"
+              f" ({rep['folds_with_text_in_train']} with text in their train segment), seeds "
+              f"{rep['seeds']}; {rep['rows_with_text']} of {rep['rows']} rows had text "
+              f"(from {rep['text_from']})"),
              f"  {'arm':<14} {'RankIC':>18} {'IC':>18} {'RankIC text period':>20}"]
     for arm in ARMS:
         a = rep["arms"][arm]
