@@ -133,8 +133,9 @@ def evaluate(
     parallel: Annotated[bool, typer.Option(
         help="One Ray task per fold and seed on a local cluster.")] = True,
     start: Annotated[str | None, typer.Option(
-        help="Use dates from this one on (e.g. 2009-01-01: the folds that reach the sample "
-             "news' 2012-13, not 13 years of folds where text is all zero).")] = None,
+        help="First date used [4 years before the first text: earlier folds train two "
+             "identical models, text being all zero there]; 'all' = the whole history.")] =
+        None,
 ) -> None:
     """Walk-forward of the model with vs without the text features, one run, against the
     naive baselines (needs `stockray features` and `stockray news features` first)."""

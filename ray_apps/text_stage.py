@@ -72,8 +72,9 @@ def run_text_evaluate(settings: Settings, config_path: Path | None = None,
     """``stockray news evaluate``: `training.text_eval.evaluate_text_gain` on the data dir's
     offline store (price features, labels and the text features), the config's walk-forward
     (default ``configs/lgbm_text.yaml``), each (fold, seed) a Ray task on a local cluster
-    when ``parallel``; ``start`` drops earlier dates (folds before the text period compare
-    two models whose text columns are all zero). Writes
+    when ``parallel``. ``start``: first date used; None = 4 years before the first text (the
+    folds before that compare two models whose text columns are all zero: same trees);
+    ``"all"`` = the whole history. Writes
     ``reports/text_gain/h{h}/text_gain.json``."""
     import pandas as pd
     import ray
@@ -91,11 +92,13 @@ def run_text_evaluate(settings: Settings, config_path: Path | None = None,
     settings = settings.resolved()
     exp = load_experiment(config_path or _text_config())
     h = horizon or exp.horizons[0]
-    frame = load_training_frame(settings.offline_dir)
-    if start:
+    frame = with_text(load_training_frame(settings.offline_dir), settings.offline_dir)
+    if start is None and (frame["news_has_text_1d"] > 0).any():
+        first = frame.loc[frame["news_has_text_1d"] > 0, "ts"].min()
+        start = str((first - pd.DateOffset(years=4)).date())
+    if start and start != "all":
         frame = frame[frame["ts"] >= pd.Timestamp(start, tz="UTC")].reset_index(drop=True)
     base = select_features(frame, FEATURE_NAMES).kept
-    frame = with_text(frame, settings.offline_dir)
     wf = exp.walkforward_for(h, **({"max_folds": max_folds} if max_folds else {}),
                              **({"seeds": tuple(seeds)} if seeds else {}))
     wf = scale_walkforward(wf, frame["ts"].nunique(), h)
