@@ -135,7 +135,7 @@ def main(cfg: UpConfig, settings: Settings,
         t["train_s"] = time.perf_counter() - s
         _say(f"[4/6] trained, registered (alias champion) and exported to ONNX "
              f"({t['train_s']:.1f}s)\n{train.describe(tr)}")
-        if cfg.text:
+        if cfg.text and text_training_note(tr):
             _say(text_training_note(tr))
 
         s = time.perf_counter()
@@ -189,12 +189,8 @@ def _top(resp, k: int):
 
 
 def text_training_note(tr: train.TrainResult) -> str:
-    """Which inputs the text models got, and whether they are the served champions."""
-    fset = tr.feature_set or {}
-    cov = fset.get("text_coverage", {})
-    lines = [(f"      text inputs: services {fset.get('services')}, fill rules "
-             f"{fset.get('fills')}; {cov.get('rows_with_text', 0)} of {cov.get('rows', 0)} "
-             "training-frame rows had text (the rest: the fill rule)")]
+    """Whether the text models are the served champions (their inputs: `train.describe`)."""
+    lines = []
     not_champ = [f"{r.name} v{r.version}" for r in tr.registered.values()
                  if r.alias != "champion"]
     if not_champ:

@@ -113,6 +113,12 @@ def describe(result: TrainResult) -> str:
         fs = result.features
         lines.append(f"features: {len(fs.kept)} used, {len(fs.dropped)} dropped as missing in "
                      f"this universe: {summarize_names(sorted(fs.dropped))} (model card)")
+    fset = result.feature_set or {}
+    if fset.get("services"):  # opt-in inputs (text): what serving will read, how much had text
+        cov = fset.get("text_coverage", {})
+        lines.append(f"opt-in inputs: services {fset['services']}, fill rules {fset['fills']}; "
+                     f"{cov.get('rows_with_text', 0)} of {cov.get('rows', 0)} training-frame "
+                     "rows had text (the rest: the fill rule)")
     lines += [f"validation ({split_text(result.split)}), model vs naive baselines:", head]
     for h, m in sorted(result.metrics.items()):
         r = result.registered[h]
