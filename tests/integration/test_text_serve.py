@@ -1,10 +1,14 @@
 """Text features reach a served prediction's explanation, for real: the embedded bars of four
 tickers -> price features in Feast; the SYNTHETIC sample news -> lake -> word-count scores ->
-text view in Feast; LightGBM trained with `configs/lgbm_text.yaml` on a private Ray (Tune,
-MLflow registry, ONNX bundle recording the text service and its fill rule); the Serve app in
-split mode (lookup, predictor, explainer deployments) over gRPC. Predict with explain returns
-SHAP entries for the text features, and the served value equals the ONNX model run here on
-the online row read through Feast and filled by the same rule."""
+text view in Feast; LightGBM trained on the training frame with the text inputs joined and
+filled (`training.text_inputs`), exported as a bundle recording the text service and its fill
+rule; the Serve app in split mode (lookup, predictor, explainer deployments) over gRPC.
+Predict with explain returns SHAP entries for the text features, and the served value equals
+the ONNX model run here on the online row read through Feast and filled by the same rule.
+
+The default test fits in this process (`training.lgbm.fit_horizon`) and serves the bundle
+directory; the slow one runs `stockray train`'s path (Ray Tune, MLflow registry) and serves
+the registry champion."""
 
 from __future__ import annotations
 
@@ -30,16 +34,13 @@ from training.lgbm import LgbmParams
 
 pytestmark = pytest.mark.integration
 TICKERS = ("AAPL", "MSFT", "IBM", "GOOG")
+PARAMS = LgbmParams(num_boost_round=60)
 
 
-# Measured: 77 s at load average ~4 with 2011-06.. data and 200 rounds (since trimmed to 2012..
-# and 60 rounds: data 20 s of it), 224 s at load 35-48 (Serve's 4 deployments: 134 s). The
-# only end-to-end check that text inputs are trained on, served (split graph) and explained.
-def test_text_model_trained_served_and_explained(tmp_path):
-    from ray import serve
-
-    t0 = time.perf_counter()
-    settings = Settings(data_dir=tmp_path / "data").resolved()
+@pytest.fixture(scope="module")
+def text_data(tmp_path_factory):
+    """A data dir with price and text features offline and online (no Ray)."""
+    settings = Settings(data_dir=tmp_path_factory.mktemp("text-serve")).resolved()
     # from 2012: the price windows warm up in 2012-H1, the sample news starts in 2012-09
     ingest.main(ingest.IngestConfig(tickers=TICKERS, start="2012-01-01"), settings)
     build_features.main(build_features.FeaturesConfig(engine="local", progress=False,
@@ -47,37 +48,33 @@ def test_text_model_trained_served_and_explained(tmp_path):
     txt = text_stage.run_text_stage(settings)
     assert txt.scorer == "wordcount-lexicon" and txt.scored == 240
     assert set(txt.tickers) == set(TICKERS) and txt.online_tickers == 4
-    t_data = time.perf_counter() - t0
-    ports = {"grpc": free_port(), "http": free_port(), "pgrpc": free_port()}
-    with private_ray(serve_env(ports["grpc"]), prefix="srq-tx-"):
-        tr = train.main(train.TrainConfig(horizons=[5], config_path=TEXT_CONFIG,
-                                          params=LgbmParams(num_boost_round=60)), settings)
-        t_train = time.perf_counter() - t0
-        fset = tr.feature_set
-        assert fset["services"] == [TEXT_SERVICE] and fset["fills"] == {
-            TEXT_SERVICE: TEXT_FILL_RULE}
-        assert 0 < fset["text_coverage"]["rows_with_text"] < fset["text_coverage"]["rows"]
-        assert list(TEXT_MODEL_FEATURES) == tr.features.kept[-len(TEXT_MODEL_FEATURES):]
-        source = ModelSource.from_data_dir(settings.data_dir, horizons=[5],
-                                           download_dir=str(tmp_path / "dl"))
-        args = AppArgs(models=source, reader="features.store:FeastOnlineReader",
-                       reader_kwargs={"repo_path": str(settings.feast_dir)}, mode="split",
-                       app_name="stockray-text")
-        ep = start_serve(args, ports["grpc"], ports["http"], "127.0.0.1",
-                         proxy_grpc_port=ports["pgrpc"], timeout_s=120)
-        try:
-            with PredictionClient(ep.grpc_target) as c:
-                resp = {t: c.predict(t, [5], explain=True, top_k=200) for t in TICKERS}
-        finally:
-            serve.delete(args.app_name)
-    print(f"text data {t_data:.1f}s, + Ray + train {t_train:.1f}s, + serve + predict "
-          f"{time.perf_counter() - t0:.1f}s")
+    return settings
 
-    bundle = resolve_bundles(source)[5]
+
+def _serve_and_predict(settings, models: ModelSource, app_name: str, grpc_port: int) -> dict:
+    """Serve ``models`` (split graph) on ``grpc_port`` (the port Ray was started for, see
+    `serve_env`) and Predict with every contribution for each ticker."""
+    from ray import serve
+
+    ports = {"grpc": grpc_port, "http": free_port(), "pgrpc": free_port()}
+    args = AppArgs(models=models, reader="features.store:FeastOnlineReader",
+                   reader_kwargs={"repo_path": str(settings.feast_dir)}, mode="split",
+                   app_name=app_name)
+    ep = start_serve(args, ports["grpc"], ports["http"], "127.0.0.1",
+                     proxy_grpc_port=ports["pgrpc"], timeout_s=180)
+    try:
+        with PredictionClient(ep.grpc_target) as c:
+            return {t: c.predict(t, [5], explain=True, top_k=200) for t in TICKERS}
+    finally:
+        serve.delete(app_name)
+
+
+def _check_served(settings, bundle, resp: dict) -> None:
     names = list(bundle.feature_names)
+    assert names[-len(TEXT_MODEL_FEATURES):] == list(TEXT_MODEL_FEATURES)
     sess = onnx_session(bundle.onnx_path)
-    reader = FeastOnlineReader(str(settings.feast_dir)).with_services([TEXT_SERVICE])
-    online = reader.read(list(TICKERS))
+    online = FeastOnlineReader(str(settings.feast_dir)).with_services([TEXT_SERVICE]).read(
+        list(TICKERS))
     with_text = 0
     for t, r in resp.items():
         p = r.predictions[0]
@@ -94,7 +91,55 @@ def test_text_model_trained_served_and_explained(tmp_path):
         assert p.predicted_return == pytest.approx(want, abs=1e-6), t
         for n in TEXT_MODEL_FEATURES:  # the explanation reports the filled served value
             assert shap[n].value == pytest.approx(values[n]), (t, n)
-        with_text += values[HAS_TEXT] > 0 or values["news_count_1d"] > 0 or any(
-            values[n] != 0 for n in TEXT_MODEL_FEATURES)
+        with_text += any(values[n] != 0 for n in TEXT_MODEL_FEATURES)
     # the online text rows are the sample's last session: some ticker carries real values
-    assert with_text >= 1
+    assert with_text >= 1 and HAS_TEXT in names
+
+
+# Measured only under load from other jobs: 20 s data + 98 s at load averages 30-43, mostly
+# Ray and Serve start-up (a split app of 4 deployments); expected ~40-60 s on a quiet box.
+def test_text_model_served_and_explained(text_data, tmp_path):
+    from training.config import load_experiment
+    from training.data import load_training_frame
+    from training.export import export_bundle
+    from training.lgbm import fit_horizon
+    from training.text_inputs import model_inputs
+
+    t0 = time.perf_counter()
+    settings = text_data
+    exp = load_experiment(TEXT_CONFIG)
+    frame, fs, fset = model_inputs(load_training_frame(settings.offline_dir),
+                                   settings.offline_dir, exp.features.text)
+    assert fset["services"] == [TEXT_SERVICE] and fset["fills"] == {
+        TEXT_SERVICE: TEXT_FILL_RULE}
+    assert 0 < fset["text_coverage"]["rows_with_text"] < fset["text_coverage"]["rows"]
+    res = fit_horizon(frame, fs.kept, 5, PARAMS,
+                      segments=exp.segments.resolve(frame["ts"], gap=5))
+    import lightgbm as lgb
+
+    d = export_bundle(lgb.Booster(model_str=res.booster_text), res.feature_names,
+                      tmp_path / "h5", model_name="stockray-lgbm-h5", model_version="1",
+                      horizon=5, extra={"metrics": res.metrics, "feature_set": fset})
+    models = ModelSource(bundle_dirs={5: str(d)})
+    grpc_port = free_port()
+    with private_ray(serve_env(grpc_port), prefix="srq-tx-"):
+        resp = _serve_and_predict(settings, models, "stockray-text", grpc_port)
+    print(f"text fit + serve + explain: {time.perf_counter() - t0:.1f}s")
+    _check_served(settings, resolve_bundles(models)[5], resp)
+
+
+@pytest.mark.slow
+def test_text_model_trained_on_ray_registered_and_served(text_data, tmp_path):
+    """`stockray train --config configs/lgbm_text.yaml`'s path: Ray Tune, MLflow registry
+    (bundle ``extra.feature_set``), the champion served from the registry."""
+    settings = text_data
+    grpc_port = free_port()
+    with private_ray(serve_env(grpc_port), prefix="srq-tr-"):
+        tr = train.main(train.TrainConfig(horizons=[5], config_path=TEXT_CONFIG,
+                                          params=PARAMS), settings)
+        assert tr.feature_set["services"] == [TEXT_SERVICE]
+        assert list(TEXT_MODEL_FEATURES) == tr.features.kept[-len(TEXT_MODEL_FEATURES):]
+        models = ModelSource.from_data_dir(settings.data_dir, horizons=[5],
+                                           download_dir=str(tmp_path / "dl"))
+        resp = _serve_and_predict(settings, models, "stockray-text-reg", grpc_port)
+    _check_served(settings, resolve_bundles(models)[5], resp)
