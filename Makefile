@@ -8,7 +8,7 @@ ARGS ?=
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv protos sysdeps run run-news test test-slow test-all bench lint lock clean-data sentiment
+.PHONY: help venv protos sysdeps run run-news run-text test test-slow test-all bench lint lock clean-data sentiment
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-12s %s\n", $$1, $$2}'
@@ -50,6 +50,10 @@ run: venv protos ## Run the whole stack on the embedded default and serve until 
 run-news: venv ## Text path offline: the SYNTHETIC sample news into the lake, then text features
 	$(BIN)/stockray news fetch --provider file
 	$(BIN)/stockray news features
+
+TEXT_DATA_DIR ?= data-text
+run-text: venv protos ## The stack with the text path (sample news -> text features -> models use them) in TEXT_DATA_DIR [data-text]; ARGS=--once to exit
+	$(BIN)/stockray --data-dir $(TEXT_DATA_DIR) up --text $(ARGS)
 
 sentiment: venv ## Train the sentiment model: 3 seeds on the full corpus + baselines, ONNX, MLflow (ARGS=--tune)
 	$(BIN)/stockray sentiment train $(ARGS)

@@ -61,14 +61,25 @@ def summarize_names(items, first: int = 5) -> str:
     return f"{len(items)} ({head}{', ...' if len(items) > first else ''})"
 
 
-def servable_tickers(feast_dir, tickers, feature_names) -> tuple[list[str], dict[str, str]]:
+def servable_tickers(feast_dir, tickers, feature_names, services=()
+                     ) -> tuple[list[str], dict[str, str]]:
     """Tickers whose online row holds every one of ``feature_names`` (what serving checks),
-    and why the others are not servable (e.g. too short a history for a window)."""
+    and why the others are not servable (e.g. too short a history for a window).
+
+    ``services``: opt-in feature services the model reads too (a text model's
+    ``stockray_text_v1``), read and filled as serving does (``features.text.fill``)."""
     import math
 
     from features.store import FeastOnlineReader
+    from features.text.fill import apply_service_fills
 
-    rows = FeastOnlineReader(str(feast_dir)).read(list(tickers))
+    reader = FeastOnlineReader(str(feast_dir))
+    if services:
+        reader = reader.with_services(list(services))
+    rows = reader.read(list(tickers))
+    rows = {t: r if r is None or not services else
+            apply_service_fills(r, services, float(r.get("feature_ts", math.nan)))
+            for t, r in rows.items()}
     ok, why = [], {}
     for t in tickers:
         row = rows.get(t)

@@ -26,6 +26,7 @@ only on a shared ``data_dir`` (which they need anyway for ``feature_store.yaml``
 
 from __future__ import annotations
 
+import copy
 import fcntl
 import json
 import math
@@ -230,6 +231,10 @@ class FeastOnlineReader:
             each from its family's view).
         feature_service: read exactly what this FeatureService serves (e.g.
             ``stockray_lgbm_v1`` for a model trained on the v1 set) instead of names.
+
+    ``with_services(names)``: a reader of the same features plus those opt-in services'
+    (e.g. ``stockray_text_v1``), in one online call; a ticker without a row in a service gets
+    None for its columns (NaN here; serving's fill rule decides what that means).
     """
 
     def __init__(self, repo_path: str, feature_view: str | None = None,
@@ -249,6 +254,26 @@ class FeastOnlineReader:
             raise ValueError(f"{feature_service or self.refs} does not serve feature_ts")
         # Serving watches this file to drop its feature cache when the online store changes.
         self.generation_path = str(online_generation_path(repo_path))
+        self.repo_path = str(repo_path)
+
+    def service_refs(self, service: str) -> list[str]:
+        """``view:feature`` references of a registered FeatureService."""
+        svc = self.store.get_feature_service(service)
+        return [f"{p.name_to_use()}:{f.name}" for p in svc.feature_view_projections
+                for f in p.features]
+
+    def with_services(self, services: Sequence[str]) -> FeastOnlineReader:
+        """This reader extended with the features of ``services`` (see the class docstring).
+
+        Raises:
+            feast's FeatureServiceNotFoundException: a service is not registered.
+        """
+        self.store.refresh_registry()  # the service may be newer than this reader
+        out = copy.copy(self)
+        extra = [r for s in services for r in self.service_refs(s) if r not in self.refs]
+        out.refs = [*self.refs, *extra]
+        out.names = [r.split(":", 1)[1] for r in out.refs]
+        return out
 
     def read(self, tickers: Sequence[str]) -> dict[str, dict[str, float] | None]:
         rows = self.store.get_online_features(

@@ -94,6 +94,9 @@ def up(
     sample_ticker: Annotated[str | None, typer.Option(
         help="Ticker of the sample prediction [AAPL; with --file the first servable one].")]
         = None,
+    text: Annotated[bool, typer.Option(
+        help="Text path too: SYNTHETIC sample news -> text features -> models trained with "
+             "them (configs/lgbm_text.yaml); the explanation shows their SHAP.")] = False,
 ) -> None:
     """Run the whole stack and serve predictions until Ctrl-C: on the embedded data, or with
     --file on your own universe only (any date range; tickers with enough history served)."""
@@ -108,7 +111,8 @@ def up(
     try:
         main(UpConfig(once=once, tickers=_tickers(tickers), start=start, end=end,
                       engine=engine, auth=auth, files=list(file or []), index_file=index_file,
-                      index_ticker=index_ticker, sample_ticker=sample_ticker), settings)
+                      index_ticker=index_ticker, sample_ticker=sample_ticker, text=text),
+             settings)
     except ValueError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None

@@ -113,3 +113,35 @@ def features(
     rep = run_text_features(cli_settings(), scorer=scorer, online=online, events=events,
                             shock_threshold=shock_threshold)
     typer.echo(json.dumps(rep.to_dict(), indent=2))
+
+
+@news_app.command()
+def evaluate(
+    config: Annotated[Path | None, typer.Option(
+        help="Experiment config (walk-forward layout, params) [configs/lgbm_text.yaml].")] =
+        None,
+    horizon: Annotated[int | None, typer.Option(help="Horizon [the config's first].")] = None,
+    max_folds: Annotated[int | None, typer.Option(help="At most this many folds.")] = None,
+    seeds: Annotated[str | None, typer.Option(help="Comma-separated seeds [config's].")] =
+        None,
+    parallel: Annotated[bool, typer.Option(
+        help="One Ray task per fold and seed on a local cluster.")] = True,
+    start: Annotated[str | None, typer.Option(
+        help="First date used [4 years before the first text: earlier folds train two "
+             "identical models, text being all zero there]; 'all' = the whole history.")] =
+        None,
+) -> None:
+    """Walk-forward of the model with vs without the text features, one run, against the
+    naive baselines (needs `stockray features` and `stockray news features` first)."""
+    from ray_apps.text_stage import run_text_evaluate
+    from training.text_eval import format_text_gain
+
+    sd = tuple(int(s) for s in _split(seeds)) or None
+    try:
+        rep, path = run_text_evaluate(cli_settings(), config, horizon, max_folds, sd,
+                                      parallel, log=typer.echo, start=start)
+    except (FileNotFoundError, ValueError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(format_text_gain(rep))
+    typer.echo(f"report: {path}")

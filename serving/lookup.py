@@ -13,6 +13,14 @@ Faults: every store read has a deadline (``read_timeout_s``). A read that fails 
 marks the store down (:meth:`FeatureLookup.store_health`, reported by ``/healthz``); tickers
 read before are then served from their last good row flagged ``degraded`` (the response says
 ``stale``), others get ``UNAVAILABLE`` with advice. The next good read marks the store up.
+
+Opt-in services: a request may name feature services beyond the price features (a model
+trained with text asks for ``stockray_text_v1``: its bundle's ``extra.feature_set.services``).
+The lookup then reads through a reader extended with those services (built on first use from
+the base reader's ``with_services``, one store call for all of them), applies each service's
+fill rule (``features.text.fill``) and caches the row per (ticker, services). Requests that
+name none read exactly as before. Because the services come with each request, a lookup
+replica serves a text model loaded after it started without a restart.
 """
 
 from __future__ import annotations
@@ -30,8 +38,10 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, replace
 
+from features.text.fill import apply_service_fills
 from serving.errors import (
     FeatureStoreUnavailableError,
+    FeaturesUnavailableError,
     InvalidRequestError,
     ServingError,
     UnknownTickerError,
@@ -185,8 +195,13 @@ class FeatureLookup:
         metrics: ServingMetrics | None = None,
         read_timeout_s: float = 2.0,
         last_good_s: float = 3 * 86400.0,
+        reader_for: Callable[[tuple[str, ...]], FeatureReader] | None = None,
     ) -> None:
         self._reader = reader
+        # services -> reader extended with them (None: this reader serves no opt-in service)
+        self._reader_for = reader_for if reader_for is not None else getattr(
+            reader, "with_services", None)
+        self._readers: dict[tuple[str, ...], FeatureReader] = {(): reader}
         self._read_timeout_s = read_timeout_s
         self._last_good_s = last_good_s
         self._pool = _DaemonPool(4)
@@ -246,25 +261,46 @@ class FeatureLookup:
                 return hit[2]
         return None
 
-    def _store(self, rows: list[FeatureRow], now: float, gen: int) -> None:
+    def _store(self, rows: list[tuple[str, FeatureRow]], now: float, gen: int) -> None:
         if self._ttl_s <= 0:
             return
         with self._lock:
             if gen != self._generation:
                 return  # the store changed while we read: do not cache what we read
-            for row in rows:
-                self._cache[row.ticker] = (now, gen, row)
-                self._cache.move_to_end(row.ticker)
+            for ckey, row in rows:
+                self._cache[ckey] = (now, gen, row)
+                self._cache.move_to_end(ckey)
             while len(self._cache) > self._max_entries:
                 self._cache.popitem(last=False)
 
     @staticmethod
-    def _row(key: str, raw: dict[str, float]) -> FeatureRow:
-        return FeatureRow(
-            ticker=key,
-            values={k: float(v) for k, v in raw.items() if k != FEATURE_TS_KEY},
-            feature_ts=float(raw.get(FEATURE_TS_KEY, math.nan)),
-        )
+    def _row(key: str, raw: dict[str, float], services: tuple[str, ...] = ()) -> FeatureRow:
+        ts = float(raw.get(FEATURE_TS_KEY, math.nan))
+        values = {k: float(v) for k, v in raw.items() if k != FEATURE_TS_KEY}
+        if services:  # the services' fill rules (days without text, ...), as in training
+            values = apply_service_fills(values, services, ts)
+        return FeatureRow(ticker=key, values=values, feature_ts=ts)
+
+    def _reader_with(self, services: tuple[str, ...]) -> FeatureReader:
+        got = self._readers.get(services)
+        if got is not None:
+            return got
+        if self._reader_for is None:
+            raise InvalidRequestError(
+                f"the model needs feature service(s) {list(services)}, which this server's "
+                "feature reader cannot read: serve it with features.store:FeastOnlineReader")
+        try:
+            got = self._reader_for(services)  # Feast registry read: once per service set
+        except Exception as exc:  # noqa: BLE001 - the reason goes back to the caller
+            log.warning("no reader for services %s: %s: %.300s", services,
+                        type(exc).__name__, exc)
+            raise FeaturesUnavailableError(
+                f"feature service(s) {list(services)} cannot be read from the online store "
+                f"({type(exc).__name__}): build them (`stockray news features` for the text "
+                "service), then retry") from None
+        with self._lock:
+            self._readers[services] = got
+        return got
 
     def get(self, ticker: str) -> FeatureRow:
         """Return the row of ``ticker`` (upper-cased).
@@ -279,9 +315,15 @@ class FeatureLookup:
             raise row
         return row
 
-    def get_many(self, tickers: list[str]) -> dict[str, FeatureRow | ServingError]:
-        """Rows of many tickers (one reader call for the uncached ones); errors per ticker."""
+    def get_many(
+        self, tickers: list[str], services: tuple[str, ...] | list[str] = ()
+    ) -> dict[str, FeatureRow | ServingError]:
+        """Rows of many tickers (one reader call for the uncached ones); errors per ticker.
+
+        ``services``: opt-in feature services to read too, their fill rules applied."""
         out: dict[str, FeatureRow | ServingError] = {}
+        services = tuple(sorted(set(services)))
+        suffix = "\x00" + "+".join(services) if services else ""
         gen = self._current_generation()  # before the read: see the class docstring
         now = self._clock()
         todo = []
@@ -290,15 +332,20 @@ class FeatureLookup:
             if not key:
                 out[t] = InvalidRequestError("ticker is empty: pass a symbol such as 'AAPL'")
                 continue
-            hit = self._cached(key, now, gen)
+            hit = self._cached(key + suffix, now, gen)
             if hit is not None:
                 out[key] = hit
             else:
                 todo.append(key)
         if todo:
-            raw = self._read_store(todo)
+            try:
+                reader = self._reader_with(services)
+            except ServingError as e:
+                out.update(dict.fromkeys(todo, e))
+                return out
+            raw = self._read_store(todo, reader)
             if raw is None:
-                self._serve_last_good(todo, out)
+                self._serve_last_good(todo, out, suffix)
                 self._metrics.cache(len(tickers) - len(todo), len(todo))
                 return out
             fresh = []
@@ -310,17 +357,18 @@ class FeatureLookup:
                         "check the symbol, or ingest it and run materialize"
                     )
                     continue
-                out[key] = row = self._row(key, r)
-                fresh.append(row)
+                out[key] = row = self._row(key, r, services)
+                fresh.append((key + suffix, row))
             self._store(fresh, now, gen)
             self._keep_last_good(fresh)
         self._metrics.cache(len(tickers) - len(todo), len(todo))
         return out
 
-    def _read_store(self, keys: list[str]) -> dict | None:
+    def _read_store(self, keys: list[str], reader: FeatureReader | None = None) -> dict | None:
         """The store's rows, or None when it failed or missed the deadline (health updated)."""
+        reader = reader if reader is not None else self._reader
         try:
-            raw = self._pool.submit(self._reader.read, keys).result(timeout=self._read_timeout_s)
+            raw = self._pool.submit(reader.read, keys).result(timeout=self._read_timeout_s)
         except FutureTimeout:
             self._mark_down(f"no answer within {self._read_timeout_s:g}s")
             return None
@@ -343,21 +391,21 @@ class FeatureLookup:
             self._health.update(ok=False, error=error,
                                 failed_reads=self._health["failed_reads"] + 1)
 
-    def _keep_last_good(self, rows: list[FeatureRow]) -> None:
+    def _keep_last_good(self, rows: list[tuple[str, FeatureRow]]) -> None:
         now = time.monotonic()
         with self._lock:
-            for row in rows:
-                self._last_good[row.ticker] = (now, row)
-                self._last_good.move_to_end(row.ticker)
+            for ckey, row in rows:
+                self._last_good[ckey] = (now, row)
+                self._last_good.move_to_end(ckey)
             while len(self._last_good) > self._max_entries:
                 self._last_good.popitem(last=False)
 
-    def _serve_last_good(self, keys: list[str], out: dict) -> None:
+    def _serve_last_good(self, keys: list[str], out: dict, suffix: str = "") -> None:
         now = time.monotonic()
         err = self._health["error"]
         for key in keys:
             with self._lock:
-                hit = self._last_good.get(key)
+                hit = self._last_good.get(key + suffix)
             if hit is not None and now - hit[0] <= self._last_good_s:
                 out[key] = replace(hit[1], degraded=True)
             else:

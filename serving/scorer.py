@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from features.text.fill import check_fills
 from serving.calibration import Calibration
 from serving.errors import FeaturesUnavailableError
 from serving.models import DEFAULT_ALIAS, ModelBundle
@@ -41,6 +42,9 @@ class ModelInfo:
     family: str = "lgbm"  # registry family: lgbm, lstm, transformer
     window: int = 1  # rows of history per input
     graph: str = ""  # SHA-256 of the ONNX graph: equal graphs share a session and a run
+    # opt-in feature services the model reads beside the price features (bundle
+    # extra.feature_set.services, e.g. stockray_text_v1), each with its fill rule
+    services: tuple[str, ...] = ()
 
 
 def input_groups(info: Mapping[int, ModelInfo], horizons: Iterable[int]) -> list[tuple[int, ...]]:
@@ -130,6 +134,24 @@ def model_input(
     return win[None]
 
 
+def bundle_services(meta: Mapping) -> tuple[str, ...]:
+    """The opt-in feature services a bundle was trained on (``extra.feature_set``).
+
+    Raises:
+        ValueError: the bundle wants a fill rule this server does not apply (it would score
+            inputs unlike its training rows).
+    """
+    fset = (meta.get("extra") or {}).get("feature_set") or {}
+    services = tuple(fset.get("services") or ())
+    fills = dict(fset.get("fills") or {})
+    missing = sorted(set(services) - set(fills))
+    if missing:
+        raise ValueError(f"bundle {meta.get('model_name')} names service(s) {missing} without "
+                         "a fill rule: re-export it")
+    check_fills(fills)
+    return services
+
+
 class Scorer:
     """Point forecasts from ONNX Runtime (1 intra-op thread per session); horizons whose
     bundles hold the same graph share one session (see module docstring)."""
@@ -163,6 +185,7 @@ class Scorer:
                 family=b.family,
                 window=b.window,
                 graph=digest[h],
+                services=bundle_services(b.meta),
             )
             for h, b in self._bundles.items()
         }

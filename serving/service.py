@@ -80,7 +80,9 @@ class ServicePolicy:
 class Stages(Protocol):
     async def models(self) -> dict[str, dict[int, ModelInfo]]: ...
 
-    async def lookup_many(self, tickers: list[str]) -> dict[str, FeatureRow | ServingError]: ...
+    async def lookup_many(
+        self, tickers: list[str], services: tuple[str, ...] = ()
+    ) -> dict[str, FeatureRow | ServingError]: ...
 
     async def score(
         self, rows: list[FeatureRow], horizons: Sequence[int], alias: str
@@ -181,8 +183,10 @@ class LocalStages:
     async def models(self) -> dict[str, dict[int, ModelInfo]]:
         return self.served.info()
 
-    async def lookup_many(self, tickers: list[str]) -> dict[str, FeatureRow | ServingError]:
-        return self.lookup_stage.get_many(tickers)
+    async def lookup_many(
+        self, tickers: list[str], services: tuple[str, ...] = ()
+    ) -> dict[str, FeatureRow | ServingError]:
+        return self.lookup_stage.get_many(tickers, services)
 
     async def feature_store_health(self) -> dict:
         return self.lookup_stage.store_health()
@@ -284,6 +288,7 @@ class _Plan:
     as_of: float | None
     explain: bool
     top_k: int
+    services: tuple[str, ...] = ()  # opt-in feature services the plan's models read
 
 
 class PredictionService:
@@ -352,7 +357,18 @@ class PredictionService:
                 f"top_k {top_k} needs a key with the Explain scope (at most "
                 f"{TOP_K_WITHOUT_EXPLAIN_SCOPE} contributions otherwise): lower top_k"
             )
-        return _Plan(tickers, horizons, alias, routed, as_of, explain, check_top_k(top_k))
+        services = {s for h in horizons for s in models[alias][h].services}
+        if pol.shadow and alias == CHAMPION and not routed and CHALLENGER in models:
+            # the shadow challenger scores the same rows: read what it needs too
+            services |= {s for h in horizons if h in models[CHALLENGER]
+                         for s in models[CHALLENGER][h].services}
+        return _Plan(tickers, horizons, alias, routed, as_of, explain, check_top_k(top_k),
+                     tuple(sorted(services)))
+
+    async def _lookup(self, plan: _Plan) -> dict[str, FeatureRow | ServingError]:
+        if plan.services:  # only then: stages without opt-in services keep their signature
+            return await self._stages.lookup_many(plan.tickers, plan.services)
+        return await self._stages.lookup_many(plan.tickers)
 
     def _check_row(self, row: FeatureRow, as_of: float | None) -> tuple[float, bool]:
         """``(feature age s, stale)`` of a row, or raise for as-of / staleness violations."""
@@ -380,7 +396,7 @@ class PredictionService:
         return age, stale
 
     async def _run(self, plan: _Plan) -> tuple[list[pb.PredictResponse | ServingError], dict]:
-        got = await self._stages.lookup_many(plan.tickers)
+        got = await self._lookup(plan)
         results: list[Any] = []
         rows: list[FeatureRow] = []
         ages: list[tuple[float, bool]] = []
@@ -579,7 +595,7 @@ class PredictionService:
             plan = self._plan(
                 models, [req.ticker], req.horizons, req.model_alias, req.as_of, True, 0
             )
-            got = (await self._stages.lookup_many(plan.tickers))[plan.tickers[0]]
+            got = (await self._lookup(plan))[plan.tickers[0]]
             if isinstance(got, ServingError):
                 raise got
             self._check_row(got, plan.as_of)

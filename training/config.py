@@ -60,6 +60,16 @@ class LifecycleConfig:
 
 
 @dataclass
+class FeatureInputs:
+    """Opt-in model inputs beyond the price features (``features:`` in a config)."""
+
+    text: bool = False
+    """Also train on the text features (Feast service ``stockray_text_v1``), joined point in
+    time and filled by ``features.text.fill`` (`training.text_inputs`); the bundle then asks
+    serving to read that service."""
+
+
+@dataclass
 class LgbmExperiment:
     """One ``kind: lgbm`` config."""
 
@@ -70,6 +80,7 @@ class LgbmExperiment:
     walkforward: WalkForwardConfig = field(default_factory=WalkForwardConfig)
     tune: TuneConfig = field(default_factory=TuneConfig)
     lifecycle: LifecycleConfig = field(default_factory=LifecycleConfig)
+    features: FeatureInputs = field(default_factory=FeatureInputs)
     source: str = ""
 
     def walkforward_for(self, horizon: int, **overrides) -> WalkForwardConfig:
@@ -82,6 +93,8 @@ class LgbmExperiment:
         d = asdict(self)
         d.pop("source")
         d["segments"] = self.segments.to_dict()
+        if not self.features.text:  # default inputs: the dict (and config hashes) as before
+            d.pop("features")
         return d
 
 
@@ -197,6 +210,7 @@ def load_experiment(path: str | Path = DEFAULT_CONFIG) -> LgbmExperiment:
         walkforward=_build(WalkForwardConfig, wf, f"{path}: walkforward"),
         tune=_build(TuneConfig, raw.get("tune"), f"{path}: tune"),
         lifecycle=_build(LifecycleConfig, raw.get("lifecycle"), f"{path}: lifecycle"),
+        features=_build(FeatureInputs, raw.get("features"), f"{path}: features"),
         source=str(path),
     )
 

@@ -7,8 +7,9 @@
 over the shared ``features.providers.http`` client; ``fetch``: ``stockray news fetch``;
 ``scoring``: the scorer protocol and ``stockray news score``; ``daily``: per (ticker, session)
 features with the after-the-close rule, and the ``sentiment_shock`` event rule; ``views``: the
-Feast view and opt-in service; ``build``: ``stockray news features``; ``sample``: the
-generator of the shipped SYNTHETIC sample news.
+Feast view and opt-in service; ``build``: ``stockray news features``; ``fill``: the one rule
+for days without text, shared by training and serving; ``sample``: the generator of the
+shipped SYNTHETIC sample news.
 
 May import: ``features``. No Ray, no training, no serving (a scorer comes in as an object).
 """

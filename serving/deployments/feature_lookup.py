@@ -15,8 +15,11 @@ class FeatureLookupDeployment:
         # The reader (Feast store, DB connection) is built here, inside the replica.
         self._lookup = config.build_lookup()
 
-    def lookup_many(self, tickers: list[str]) -> dict[str, FeatureRow | ServingError]:
-        return self._lookup.get_many(tickers)
+    def lookup_many(
+        self, tickers: list[str], services: tuple[str, ...] = ()
+    ) -> dict[str, FeatureRow | ServingError]:
+        # services: what the request's models need beyond the price features (text, ...)
+        return self._lookup.get_many(tickers, services)
 
     def store_health(self) -> dict:
         return self._lookup.store_health()

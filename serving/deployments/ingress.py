@@ -214,8 +214,10 @@ class HandleStages:
             self._models = (now, await self._predictor.models.remote())
         return self._models[1]
 
-    async def lookup_many(self, tickers: list[str]) -> dict[str, FeatureRow | ServingError]:
-        return _raise_if_error(await self._lookup.lookup_many.remote(tickers))
+    async def lookup_many(
+        self, tickers: list[str], services: tuple[str, ...] = ()
+    ) -> dict[str, FeatureRow | ServingError]:
+        return _raise_if_error(await self._lookup.lookup_many.remote(tickers, tuple(services)))
 
     async def feature_store_health(self) -> dict:
         return await self._lookup.store_health.remote()

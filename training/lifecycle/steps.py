@@ -105,18 +105,18 @@ def run_params(ctx: Ctx):
 
 
 def step_train(ctx: Ctx) -> dict:
-    from features.coverage import select_features
-    from features.pipeline import FEATURE_NAMES
     from features.pipeline_metrics import record_training
     from training.data import load_training_frame
     from training.lgbm import LgbmParams
     from training.registry import ensure_experiment, register_horizon
+    from training.text_inputs import model_inputs
     from training.tune import train_horizons, tune_lgbm
 
     s, exp = ctx.settings, ctx.exp
     data_hash = ctx.outputs["features"]["data_sha256"]
-    frame = load_training_frame(s.offline_dir)
-    fs = select_features(frame, FEATURE_NAMES)
+    # features: {text: true} adds the filled text inputs; fset is what the bundles record
+    frame, fs, fset = model_inputs(load_training_frame(s.offline_dir), s.offline_dir,
+                                   exp.features.text)
     seg = exp.segments.resolve(frame["ts"], gap=max(exp.horizons))
     base = run_params(ctx)
     tuned = None
@@ -146,7 +146,7 @@ def step_train(ctx: Ctx) -> dict:
                                   bundle_root=s.models_dir, params=asdict(params),
                                   family=family, data_hash=data_hash,
                                   tags={"config_sha256": ctx.outputs["_config_hash"]},
-                                  feature_set=fs.to_dict())
+                                  feature_set=fset)
             registered[rv.name] = {"version": rv.version, "alias": rv.alias,
                                    "family": family, "horizon": h}
             ctx.log(f"  registered {rv.name} v{rv.version} as {rv.alias}")
@@ -170,6 +170,10 @@ def step_evaluate(ctx: Ctx) -> dict:
     s, exp = ctx.settings, ctx.exp
     data_hash = ctx.outputs["features"]["data_sha256"]
     frame = load_training_frame(s.offline_dir)
+    if exp.features.text:  # the trained feature list holds the text inputs
+        from training.text_inputs import with_text
+
+        frame = with_text(frame, s.offline_dir)
     out = {}
     for h in exp.horizons:
         wf = exp.walkforward_for(h, params=run_params(ctx),

@@ -17,7 +17,7 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from features.coverage import FeatureSelection, select_features, summarize_names
+from features.coverage import FeatureSelection, summarize_names
 from features.pipeline import FEATURE_NAMES, HORIZONS
 from features.pipeline_metrics import record_training
 from features.settings import Settings
@@ -35,6 +35,7 @@ from training.registry import (
     register_horizon,
     register_sequence,
 )
+from training.text_inputs import model_inputs
 from training.tune import train_horizons
 
 
@@ -57,6 +58,7 @@ class TrainResult:
     metrics: dict[int, dict[str, float]]
     features: FeatureSelection | None = None  # the feature set (kept / dropped with reasons)
     split: dict | None = None  # which split: {"source": "config segments", "segments": ...}
+    feature_set: dict | None = None  # as stored in the bundles (services/fills with text)
 
 
 def train_lgbm(cfg: TrainConfig, settings: Settings) -> TrainResult:
@@ -65,7 +67,8 @@ def train_lgbm(cfg: TrainConfig, settings: Settings) -> TrainResult:
     exp = load_experiment(cfg.config_path)
     params = cfg.params or exp.params
     frame = load_training_frame(settings.offline_dir)
-    fs = select_features(frame, FEATURE_NAMES)
+    # configs with features: {text: true} add the filled text inputs (training.text_inputs)
+    frame, fs, feature_set = model_inputs(frame, settings.offline_dir, exp.features.text)
     if cfg.valid_frac is None:
         seg = {k: list(v) for k, v in
                exp.segments.resolve(frame["ts"], gap=max(cfg.horizons)).items()}
@@ -85,9 +88,9 @@ def train_lgbm(cfg: TrainConfig, settings: Settings) -> TrainResult:
                                          experiment_id=exp_id,
                                          bundle_root=settings.models_dir,
                                          params=asdict(params),
-                                         feature_set=fs.to_dict())
+                                         feature_set=feature_set)
     return TrainResult(registered=registered, metrics={h: r.metrics for h, r in results.items()},
-                       features=fs, split=split)
+                       features=fs, split=split, feature_set=feature_set)
 
 
 def split_text(split: dict | None) -> str:
@@ -110,6 +113,12 @@ def describe(result: TrainResult) -> str:
         fs = result.features
         lines.append(f"features: {len(fs.kept)} used, {len(fs.dropped)} dropped as missing in "
                      f"this universe: {summarize_names(sorted(fs.dropped))} (model card)")
+    fset = result.feature_set or {}
+    if fset.get("services"):  # opt-in inputs (text): what serving will read, how much had text
+        cov = fset.get("text_coverage", {})
+        lines.append(f"opt-in inputs: services {fset['services']}, fill rules {fset['fills']}; "
+                     f"{cov.get('rows_with_text', 0)} of {cov.get('rows', 0)} training-frame "
+                     "rows had text (the rest: the fill rule)")
     lines += [f"validation ({split_text(result.split)}), model vs naive baselines:", head]
     for h, m in sorted(result.metrics.items()):
         r = result.registered[h]
