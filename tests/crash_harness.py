@@ -102,18 +102,29 @@ def check_ingest(root: Path) -> int:
 
 def check_features(root: Path) -> int:
     from features.lake import read_table_once
+    from features.offline_tables import read_pair
     from features.pipeline import ALL_LABEL_COLUMNS, FEATURE_NAMES
 
     off = root / "offline"
     gens = {}
     for name, cols in (("features", FEATURE_NAMES), ("labels", ALL_LABEL_COLUMNS)):
-        df = read_table_once(off / f"{name}.parquet").to_pandas()
+        df = read_table_once(off / f"{name}.parquet").to_pandas()  # the flat (symlink) paths
         gens[name] = _one_generation(df, cols, f"{name}.parquet")
+    # The pair is one atomic generation: after any kill both tables are from the same run,
+    # through the flat paths and through the pinned reader alike.
+    if gens["features"] != gens["labels"]:
+        raise StoreBroken(f"features.parquet / labels.parquet from two generations: {gens}")
+    feats, labs = read_pair(off)
+    pair = (_one_generation(feats.to_pandas(), FEATURE_NAMES, "pinned features"),
+            _one_generation(labs.to_pandas(), ALL_LABEL_COLUMNS, "pinned labels"))
+    if pair != (gens["features"], gens["labels"]):
+        raise StoreBroken(f"pinned pair {pair} differs from the flat paths {gens}")
     panel = pads.dataset(off / "panel", format="parquet", partitioning="hive").to_table()
     gens["panel"] = _one_generation(panel.to_pandas(), [FEATURE_NAMES[0], ALL_LABEL_COLUMNS[0]],
                                     "panel")
-    if max(gens.values()) - min(gens.values()) > 1:
-        raise StoreBroken(f"tables more than one generation apart: {gens}")
+    # The year panel is swapped right after the pair, so a kill between them leaves it one behind.
+    if not 0 <= gens["features"] - gens["panel"] <= 1:
+        raise StoreBroken(f"panel not the pair's generation or the one before: {gens}")
     return min(gens.values())
 
 
