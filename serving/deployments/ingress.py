@@ -58,7 +58,13 @@ from serving.modelset import Watcher
 from serving.protos import stockray_pb2 as pb
 from serving.scorer import ModelInfo
 from serving.sentiment_api import SentimentAPI, SentimentInfo
-from serving.service import PredictionService, Scores, ServicePolicy, Stages
+from serving.service import (
+    FEATURE_STORE_HEALTH,
+    PredictionService,
+    Scores,
+    ServicePolicy,
+    Stages,
+)
 
 log = logging.getLogger("ray.serve")
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["PredictionService"].full_name
@@ -378,9 +384,17 @@ class Ingress:
     async def Check(
         self, request: health_pb2.HealthCheckRequest, grpc_context: RayServegRPCContext
     ) -> health_pb2.HealthCheckResponse:
+        if request.service == FEATURE_STORE_HEALTH:
+            # The store's read path alone: NOT_SERVING while reads fail or time out, though
+            # "" stays SERVING (known tickers are still answered, flagged stale).
+            ok = await self._service.feature_store_serving()
+            return health_pb2.HealthCheckResponse(
+                status=health_pb2.HealthCheckResponse.SERVING if ok
+                else health_pb2.HealthCheckResponse.NOT_SERVING)
         if request.service not in ("", SERVICE_NAME):
             grpc_context.set_code(grpc.StatusCode.NOT_FOUND)
-            grpc_context.set_details(f"unknown service {request.service!r}; try {SERVICE_NAME!r}")
+            grpc_context.set_details(f"unknown service {request.service!r}; try {SERVICE_NAME!r}"
+                                     f" or {FEATURE_STORE_HEALTH!r}")
             return health_pb2.HealthCheckResponse()
         return health_pb2.HealthCheckResponse(status=await self._health_status())
 
