@@ -45,6 +45,7 @@ from ray.serve.handle import DeploymentHandle
 
 from serving.auth import AccessConfig, Gate, replica_gate, set_replica_gate
 from serving.config import RoutingConfig, StageConfig
+from serving.deployments.retry import StageCaller
 from serving.errors import (
     InvalidRequestError,
     RateLimitedError,
@@ -206,36 +207,41 @@ async def _invalid_body(request, exc: RequestValidationError) -> JSONResponse:
 
 
 class HandleStages:
-    """:class:`~serving.service.Stages` backed by Serve deployment handles (split mode)."""
+    """:class:`~serving.service.Stages` backed by Serve deployment handles (split mode). Every
+    stage call goes through ``call`` (:class:`~serving.deployments.retry.StageCaller`: one
+    resend when the stage replica holding the call died; all these calls are reads)."""
 
     def __init__(
-        self, lookup: DeploymentHandle, predictor: DeploymentHandle, explainer: DeploymentHandle
+        self, lookup: DeploymentHandle, predictor: DeploymentHandle, explainer: DeploymentHandle,
+        call: StageCaller | None = None,
     ) -> None:
         self._lookup, self._predictor, self._explainer = lookup, predictor, explainer
+        self.call = call or StageCaller()
         self._models: tuple[float, dict[str, dict[int, ModelInfo]]] | None = None
 
     async def models(self) -> dict[str, dict[int, ModelInfo]]:
         now = time.monotonic()
         if self._models is None or now - self._models[0] > MODELS_TTL_S:
-            self._models = (now, await self._predictor.models.remote())
+            self._models = (now, await self.call(self._predictor, "models"))
         return self._models[1]
 
     async def lookup_many(self, tickers: list[str]) -> dict[str, FeatureRow | ServingError]:
-        return _raise_if_error(await self._lookup.lookup_many.remote(tickers))
+        return _raise_if_error(await self.call(self._lookup, "lookup_many", tickers))
 
     async def feature_store_health(self) -> dict:
-        return await self._lookup.store_health.remote()
+        return await self.call(self._lookup, "store_health")
 
     async def score(
         self, rows: list[FeatureRow], horizons: Sequence[int], alias: str
     ) -> list[Scores | ServingError]:
-        return _raise_if_error(await self._predictor.score.remote(rows, list(horizons), alias))
+        return _raise_if_error(
+            await self.call(self._predictor, "score", rows, list(horizons), alias))
 
     async def explain(
         self, rows: list[FeatureRow], horizons: Sequence[int], alias: str, top_k: int = 0
     ) -> list[dict[int, Explanation] | ServingError]:
         return _raise_if_error(
-            await self._explainer.explain.remote(rows, list(horizons), alias, top_k)
+            await self.call(self._explainer, "explain", rows, list(horizons), alias, top_k)
         )
 
 
@@ -282,18 +288,22 @@ class Ingress:
         stages: Stages
         self._served = None
         self._watcher: Watcher | None = None
+        self._caller: StageCaller | None = None
         cfg = config or split_config
         if config is not None:
             stages = config.build_local_stages()
             self._served = stages.served  # type: ignore[attr-defined]
             self._watcher = Watcher(self._served, config.routing.alias_poll_s)
         elif lookup is not None and predictor is not None and explainer is not None:
-            stages = HandleStages(lookup, predictor, explainer)
+            self._caller = StageCaller(cfg.routing.stage_call_attempts if cfg else 2)
+            stages = HandleStages(lookup, predictor, explainer, self._caller)
         else:
             raise ValueError("Ingress needs a StageConfig (fused) or three handles (split)")
         policy = cfg.policy() if cfg is not None else ServicePolicy()
         audit = cfg.build_audit() if cfg is not None else None
         self._service = PredictionService(stages, policy, audit=audit)
+        if self._caller is not None:
+            self._caller.metrics = self._service.metrics
         sh = SentimentHandle(sentiment) if sentiment is not None else None
         self._sentiment = SentimentAPI(sh.score_many if sh else None, sh.info if sh else None,
                                        max_texts=cfg.max_batch_tickers if cfg else 256)
@@ -310,8 +320,21 @@ class Ingress:
         """New ``user_config``: routing in place; a new ``reload_token`` re-resolves aliases."""
         routing = RoutingConfig.model_validate(user_config or {})
         apply_routing(self._service.policy, routing)
+        if self._caller is not None:
+            self._caller.set_attempts(routing.stage_call_attempts)
         if self._watcher is not None:
             await self._watcher.apply(routing.alias_poll_s, routing.reload_token)
+
+    def set_stage_call_attempts(self, attempts: int) -> None:
+        """Live switch of the stage-call retry on this replica (1 = off), without a redeploy:
+        ``bench.stage_retry`` compares both in one run. ``user_config`` sets it for good."""
+        if self._caller is not None:
+            self._caller.set_attempts(attempts)
+
+    def stage_retries(self) -> dict[str, int]:
+        """Stage calls resent since this replica started, by ``Deployment.method`` (split mode;
+        read through a deployment handle by tests and ``bench.stage_retry``)."""
+        return dict(self._caller.retries) if self._caller is not None else {}
 
     async def _grpc(self, fn, request, grpc_context: RayServegRPCContext, empty, rpc: str):
         try:
