@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -87,8 +88,6 @@ def link_flat_paths(offline_dir: Path) -> None:
 
 
 def _sweep_stages(offline_dir: Path) -> None:
-    import shutil
-
     for p in offline_dir.glob(f".{TABLES_DIR}.*"):
         if p.is_dir() and not p.name.endswith(".old"):  # .old is recover_dir's business
             shutil.rmtree(p, ignore_errors=True)

@@ -72,7 +72,7 @@ def test_killed_stage_replicas_cost_no_request(tmp_path):
             assert probe.health("") == "SERVING"
     print(f"\nstage replica kill ({killed}): {dict(load.codes)}, OK before the first kill "
           f"{ok_before}; resends {retries}; failed {load.failed()}")
-    assert ok_before > 10 and load.codes["OK"] > ok_before + 10
+    assert ok_before > 3 and load.codes["OK"] > ok_before + 10  # load ran across both kills
     assert load.failed() == 0, load.errors
     # The lookup replica died holding calls (each lookup takes 50 ms): they were resent.
     assert retries.get("FeatureLookup.lookup_many", 0) >= 1, retries
