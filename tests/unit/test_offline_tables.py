@@ -126,7 +126,8 @@ def test_pinned_pairs_never_mix_while_a_writer_swaps_generations(tmp_path):
                 naive["failed"] += 1
             naive["reads"] += 1
     finally:
-        w.kill() if w.poll() is None else None
+        if w.poll() is None:
+            w.kill()
         w.wait(timeout=30)
     print(json.dumps({"pinned_reads": pinned["reads"], "pinned_mixed": pinned["mixed"],
                       "generations_seen": len(pinned["gens"]), "naive_reads": naive["reads"],
