@@ -68,8 +68,8 @@ test-all: venv protos sysdeps ## Run every test, slow included
 	$(BIN)/python -m pytest -m "slow or not slow" $(PYTEST_ARGS)
 
 BENCH_OUT ?= $${STOCKRAY_DATA_DIR:-data}/bench
-BENCHES ?= kernels pit features training serving serving_auth metrics alerts stream sentiment text
-bench: venv protos ## Run the benchmarks (BENCHES="kernels pit features training serving serving_auth metrics alerts stream sentiment text"; long runs apart: bench.byod, bench.soak), JSON into data/bench/
+BENCHES ?= kernels pit features training serving serving_auth metrics alerts stream sentiment text stage_retry
+bench: venv protos ## Run the benchmarks (BENCHES="kernels pit features training serving serving_auth metrics alerts stream sentiment text stage_retry"; long runs apart: bench.byod, bench.soak), JSON into data/bench/
 	mkdir -p $(BENCH_OUT)
 	for b in $(BENCHES); do \
 	  echo "== bench.$$b"; $(BIN)/python -m bench.$$b --out $(BENCH_OUT)/$$b.json || exit 1; \

@@ -23,11 +23,12 @@ from bench.features import synthetic_bars
 
 def _pandas_pit(offline: Path) -> pd.DataFrame:
     from features.feature_repo.definitions import FEATURE_TTL
+    from features.offline_tables import read_pair
     from features.pipeline import ALL_LABEL_COLUMNS, FEATURE_NAMES
 
-    labels = pd.read_parquet(offline / "labels.parquet")
-    feats = pd.read_parquet(offline / "features.parquet", columns=["ticker", "ts",
-                                                                   *FEATURE_NAMES])
+    # One generation of both tables, even if a features run swaps them meanwhile.
+    feats_t, labels_t = read_pair(offline, feature_columns=["ticker", "ts", *FEATURE_NAMES])
+    feats, labels = feats_t.to_pandas(), labels_t.to_pandas()
     left = labels[["ticker", "ts", *ALL_LABEL_COLUMNS]].sort_values("ts")
     right = feats.rename(columns={"ts": "_ft"}).sort_values("_ft")
     out = pd.merge_asof(left, right, left_on="ts", right_on="_ft", by="ticker",

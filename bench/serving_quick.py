@@ -33,7 +33,9 @@ FEATURES = [f"f{i:02d}" for i in range(N_FEATURES)]
 class BenchReader:
     """Synthetic online store: fixed random rows for ``n`` tickers T000.."""
 
-    def __init__(self, n: int = N_TICKERS, seed: int = 3) -> None:
+    def __init__(self, n: int = N_TICKERS, seed: int = 3, delay_ms: float = 0.0) -> None:
+        # delay_ms: a networked store's round trip (bench.stage_retry keeps reads in flight)
+        self.delay_s = delay_ms / 1e3
         rng = np.random.default_rng(seed)
         self.rows = {
             f"T{i:03d}": {
@@ -44,6 +46,8 @@ class BenchReader:
         }
 
     def read(self, tickers: Sequence[str]) -> Mapping[str, dict[str, float] | None]:
+        if self.delay_s:
+            time.sleep(self.delay_s)
         return {t: self.rows.get(t) for t in tickers}
 
 

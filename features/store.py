@@ -4,9 +4,9 @@ Online stores (``--online``): ``sqlite`` (default) is stockray's own Feast onlin
 SQLite (``features.online_sqlite``: one row per ticker and view, batched upserts, WAL);
 ``feast-sqlite`` is Feast's built-in SQLite store (one row per ticker and feature); ``redis``.
 
-- ``write_offline``: features and labels into ``<data_dir>/offline/`` (atomic writes): the
-  Feast sources ``features.parquet`` / ``labels.parquet`` and the same panel partitioned by
-  year (``panel/year=YYYY/``) for scans outside Feast;
+- ``write_offline``: features and labels into ``<data_dir>/offline/``: the Feast sources
+  ``features.parquet`` / ``labels.parquet`` (one atomic pair, ``features.offline_tables``) and
+  the same panel partitioned by year (``panel/year=YYYY/``) for scans outside Feast;
 - ``apply_repo``: write ``feature_store.yaml`` under ``<data_dir>/feast`` and register the
   definitions (what ``feast apply`` does, without importing every .py in a folder);
 - ``materialize``: copy the latest features per ticker of every served view online;
@@ -41,7 +41,8 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 
 from features.durable import atomic_write_json
-from features.lake import atomic_write_table, replace_dir
+from features.lake import replace_dir
+from features.offline_tables import write_table_pair
 from features.pipeline import ALL_LABEL_COLUMNS, FEATURE_FAMILY, FEATURE_NAMES
 
 _TEMPLATE = Path(__file__).parent / "feature_repo" / "feature_store.yaml"
@@ -60,10 +61,8 @@ def write_offline(frame: pd.DataFrame, offline_dir: Path, partitioned: bool = Tr
     """
     feats = frame[["ticker", "ts", *FEATURE_NAMES, "feature_ts"]]
     labs = frame[["ticker", "ts", *ALL_LABEL_COLUMNS]]
-    paths = {"features": offline_dir / "features.parquet",
-             "labels": offline_dir / "labels.parquet"}
-    atomic_write_table(pa.Table.from_pandas(feats, preserve_index=False), paths["features"])
-    atomic_write_table(pa.Table.from_pandas(labs, preserve_index=False), paths["labels"])
+    paths = write_table_pair(offline_dir, pa.Table.from_pandas(feats, preserve_index=False),
+                             pa.Table.from_pandas(labs, preserve_index=False))
     if partitioned:
         paths["panel"] = write_panel(frame, offline_dir / "panel")
     return paths

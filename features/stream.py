@@ -26,7 +26,6 @@ from __future__ import annotations
 import pickle
 import shutil
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,8 +37,8 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from features.contracts import ContractResult, check_bars
-from features.durable import publish_file
 from features.lake import atomic_write_table, read_bars, replace_dir
+from features.offline_tables import write_tables
 from features.pipeline import (
     ALL_LABEL_COLUMNS,
     CROSS_SECTIONAL_BASES,
@@ -250,54 +249,52 @@ def write_offline_from_parts(parts: list[Path], offline_dir: Path, con,
     schemas = _schemas(sample[OUTPUT_COLUMNS])
     glob = str(parts[0].parent / "*.parquet")
     ranks = _RankStream(con.sql(ranks_query(glob)).to_arrow_reader(1 << 16))
-    paths = {"features": offline_dir / "features.parquet",
-             "labels": offline_dir / "labels.parquet"}
-    tmp = {k: p.with_name(f".{p.name}.{uuid.uuid4().hex}.tmp") for k, p in paths.items()}
-    writers = {k: pq.ParquetWriter(tmp[k], schemas[k]) for k in paths}
     it = parts
     if progress:
         from tqdm import tqdm
 
         it = tqdm(parts, desc="offline tables", unit="part", mininterval=1.0)
+    panel_dir = offline_dir / "panel"
+    ptmp = panel_dir.with_name(f".{panel_dir.name}.tmp")
 
-    def batches():
-        for p in it:
-            t = pq.read_table(p)
-            r = ranks.take(len(t))
-            if not r.column(_ROW).equals(t.column(_ROW)):
-                raise RuntimeError(f"rank stream out of step with {p}")
-            for c in r.column_names[1:]:
-                t = t.append_column(c, r.column(c))
-            for k in ("features", "labels"):
-                writers[k].write_table(t.select(schemas[k].names).cast(schemas[k]))
+    def fill(staged: dict[str, Path]) -> None:
+        # Both tables are written into one staged generation directory (swapped in as a pair
+        # by write_tables); the year panel is staged alongside and swapped after it.
+        writers = {k: pq.ParquetWriter(staged[k], schemas[k]) for k in staged}
+
+        def batches():
+            for p in it:
+                t = pq.read_table(p)
+                r = ranks.take(len(t))
+                if not r.column(_ROW).equals(t.column(_ROW)):
+                    raise RuntimeError(f"rank stream out of step with {p}")
+                for c in r.column_names[1:]:
+                    t = t.append_column(c, r.column(c))
+                for k in ("features", "labels"):
+                    writers[k].write_table(t.select(schemas[k].names).cast(schemas[k]))
+                if partitioned:
+                    year = pc.year(t.column("ts")).cast(pa.int32())
+                    yield from t.append_column("year", year).select(schemas["panel"].names) \
+                        .cast(schemas["panel"]).to_batches()
+
+        try:
             if partitioned:
-                year = pc.year(t.column("ts")).cast(pa.int32())
-                yield from t.append_column("year", year).select(schemas["panel"].names) \
-                    .cast(schemas["panel"]).to_batches()
+                shutil.rmtree(ptmp, ignore_errors=True)
+                reader = pa.RecordBatchReader.from_batches(schemas["panel"], batches())
+                pads.write_dataset(reader, ptmp, format="parquet", partitioning=["year"],
+                                   partitioning_flavor="hive", preserve_order=True,
+                                   existing_data_behavior="overwrite_or_ignore")
+            else:
+                for _ in batches():
+                    pass
+        finally:
+            for w in writers.values():
+                w.close()
 
-    try:
-        if partitioned:
-            panel_dir = offline_dir / "panel"
-            ptmp = panel_dir.with_name(f".{panel_dir.name}.tmp")
-            shutil.rmtree(ptmp, ignore_errors=True)
-            reader = pa.RecordBatchReader.from_batches(schemas["panel"], batches())
-            pads.write_dataset(reader, ptmp, format="parquet", partitioning=["year"],
-                               partitioning_flavor="hive", preserve_order=True,
-                               existing_data_behavior="overwrite_or_ignore")
-        else:
-            for _ in batches():
-                pass
-        for w in writers.values():
-            w.close()
-        for k, p in paths.items():
-            publish_file(tmp[k], p)
-        if partitioned:
-            replace_dir(ptmp, panel_dir)
-            paths["panel"] = panel_dir
-    finally:
-        for k, w in writers.items():
-            w.close()
-            tmp[k].unlink(missing_ok=True)
+    paths = write_tables(offline_dir, fill)
+    if partitioned:
+        replace_dir(ptmp, panel_dir)
+        paths["panel"] = panel_dir
     return paths
 
 

@@ -54,6 +54,8 @@ SERIES: dict[str, Series] = {
                                          ("model", "horizon")),
     "stockray_feature_cache": Series("counter", "Online feature lookups by cache result",
                                      ("result",)),
+    "stockray_stage_retries": Series("counter", "Ingress calls to a stage resent once after "
+                                     "its replica died (split mode)", ("stage", "error")),
     "stockray_explain_latency_ms": Series("histogram", "Time to explain one request (ms)",
                                           ("rpc",), LATENCY_MS),
     "stockray_shadow_comparisons": Series("counter", "Champion vs challenger forecasts compared"

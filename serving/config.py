@@ -32,6 +32,11 @@ class RoutingConfig(BaseModel):
     reload_token: str = Field(
         "", description="Change it to force an immediate alias re-resolution (e.g. on promote)."
     )
+    stage_call_attempts: int = Field(
+        2, ge=1, le=2,
+        description="Split mode: tries per ingress->stage call when the stage replica dies "
+        "mid-call (2 = resend once; 1 = no retry). Stage calls are idempotent reads.",
+    )
 
 
 class StageConfig(BaseModel):

@@ -29,7 +29,7 @@ from serving.models import ModelSource
 from serving.protos import stockray_pb2 as pb
 from serving.protos import stockray_pb2_grpc as pb_grpc
 from serving.readers import DEFAULT_READER
-from serving.service import PredictionService
+from serving.service import FEATURE_STORE_HEALTH, PredictionService
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["PredictionService"].full_name
@@ -63,6 +63,24 @@ class PredictionServicer(pb_grpc.PredictionServiceServicer):
         return await self._call(self._service.list_models, request, context, "ListModels")
 
 
+class HealthServicer(health_aio.HealthServicer):
+    """grpc.health.v1 with ``stockray.v1.FeatureStore`` computed on each ``Check``: NOT_SERVING
+    while the online store's reads fail or time out (``""`` and the PredictionService stay
+    SERVING: known tickers are still answered, flagged stale). ``Watch`` on that name sees a
+    change when the next ``Check`` notices it."""
+
+    def __init__(self, service: PredictionService) -> None:
+        super().__init__()
+        self._service = service
+
+    async def Check(self, request, context):
+        if request.service == FEATURE_STORE_HEALTH:
+            ok = await self._service.feature_store_serving()
+            await self.set(FEATURE_STORE_HEALTH, health_pb2.HealthCheckResponse.SERVING if ok
+                           else health_pb2.HealthCheckResponse.NOT_SERVING)
+        return await super().Check(request, context)
+
+
 async def start_server(
     service: PredictionService,
     port: int = 0,
@@ -84,9 +102,9 @@ async def start_server(
         options=[("grpc.max_receive_message_length", access.max_request_bytes)]
     )
     pb_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(service, gate), server)
-    health = health_aio.HealthServicer()
+    health = HealthServicer(service)
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
-    for name in ("", SERVICE_NAME):
+    for name in ("", SERVICE_NAME, FEATURE_STORE_HEALTH):
         await health.set(name, health_pb2.HealthCheckResponse.SERVING)
     if access.reflection_on():
         reflection.enable_server_reflection(

@@ -60,6 +60,11 @@ class ServingMetrics:
         if self.enabled:
             self.recorder.record("stockray_explain_latency_ms", ms, {"rpc": rpc})
 
+    def stage_retry(self, stage: str, error: str) -> None:
+        """One stage call resent after its replica died (``serving.deployments.retry``)."""
+        if self.enabled:
+            self.recorder.record("stockray_stage_retries", 1, {"stage": stage, "error": error})
+
     def cache(self, hits: int, misses: int) -> None:
         if not self.enabled:
             return

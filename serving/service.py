@@ -52,6 +52,8 @@ from serving.scorer import ModelInfo, input_groups, model_input
 from training.bundle import KIND_SEQUENCE
 
 log = logging.getLogger(__name__)
+# grpc.health.v1 name of the online feature store's read path (not an RPC service of ours).
+FEATURE_STORE_HEALTH = "stockray.v1.FeatureStore"
 DEFAULT_TOP_K = 5
 MAX_TOP_K = 1024  # >= any feature count (the catalogue grows; Explain returns all anyway)
 # Contributions a key without the Explain scope may ask for (the full vector is Explain's).
@@ -326,6 +328,17 @@ class PredictionService:
         """The lookup stage's view of the online store (None for stages that do not say)."""
         fn = getattr(self._stages, "feature_store_health", None)
         return await fn() if fn is not None else None
+
+    async def feature_store_serving(self) -> bool:
+        """False while the online store's read path fails or misses its deadline (what the
+        ``stockray.v1.FeatureStore`` gRPC health service reports). Requests are still answered
+        meanwhile (last good rows, flagged stale), so the overall health stays SERVING."""
+        try:
+            health = await self.feature_store_health()
+        except Exception:  # the lookup stage itself is unreachable: so is the store
+            log.warning("feature store health unavailable", exc_info=True)
+            return False
+        return health is None or bool(health.get("ok", True))
 
     # ---- request planning ----
     def _plan(self, models, tickers_raw, horizons_raw, alias_raw, as_of_raw, explain, top_k):

@@ -27,7 +27,7 @@ from tests.crash_writer import DAYS, MODEL, TICKERS, expected_close, offline_row
 REPO = Path(__file__).resolve().parents[1]
 # Random kill delay after READY: about two rounds of each writer on a quiet box.
 SPANS = {"ingest": 1.0, "features": 1.0, "materialize": 4.0, "export": 2.0, "promote": 4.0,
-         "state": 0.2}
+         "state": 0.2, "features_stream": 3.0}
 STARTUP_TIMEOUT = 180.0
 
 
@@ -102,19 +102,60 @@ def check_ingest(root: Path) -> int:
 
 def check_features(root: Path) -> int:
     from features.lake import read_table_once
+    from features.offline_tables import read_pair
     from features.pipeline import ALL_LABEL_COLUMNS, FEATURE_NAMES
 
     off = root / "offline"
     gens = {}
     for name, cols in (("features", FEATURE_NAMES), ("labels", ALL_LABEL_COLUMNS)):
-        df = read_table_once(off / f"{name}.parquet").to_pandas()
+        df = read_table_once(off / f"{name}.parquet").to_pandas()  # the flat (symlink) paths
         gens[name] = _one_generation(df, cols, f"{name}.parquet")
+    # The pair is one atomic generation: after any kill both tables are from the same run,
+    # through the flat paths and through the pinned reader alike.
+    if gens["features"] != gens["labels"]:
+        raise StoreBroken(f"features.parquet / labels.parquet from two generations: {gens}")
+    feats, labs = read_pair(off)
+    pair = (_one_generation(feats.to_pandas(), FEATURE_NAMES, "pinned features"),
+            _one_generation(labs.to_pandas(), ALL_LABEL_COLUMNS, "pinned labels"))
+    if pair != (gens["features"], gens["labels"]):
+        raise StoreBroken(f"pinned pair {pair} differs from the flat paths {gens}")
     panel = pads.dataset(off / "panel", format="parquet", partitioning="hive").to_table()
     gens["panel"] = _one_generation(panel.to_pandas(), [FEATURE_NAMES[0], ALL_LABEL_COLUMNS[0]],
                                     "panel")
-    if max(gens.values()) - min(gens.values()) > 1:
-        raise StoreBroken(f"tables more than one generation apart: {gens}")
+    # The year panel is swapped right after the pair, so a kill between them leaves it one behind.
+    if not 0 <= gens["features"] - gens["panel"] <= 1:
+        raise StoreBroken(f"panel not the pair's generation or the one before: {gens}")
     return min(gens.values())
+
+
+def check_features_stream(root: Path) -> int:
+    """The streaming writer's pair: both tables hold exactly the same (ticker, ts) keys (one
+    generation: each round adds a session, so generations differ in keys), through the flat
+    paths and the pinned reader; the year panel holds those keys or the previous round's."""
+    from features.lake import read_table_once
+    from features.offline_tables import read_pair
+
+    off = root / "offline"
+    if not (off / "tables").exists():
+        return 0  # killed before the first round finished: nothing published yet
+    flat = [read_table_once(off / f"{n}.parquet", columns=["ticker", "ts"]).to_pandas()
+            for n in ("features", "labels")]
+    pinned = [t.to_pandas() for t in read_pair(off, ["ticker", "ts"], ["ticker", "ts"])]
+    keys = [_keys(df) for df in (*flat, *pinned)]
+    if any(k != keys[0] for k in keys[1:]):
+        raise StoreBroken(f"features/labels keys differ (rows {[len(k) for k in keys]}): "
+                          "two generations")
+    panel = _keys(pads.dataset(off / "panel", format="parquet", partitioning="hive")
+                  .to_table(columns=["ticker", "ts"]).to_pandas())
+    if not (panel == keys[0] or panel < keys[0]
+            and len(keys[0]) - len(panel) <= len(TICKERS)):
+        raise StoreBroken(f"panel ({len(panel)} rows) is not the pair's ({len(keys[0])}) or "
+                          "the round before")
+    return len(keys[0])
+
+
+def _keys(df) -> set:
+    return set(zip(df["ticker"], df["ts"], strict=True))
 
 
 def _one_generation(df, cols, what: str) -> int:
@@ -188,7 +229,8 @@ def check_state(root: Path) -> int:
 
 
 CHECKS = {"ingest": check_ingest, "features": check_features, "materialize": check_materialize,
-          "export": check_export, "promote": check_promote, "state": check_state}
+          "export": check_export, "promote": check_promote, "state": check_state,
+          "features_stream": check_features_stream}
 
 
 def leftovers(root: Path) -> int:

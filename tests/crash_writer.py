@@ -8,6 +8,8 @@ followed by one that builds on whatever the kill left behind.
 Stores and the real code they drive:
   ingest       features.ingest.ingest of a CSV (FileSource): lake partitions + quarantine
   features     features.store.write_offline: features/labels tables and the year panel
+  features_stream  features.stream.build_offline (what `stockray features` runs) on a lake
+               that grows one session per round
   materialize  features.store.materialize: Feast (sqlite online store) + online generation
   export       training.export.export_bundle + write_bundle_meta: an ONNX bundle directory
   promote      training.registry.promote (forced) on a sqlite MLflow registry + local bundle
@@ -92,6 +94,36 @@ def features_round(root: Path, i: int) -> None:
 
     offline = root / "offline"
     write_offline(offline_frame(offline_gen(offline) + 1), offline)
+
+
+# --- features_stream (the `stockray features` path: lake -> parts -> DuckDB ranks -> tables) --
+
+STREAM_DAYS = 300
+
+
+def _stream_bars(n: int) -> pd.DataFrame:
+    from tests.unit.test_pipeline import synthetic_bars
+
+    return pd.concat([synthetic_bars(t, n=n, seed=k, start="2010-01-01")
+                      for k, t in enumerate(TICKERS)])
+
+
+def stream_setup(root: Path) -> None:
+    from features.lake import write_bars
+
+    write_bars(_stream_bars(STREAM_DAYS), root / "lake" / "bars")
+
+
+def stream_round(root: Path, i: int) -> None:
+    from features.lake import read_bars, write_bars
+    from features.stream import build_offline
+
+    bars_dir = root / "lake" / "bars"
+    # One more session per round, so each generation of the tables has its own row count.
+    n = min(read_bars(bars_dir, [t]).shape[0] for t in TICKERS) + 1
+    write_bars(_stream_bars(n).groupby("ticker").tail(1), bars_dir)
+    build_offline(bars_dir, root / "offline", root / "work", engine="local", macro=None,
+                  run_id=f"s{i}", derive_index=False)
 
 
 # --- materialize --------------------------------------------------------------------------------
@@ -190,8 +222,10 @@ def state_round(root: Path, i: int) -> None:
 
 
 ROUNDS = {"ingest": ingest_round, "features": features_round, "materialize": materialize_round,
-          "export": export_round, "promote": promote_round, "state": state_round}
-SETUPS = {"materialize": materialize_setup, "promote": promote_setup}
+          "export": export_round, "promote": promote_round, "state": state_round,
+          "features_stream": stream_round}
+SETUPS = {"materialize": materialize_setup, "promote": promote_setup,
+          "features_stream": stream_setup}
 
 
 def main(argv: list[str] | None = None) -> int:

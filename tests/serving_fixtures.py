@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -23,6 +24,19 @@ class FakeReader:
     def read(self, tickers: Sequence[str]) -> dict[str, dict[str, float] | None]:
         self.calls += 1
         return {t: (dict(self.rows[t]) if t in self.rows else None) for t in tickers}
+
+
+class SlowReader(FakeReader):
+    """FakeReader whose reads take ``delay_s``: keeps calls in flight on a lookup replica, so
+    a replica killed under load is certain to die holding some (tests/.../test_stage_retry)."""
+
+    def __init__(self, rows: Mapping[str, Mapping[str, float]], delay_s: float = 0.05):
+        super().__init__(rows)
+        self.delay_s = delay_s
+
+    def read(self, tickers: Sequence[str]) -> dict[str, dict[str, float] | None]:
+        time.sleep(self.delay_s)
+        return super().read(tickers)
 
 
 class BrokenReader:

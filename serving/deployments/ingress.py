@@ -45,6 +45,7 @@ from ray.serve.handle import DeploymentHandle
 
 from serving.auth import AccessConfig, Gate, replica_gate, set_replica_gate
 from serving.config import RoutingConfig, StageConfig
+from serving.deployments.retry import StageCaller
 from serving.errors import (
     InvalidRequestError,
     RateLimitedError,
@@ -58,7 +59,13 @@ from serving.modelset import Watcher
 from serving.protos import stockray_pb2 as pb
 from serving.scorer import ModelInfo
 from serving.sentiment_api import SentimentAPI, SentimentInfo
-from serving.service import PredictionService, Scores, ServicePolicy, Stages
+from serving.service import (
+    FEATURE_STORE_HEALTH,
+    PredictionService,
+    Scores,
+    ServicePolicy,
+    Stages,
+)
 
 log = logging.getLogger("ray.serve")
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["PredictionService"].full_name
@@ -200,38 +207,45 @@ async def _invalid_body(request, exc: RequestValidationError) -> JSONResponse:
 
 
 class HandleStages:
-    """:class:`~serving.service.Stages` backed by Serve deployment handles (split mode)."""
+    """:class:`~serving.service.Stages` backed by Serve deployment handles (split mode). Every
+    stage call goes through ``call`` (:class:`~serving.deployments.retry.StageCaller`: one
+    resend when the stage replica holding the call died; all these calls are reads)."""
 
     def __init__(
-        self, lookup: DeploymentHandle, predictor: DeploymentHandle, explainer: DeploymentHandle
+        self, lookup: DeploymentHandle, predictor: DeploymentHandle, explainer: DeploymentHandle,
+        call: StageCaller | None = None,
     ) -> None:
         self._lookup, self._predictor, self._explainer = lookup, predictor, explainer
+        self.call = call or StageCaller()
         self._models: tuple[float, dict[str, dict[int, ModelInfo]]] | None = None
 
     async def models(self) -> dict[str, dict[int, ModelInfo]]:
         now = time.monotonic()
         if self._models is None or now - self._models[0] > MODELS_TTL_S:
-            self._models = (now, await self._predictor.models.remote())
+            self._models = (now, await self.call(self._predictor, "models"))
         return self._models[1]
 
     async def lookup_many(
         self, tickers: list[str], services: tuple[str, ...] = ()
     ) -> dict[str, FeatureRow | ServingError]:
-        return _raise_if_error(await self._lookup.lookup_many.remote(tickers, tuple(services)))
+        return _raise_if_error(
+            await self.call(self._lookup, "lookup_many", tickers, tuple(services))
+        )
 
     async def feature_store_health(self) -> dict:
-        return await self._lookup.store_health.remote()
+        return await self.call(self._lookup, "store_health")
 
     async def score(
         self, rows: list[FeatureRow], horizons: Sequence[int], alias: str
     ) -> list[Scores | ServingError]:
-        return _raise_if_error(await self._predictor.score.remote(rows, list(horizons), alias))
+        return _raise_if_error(
+            await self.call(self._predictor, "score", rows, list(horizons), alias))
 
     async def explain(
         self, rows: list[FeatureRow], horizons: Sequence[int], alias: str, top_k: int = 0
     ) -> list[dict[int, Explanation] | ServingError]:
         return _raise_if_error(
-            await self._explainer.explain.remote(rows, list(horizons), alias, top_k)
+            await self.call(self._explainer, "explain", rows, list(horizons), alias, top_k)
         )
 
 
@@ -278,18 +292,22 @@ class Ingress:
         stages: Stages
         self._served = None
         self._watcher: Watcher | None = None
+        self._caller: StageCaller | None = None
         cfg = config or split_config
         if config is not None:
             stages = config.build_local_stages()
             self._served = stages.served  # type: ignore[attr-defined]
             self._watcher = Watcher(self._served, config.routing.alias_poll_s)
         elif lookup is not None and predictor is not None and explainer is not None:
-            stages = HandleStages(lookup, predictor, explainer)
+            self._caller = StageCaller(cfg.routing.stage_call_attempts if cfg else 2)
+            stages = HandleStages(lookup, predictor, explainer, self._caller)
         else:
             raise ValueError("Ingress needs a StageConfig (fused) or three handles (split)")
         policy = cfg.policy() if cfg is not None else ServicePolicy()
         audit = cfg.build_audit() if cfg is not None else None
         self._service = PredictionService(stages, policy, audit=audit)
+        if self._caller is not None:
+            self._caller.metrics = self._service.metrics
         sh = SentimentHandle(sentiment) if sentiment is not None else None
         self._sentiment = SentimentAPI(sh.score_many if sh else None, sh.info if sh else None,
                                        max_texts=cfg.max_batch_tickers if cfg else 256)
@@ -306,8 +324,21 @@ class Ingress:
         """New ``user_config``: routing in place; a new ``reload_token`` re-resolves aliases."""
         routing = RoutingConfig.model_validate(user_config or {})
         apply_routing(self._service.policy, routing)
+        if self._caller is not None:
+            self._caller.set_attempts(routing.stage_call_attempts)
         if self._watcher is not None:
             await self._watcher.apply(routing.alias_poll_s, routing.reload_token)
+
+    def set_stage_call_attempts(self, attempts: int) -> None:
+        """Live switch of the stage-call retry on this replica (1 = off), without a redeploy:
+        ``bench.stage_retry`` compares both in one run. ``user_config`` sets it for good."""
+        if self._caller is not None:
+            self._caller.set_attempts(attempts)
+
+    def stage_retries(self) -> dict[str, int]:
+        """Stage calls resent since this replica started, by ``Deployment.method`` (split mode;
+        read through a deployment handle by tests and ``bench.stage_retry``)."""
+        return dict(self._caller.retries) if self._caller is not None else {}
 
     async def _grpc(self, fn, request, grpc_context: RayServegRPCContext, empty, rpc: str):
         try:
@@ -380,9 +411,17 @@ class Ingress:
     async def Check(
         self, request: health_pb2.HealthCheckRequest, grpc_context: RayServegRPCContext
     ) -> health_pb2.HealthCheckResponse:
+        if request.service == FEATURE_STORE_HEALTH:
+            # The store's read path alone: NOT_SERVING while reads fail or time out, though
+            # "" stays SERVING (known tickers are still answered, flagged stale).
+            ok = await self._service.feature_store_serving()
+            return health_pb2.HealthCheckResponse(
+                status=health_pb2.HealthCheckResponse.SERVING if ok
+                else health_pb2.HealthCheckResponse.NOT_SERVING)
         if request.service not in ("", SERVICE_NAME):
             grpc_context.set_code(grpc.StatusCode.NOT_FOUND)
-            grpc_context.set_details(f"unknown service {request.service!r}; try {SERVICE_NAME!r}")
+            grpc_context.set_details(f"unknown service {request.service!r}; try {SERVICE_NAME!r}"
+                                     f" or {FEATURE_STORE_HEALTH!r}")
             return health_pb2.HealthCheckResponse()
         return health_pb2.HealthCheckResponse(status=await self._health_status())
 

@@ -1,9 +1,9 @@
 """SIGKILL a real writer process mid-write (ingest, features, materialize, export, promote,
-state files) at random points, then check the store is readable and consistent and that no
-completed write was lost (tests/crash_harness.py). The default run kills each writer a few
-times (the cheap writers only: materialize and promote need ~1 min of set-up each, so they
-run in the slow variant), the slow run 25 times per store (``python -m tests.crash_harness``
-for JSON figures)."""
+state files, the streaming features build) at random points, then check the store is readable
+and consistent and that no completed write was lost (tests/crash_harness.py). The default run
+kills each cheap writer a few times; materialize and promote (~1 min of set-up each) and the
+streaming build (~30 s per writer start) run in the slow variant, 25 kills per store (8 for
+the streaming build). ``python -m tests.crash_harness`` gives JSON figures."""
 
 import json
 
@@ -27,4 +27,13 @@ def test_store_survives_sigkill(store, tmp_path):
 def test_store_survives_many_sigkills(store, tmp_path):
     res = run_kills(store, tmp_path / store, 25, seed=11)
     assert res["kills_survived"] == 25 and res["rounds_completed"] > 0
+    print(json.dumps(res))
+
+
+@pytest.mark.slow
+def test_streaming_features_pair_survives_sigkills(tmp_path):
+    """`stockray features`' own writer (build_offline -> write_offline_from_parts): after
+    every kill features.parquet and labels.parquet hold the same keys (one generation)."""
+    res = run_kills("features_stream", tmp_path / "features_stream", 8, seed=13)
+    assert res["kills_survived"] == 8 and res["rounds_completed"] > 0
     print(json.dumps(res))

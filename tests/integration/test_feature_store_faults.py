@@ -3,7 +3,9 @@
 
 Reads have a deadline; a ticker read before is served from its last good row flagged stale,
 an unseen ticker gets UNAVAILABLE with advice; ``store_health`` (what ``/healthz`` reports)
-says the store is down, and everything recovers when the store answers again."""
+says the store is down, the gRPC health service ``stockray.v1.FeatureStore`` answers
+NOT_SERVING (checked with a real grpc.health.v1 client) while ``""`` stays SERVING, and
+everything recovers when the store answers again."""
 
 import os
 import signal
@@ -12,6 +14,7 @@ import time
 import grpc
 import pandas as pd
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from features.redis_server import RedisServer, redis_binary
 from features.sources import MARKET_TICKER
@@ -52,8 +55,10 @@ def stack(tmp_path_factory):
     st = {"redis": redis, "lookup": lookup, "store": store, "frame": frame, "tmp": tmp,
           "port": port}
     try:
-        with BackgroundServer(svc) as server, PredictionClient(server.target) as client:
+        with BackgroundServer(svc) as server, PredictionClient(server.target) as client, \
+                grpc.insecure_channel(server.target) as channel:
             st["client"] = client
+            st["health"] = health_pb2_grpc.HealthStub(channel)
             yield st
     finally:
         if st["redis"].proc and st["redis"].proc.poll() is None:
@@ -83,9 +88,18 @@ def _predict(client, ticker):
     return client.predict(ticker, horizons=[5]).predictions[0]
 
 
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+def _health(stack, service="stockray.v1.FeatureStore"):
+    return stack["health"].Check(health_pb2.HealthCheckRequest(service=service), timeout=10).status
+
+
 def test_slow_store_degrades_then_recovers(stack):
     client, lookup, redis = stack["client"], stack["lookup"], stack["redis"]
     assert not _predict(client, "AAA").stale and lookup.store_health()["ok"]
+    assert _health(stack) == SERVING and _health(stack, "") == SERVING
     os.kill(redis.pid, signal.SIGSTOP)  # the store hangs: connections open, no answers
     try:
         t0 = time.monotonic()
@@ -100,6 +114,10 @@ def test_slow_store_degrades_then_recovers(stack):
         health = lookup.store_health()
         assert not health["ok"] and "no answer within" in health["error"]
         assert health["down_since"] is not None and health["failed_reads"] >= 2
+        # Named service down, the server as a whole still SERVING (it answers stale rows).
+        assert _health(stack) == NOT_SERVING
+        assert _health(stack, "") == SERVING
+        assert _health(stack, "stockray.v1.PredictionService") == SERVING
     finally:
         os.kill(redis.pid, signal.SIGCONT)
     deadline = time.monotonic() + 30
@@ -112,7 +130,7 @@ def test_slow_store_degrades_then_recovers(stack):
             assert e.code == grpc.StatusCode.UNAVAILABLE
         assert time.monotonic() < deadline, "no recovery 30 s after the store came back"
         time.sleep(0.2)
-    assert lookup.store_health()["ok"]
+    assert lookup.store_health()["ok"] and _health(stack) == SERVING
 
 
 def test_store_down_then_back(stack):
@@ -123,6 +141,7 @@ def test_store_down_then_back(stack):
     assert p.stale
     health = lookup.store_health()
     assert not health["ok"] and health["error"]  # refused, or retried past the deadline
+    assert _health(stack) == NOT_SERVING and _health(stack, "") == SERVING
     # it comes back empty on the same port; the next materialize fills it
     stack["redis"] = redis = RedisServer(stack["port"], workdir=stack["tmp"] / "redis").start()
     materialize(stack["store"], stack["frame"])
@@ -131,3 +150,4 @@ def test_store_down_then_back(stack):
         assert time.monotonic() < deadline, "no recovery after the store came back"
         time.sleep(0.2)
     assert lookup.store_health()["ok"] and redis.pid
+    assert _health(stack) == SERVING

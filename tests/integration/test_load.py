@@ -4,7 +4,10 @@
 - hot swap: moving ``champion`` in a real MLflow registry reaches the replica under load with
   zero failed requests;
 - a killed ingress replica is restarted by Serve; the requests that failed meanwhile are
-  counted and reported (printed), and the app serves again;
+  counted and reported (printed), and the app serves again (nothing retries in front of the
+  ingress: its in-flight requests fail);
+- (slow) a killed Predictor replica in split mode costs no request: the ingress resends the
+  stage calls it held (serving/deployments/retry.py);
 - fuzzed protobuf bodies (random bytes, random field values) never crash the replica;
 - backpressure: a tiny queue limit answers RESOURCE_EXHAUSTED with retry advice.
 """
@@ -95,8 +98,8 @@ def app(ray_cluster, tmp_path_factory):
 class Load:
     """``n`` client threads calling Predict(explain) in a loop; counts outcomes."""
 
-    def __init__(self, target: str, n: int = 32) -> None:
-        self.target, self.n = target, n
+    def __init__(self, target: str, n: int = 32, explain: bool = True) -> None:
+        self.target, self.n, self.explain = target, n, explain
         self.codes: Counter[str] = Counter()
         self.versions: Counter[str] = Counter()
         self.errors: list[str] = []
@@ -110,7 +113,7 @@ class Load:
             while not self._stop.is_set():
                 k += 1
                 try:
-                    r = c.predict(TICKERS[k % len(TICKERS)], explain=True, timeout=10)
+                    r = c.predict(TICKERS[k % len(TICKERS)], explain=self.explain, timeout=10)
                     vs = {p.model_version for p in r.predictions}
                     with self._lock:
                         self.codes["OK"] += 1
@@ -299,3 +302,37 @@ def test_backpressure_answers_resource_exhausted_with_retry_advice(app, ray_clus
     assert load.failed() == 0, load.errors
     msg = next(e for e in load.errors if "RESOURCE_EXHAUSTED" in e)
     assert "backoff" in msg
+
+
+@pytest.mark.slow
+def test_killed_predictor_replica_costs_no_request(app, ray_cluster):
+    """Split mode, 2 Predictor replicas, 32 clients with explanations: one Predictor replica
+    is killed (``ray.kill`` of its actor). The ingress resends the stage calls the dead replica
+    held (serving/deployments/retry.py), so no client request fails."""
+    import ray
+    from ray import serve
+
+    args = app["args"]
+    serve.delete(args.app_name)  # the public port is the split app's now
+    split = args.model_copy(update={
+        "mode": "split", "predictor_replicas": 2, "app_name": "split", "audit_dir": None,
+        "ingress_num_cpus": 0.2, "lookup_num_cpus": 0.1, "predictor_num_cpus": 0.2,
+        "explainer_num_cpus": 0.2})
+    ep = start_serve(split, ray_cluster["grpc"], ray_cluster["http"], "127.0.0.1",
+                     proxy_grpc_port=ray_cluster["pgrpc"], timeout_s=150)
+    try:
+        with Load(ep.grpc_target, 32) as load:
+            time.sleep(4)
+            ok_before = load.codes["OK"]
+            victim = next(a for a in ray.util.list_named_actors(all_namespaces=True)
+                          if "SERVE_REPLICA" in a["name"] and "#Predictor#" in a["name"])
+            ray.kill(ray.get_actor(victim["name"], namespace=victim["namespace"]),
+                     no_restart=True)
+            time.sleep(8)
+        retries = serve.get_app_handle("split").stage_retries.remote().result(timeout_s=30)
+    finally:
+        serve.delete("split")
+    print(f"\npredictor replica kill: {dict(load.codes)}; OK before kill {ok_before}; "
+          f"resends {retries}; failed {load.failed()}")
+    assert load.codes["OK"] > ok_before + 20
+    assert load.failed() == 0, load.errors

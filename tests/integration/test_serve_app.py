@@ -82,6 +82,8 @@ def test_grpc_predict_with_explain_and_health(app, bundle_dirs):
     for target in (app.grpc_target, app.proxy_grpc_target):
         with PredictionClient(target) as c:
             assert c.health() == "SERVING"
+            # fused: the local lookup; split: through the ingress to a FeatureLookup replica
+            assert c.health("stockray.v1.FeatureStore") == "SERVING"
             resp = c.predict("aapl", explain=True, top_k=3)
         assert resp.ticker == "AAPL" and [p.horizon for p in resp.predictions] == [1, 5]
         want = scorer.predict(rows["AAPL"], [1, 5])

@@ -265,12 +265,13 @@ def test_grpc_store_failure_is_unavailable_and_hides_details(served):
     svc = PredictionService(
         LocalStages(FeatureLookup(BrokenReader()), served)
     )
-    with (
-        BackgroundServer(svc) as s,
-        PredictionClient(s.target) as c,
-        pytest.raises(PredictionError) as ei,
-    ):
-        c.predict("AAPL")
+    with BackgroundServer(svc) as s, PredictionClient(s.target) as c:
+        assert c.health("stockray.v1.FeatureStore") == "SERVING"  # no read has failed yet
+        with pytest.raises(PredictionError) as ei:
+            c.predict("AAPL")
+        # the store's health service follows the failed read; the server as a whole does not
+        assert c.health("stockray.v1.FeatureStore") == "NOT_SERVING"
+        assert c.health("") == "SERVING"
     assert ei.value.code == grpc.StatusCode.UNAVAILABLE
     assert "RuntimeError" in ei.value.details and "secret" not in ei.value.details
     assert "retry" in ei.value.details
