@@ -30,8 +30,9 @@ $(STAMP): requirements.txt constraints.txt pyproject.toml
 # Debian packages that tests start for real (installed only when missing; CI runs as root).
 # chromium: the analyst app's browser test and the daily report's PDF (Playwright drives
 # Debian's build, never a download); poppler-utils: the PDF test renders pages to PNG;
-# prometheus: the metrics test scrapes the cluster for real and promtool checks the rules
-DEBIAN_PKGS ?= chromium poppler-utils prometheus
+# prometheus: the metrics test scrapes the cluster for real and promtool checks the rules;
+# redis-server: the Redis online store and the feature-store fault suite (a private child each)
+DEBIAN_PKGS ?= chromium poppler-utils prometheus redis-server
 sysdeps: ## Install the Debian packages the tests need, when missing (DEBIAN_PKGS)
 	@missing=$$(for p in $(DEBIAN_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
