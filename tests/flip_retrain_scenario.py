@@ -17,8 +17,8 @@ import pandas as pd
 from tests.integration.test_load import TICKERS as SERVED_TICKERS
 
 TICKERS = [*SERVED_TICKERS, *(f"P{i:02d}" for i in range(22))]  # Load calls the first 8
-SESSIONS = pd.bdate_range("2023-01-02", periods=300)
-FLIP = 200
+SESSIONS = pd.bdate_range("2022-09-01", periods=380)  # 200-day features warm up first
+FLIP = 280
 B = 0.35
 HORIZON = 1
 NAME = f"stockray-lgbm-h{HORIZON}"
