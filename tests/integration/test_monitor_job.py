@@ -94,11 +94,13 @@ def test_monitor_rolls_back_a_champion_that_went_bad(tmp_path):
 
 
 @pytest.mark.integration
-def test_retrain_is_submitted_through_the_ray_jobs_api(tmp_path):
+def test_retrain_is_submitted_through_the_ray_jobs_api(tmp_path, monkeypatch):
     from ray.job_submission import JobStatus, JobSubmissionClient
 
+    from tests.integration.test_flip_replay import _own_agent_port
     from tests.ray_fixtures import private_ray
 
+    _own_agent_port(monkeypatch)  # another cluster on the box holds the default agent port
     dash = free_port()
     with private_ray(prefix="srm-", dashboard_port=dash):
         settings = Settings(data_dir=tmp_path / "d", dashboard_port=dash).resolved()
