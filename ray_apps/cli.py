@@ -567,6 +567,9 @@ def retrain(
     index_ticker: Annotated[str | None, typer.Option(
         help="With --file: the ticker in your files that is the market index, e.g. SPY.")]
         = None,
+    after_decay: Annotated[bool, typer.Option(
+        help="Fired by the monitor's decay rule: fit on the latest sessions and judge the "
+             "challenger on the recent window (lifecycle.decay_* in the config).")] = False,
 ) -> None:
     """Ingest -> validate -> features -> train -> evaluate -> promote as one Ray job;
     skips steps whose data and config are unchanged, resumes after a crash. Inside
@@ -581,7 +584,7 @@ def retrain(
                              index_ticker=index_ticker,
                              end=end, engine=engine, promote=promote, force=force,
                              max_folds=max_folds, seeds=sd, num_boost_round=num_boost_round,
-                             auth=auth), _settings(), log=typer.echo)
+                             auth=auth, after_decay=after_decay), _settings(), log=typer.echo)
     typer.echo(f"ran {res.ran or 'nothing'}; skipped {res.skipped or 'nothing'}; "
                f"state {res.state_file}")
 
@@ -705,6 +708,9 @@ def monitor(
         = False,
     window_dates: Annotated[int, typer.Option(help="Live window in feature dates.")] = 60,
     min_dates: Annotated[int, typer.Option(help="Realised dates needed to judge.")] = 20,
+    config: Annotated[Path | None, typer.Option(
+        help="Experiment config whose lifecycle section rules promotion; a decay retrain "
+             "is submitted with it [default configs/lgbm.yaml].")] = None,
 ) -> None:
     """Watch the served models: realised outcomes, live RankIC, drift and regime; decide
     retrain / rollback / promote by written rules; report under data/reports/monitor/."""
@@ -713,7 +719,8 @@ def monitor(
     from training.monitor import MonitorRules
 
     run_monitor(MonitorJobConfig(rules=MonitorRules(window_dates=window_dates,
-                                                    min_dates=min_dates), act=act),
+                                                    min_dates=min_dates), act=act,
+                                 config_path=config),
                 _settings(), log=typer.echo)
 
 

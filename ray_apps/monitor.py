@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from pathlib import Path
 
 from features.settings import Settings
 from training.lifecycle.monitor import MonitorJobConfig, run_monitor
@@ -19,8 +20,10 @@ from training.monitor import MonitorRules
 __all__ = ["MonitorJobConfig", "main", "submit_retrain"]
 
 
-def submit_retrain(settings: Settings, cfg: MonitorJobConfig) -> str:
-    """Submit `stockray retrain` to the running cluster through the Ray Jobs API."""
+def submit_retrain(settings: Settings, cfg: MonitorJobConfig,
+                   extra: tuple[str, ...] = ()) -> str:
+    """Submit `stockray retrain` (``extra`` args first, e.g. ``--after-decay``) to the running
+    cluster through the Ray Jobs API."""
     import os
 
     from ray.job_submission import JobSubmissionClient
@@ -32,7 +35,8 @@ def submit_retrain(settings: Settings, cfg: MonitorJobConfig) -> str:
         os.environ.update(auth_env(settings))
     url = cfg.dashboard_url or f"http://127.0.0.1:{settings.dashboard_port}"
     entry = shlex.join([sys.executable, "-m", "ray_apps.cli", "--data-dir",
-                        str(settings.data_dir), cfg.retrain_command, *cfg.retrain_args])
+                        str(settings.data_dir), cfg.retrain_command, *extra,
+                        *cfg.retrain_args])
     from tenacity import Retrying, retry_if_exception_message, stop_after_delay, wait_fixed
 
     # a cluster that just started has no job agent for a while (minutes on a loaded node)
@@ -49,7 +53,8 @@ def main(cfg: MonitorJobConfig, settings: Settings, log=print) -> dict:
 
     settings = settings.resolved()
     return run_monitor(cfg, settings, served=served_predictions(settings.data_dir / "audit"),
-                       submit_retrain=lambda: submit_retrain(settings, cfg), log=log)
+                       submit_retrain=lambda extra: submit_retrain(settings, cfg, extra),
+                       log=log)
 
 
 def _parse(argv=None) -> MonitorJobConfig:
@@ -58,10 +63,11 @@ def _parse(argv=None) -> MonitorJobConfig:
     p.add_argument("--window-dates", type=int, default=60)
     p.add_argument("--min-dates", type=int, default=20)
     p.add_argument("--dashboard-url", default=None)
+    p.add_argument("--config", type=Path, default=None, help="experiment config (lifecycle)")
     a = p.parse_args(argv)
     return MonitorJobConfig(rules=MonitorRules(window_dates=a.window_dates,
                                                min_dates=a.min_dates),
-                            act=a.act, dashboard_url=a.dashboard_url)
+                            act=a.act, dashboard_url=a.dashboard_url, config_path=a.config)
 
 
 if __name__ == "__main__":

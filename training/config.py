@@ -57,6 +57,27 @@ class LifecycleConfig:
     """Challenger's mean walk-forward RankIC must exceed the champion's by this much."""
     min_seeds: int = 3
     """Seeds the challenger must have been evaluated on."""
+    # After a decay retrain (`stockray retrain --after-decay`), `training.lifecycle.recent`:
+    decay_promotion: str = "recent_window"
+    """recent_window: judge on the latest sessions after the cut-off | walkforward: as above."""
+    decay_window: int = 20
+    """Sessions of the recent window (after the cut-off and an h-session purge)."""
+    decay_margin: float = 0.02
+    """Challenger RankIC must beat the champion's on the window by this."""
+    decay_floor: float = 0.02
+    """... and be at least this."""
+    decay_min_sessions: int = 10
+    """Fewest judged sessions (fewer: refuse, wait for data)."""
+    decay_train_sessions: int = 60
+    """Sessions the decay retrain fits on (0: all history): mostly the new regime."""
+    decay_valid_sessions: int = 10
+    decay_beat_baselines: bool = False
+    """Also require beating the best naive baseline (momentum / reversal) on the window."""
+
+    def __post_init__(self) -> None:
+        if self.decay_promotion not in ("recent_window", "walkforward"):
+            raise ValueError(f"decay_promotion must be recent_window or walkforward, not "
+                             f"{self.decay_promotion!r}")
 
 
 @dataclass

@@ -447,6 +447,35 @@ def _promote_locked(client, name: str, *, margin: float, min_seeds: int, force: 
     return PromotionDecision(name, champ, chall, ok, reason, ch_s, k_s)
 
 
+JUDGEMENT_TAG = "recent_window_judgement"  # JSON: decision, reason, figures
+
+
+def alias_version(tracking_uri: str, name: str, alias: str) -> str | None:
+    """The version ``alias`` points at (None: no such alias or model)."""
+    return _alias_version(_client(tracking_uri), name, alias)
+
+
+def promote_judged(tracking_uri: str, name: str, version: str, *, ok: bool, reason: str,
+                   judgement: dict, bundle_root: Path | None = None) -> PromotionDecision:
+    """Promote ``version`` by a judgement made elsewhere (`training.lifecycle.recent`), not by
+    `promotion_rule`: the judgement is tagged on the version (`JUDGEMENT_TAG`) either way;
+    the champion moves only when ``ok`` and ``version`` is still the challenger."""
+    with _alias_lock(tracking_uri, name):
+        client = _client(tracking_uri)
+        champ = _alias_version(client, name, CHAMPION)
+        chall = _alias_version(client, name, CHALLENGER)
+        client.set_model_version_tag(name, version, JUDGEMENT_TAG,
+                                     json.dumps(judgement, default=str)[:5000])
+        if chall != version:
+            return PromotionDecision(name, champ, chall, False,
+                                     f"v{version} is no longer the challenger (v{chall} is)")
+        if ok:
+            client.set_model_version_tag(name, version, "promotion_reason", reason[:5000])
+            client.set_registered_model_alias(name, CHAMPION, version)
+            _finish_promotion(client, name, version, bundle_root)
+        return PromotionDecision(name, champ, chall, ok, reason)
+
+
 def _finish_promotion(client, name: str, version: str, bundle_root: Path | None) -> None:
     """The steps after the champion alias moved. The challenger alias goes last: until then a
     SIGKILL leaves champion == challenger, which the next ``promote`` recognises and finishes,

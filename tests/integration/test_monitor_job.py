@@ -94,11 +94,13 @@ def test_monitor_rolls_back_a_champion_that_went_bad(tmp_path):
 
 
 @pytest.mark.integration
-def test_retrain_is_submitted_through_the_ray_jobs_api(tmp_path):
+def test_retrain_is_submitted_through_the_ray_jobs_api(tmp_path, monkeypatch):
     from ray.job_submission import JobStatus, JobSubmissionClient
 
+    from tests.integration.test_flip_replay import _own_agent_port
     from tests.ray_fixtures import private_ray
 
+    _own_agent_port(monkeypatch)  # another cluster on the box holds the default agent port
     dash = free_port()
     with private_ray(prefix="srm-", dashboard_port=dash):
         settings = Settings(data_dir=tmp_path / "d", dashboard_port=dash).resolved()
@@ -114,3 +116,57 @@ def test_retrain_is_submitted_through_the_ray_jobs_api(tmp_path):
         logs = client.get_job_logs(job)
         assert status == JobStatus.SUCCEEDED, logs
         assert "retrain" in logs and "Usage" in logs  # `stockray retrain --help` ran as a job
+
+
+@pytest.mark.integration
+def test_decay_submits_the_after_decay_retrain_through_the_ray_jobs_api(tmp_path, monkeypatch):
+    """The champion's live RankIC decayed (the market flipped): the monitor submits
+    `stockray retrain --after-decay --config <the rules' config>` as a real Ray job (here with
+    ``--help`` appended, so the job only proves the command line parses in the job)."""
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    from tests.flip_scenario import (
+        DEPLOYED,
+        SESSIONS,
+        flip_market,
+        register,
+        write_audit,
+        write_lake,
+    )
+    from tests.integration.test_flip_replay import _own_agent_port
+    from tests.ray_fixtures import private_ray
+    from training.config import DEFAULT_CONFIG
+
+    _own_agent_port(monkeypatch)
+    dash = free_port()
+    settings = Settings(data_dir=tmp_path / "d", dashboard_port=dash).resolved()
+    bars, served = flip_market()
+    write_lake(settings, bars, len(SESSIONS) - 1)
+    write_audit(settings, served, "1", DEPLOYED, len(SESSIONS) - 1)
+    register(settings, tmp_path / "reg")
+    cfg = MonitorJobConfig(act=True, config_path=DEFAULT_CONFIG, retrain_args=("--help",))
+    with private_ray(prefix="srd-", dashboard_port=dash):
+        lines: list[str] = []
+        out = main(cfg, settings, log=lines.append)
+        (d,) = out["decisions"]
+        assert d.action == "retrain" and "decayed from validation" in d.reason, lines
+        job = out["submitted"]
+        assert job and any("retrain --after-decay --config" in x for x in lines), lines
+        client = JobSubmissionClient(f"http://127.0.0.1:{dash}")
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            status = client.get_job_status(job)
+            if status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED):
+                break
+            time.sleep(1)
+        info, logs = client.get_job_info(job), client.get_job_logs(job)
+    assert status == JobStatus.SUCCEEDED, logs
+    assert f"retrain --after-decay --config {DEFAULT_CONFIG} --help" in info.entrypoint
+    assert "--after-decay" in logs and "recent window" in logs  # the option's help text
+    # a drift-only retrain, or one the monitor is told to run plainly, gets no --after-decay
+    from training.lifecycle.monitor import retrain_job_args
+
+    assert retrain_job_args(MonitorJobConfig(after_decay=False), d) == ()
+    assert retrain_job_args(MonitorJobConfig(retrain_command="promote"), d) == ()
+    drift = type(d)(**{**d.to_dict(), "figures": {**d.figures, "live_rank_ic": 0.19}})
+    assert retrain_job_args(MonitorJobConfig(), drift) == ()

@@ -34,6 +34,8 @@ class RetrainConfig:
     seeds: tuple[int, ...] | None = None  # override the config's seeds
     num_boost_round: int | None = None  # override the config's boosting rounds
     auth: bool = True  # token auth for a cluster this job starts itself
+    # fired by the monitor's decay rule: recent-window fit and judgement (lifecycle.recent)
+    after_decay: bool = False
 
 
 @dataclass

@@ -5,7 +5,9 @@ realised outcomes from the lake, the feature drift from the offline store and th
 regime; decides per served champion by the rules of `training.monitor`; records every
 decision on the version (MLflow tags) and in ``<data_dir>/reports/monitor/<time>/``; with
 ``act`` carries them out: a rollback through the registry, a retrain through the caller's
-``submit_retrain``, and the registry's promotion rule for any challenger.
+``submit_retrain``, and the registry's promotion rule for any challenger. A retrain fired by
+IC decay (not drift alone) is submitted as ``stockray retrain --after-decay --config ...``:
+its challenger is judged on the recent window (`training.lifecycle.recent`).
 """
 
 from __future__ import annotations
@@ -35,16 +37,31 @@ class MonitorJobConfig:
     config_path: Path | None = None     # experiment whose lifecycle section is the rule
     promotion_margin: float | None = None  # None: the experiment's lifecycle.promotion_margin
     promotion_min_seeds: int | None = None  # None: the experiment's lifecycle.min_seeds
+    after_decay: bool = True  # a decay retrain runs `retrain --after-decay` (recent window)
+
+
+def retrain_job_args(cfg: MonitorJobConfig, d) -> tuple[str, ...]:
+    """Arguments the retrain job of decision ``d`` gets before ``cfg.retrain_args``: with the
+    `retrain` command and an IC decay (live RankIC under the floor or decayed from validation),
+    ``--after-decay`` and the experiment config the rules came from."""
+    f, r = d.figures, cfg.rules
+    ic, val = f.get("live_rank_ic"), f.get("validation_rank_ic")
+    decayed = ic is not None and (ic < r.ic_floor or (val is not None
+                                                      and ic < val - r.ic_decay))
+    if cfg.retrain_command != "retrain" or not cfg.after_decay or not decayed:
+        return ()
+    return ("--after-decay",
+            *(("--config", str(cfg.config_path)) if cfg.config_path else ()))
 
 
 def run_monitor(cfg: MonitorJobConfig, settings: Settings, *, served: pd.DataFrame,
-                submit_retrain: Callable[[], str], log=print) -> dict:
+                submit_retrain: Callable[[tuple[str, ...]], str], log=print) -> dict:
     """One monitoring pass; returns {"decisions", "report", "submitted"}.
 
     Args:
         served: the served forecasts (`serving.outcomes.served_predictions`).
-        submit_retrain: submits `stockray retrain` and returns the job id (called at most
-            once, with ``act`` and a retrain decision).
+        submit_retrain: ``(extra args) -> job id``: submits `stockray retrain` (called at
+            most once, with ``act`` and a retrain decision; `retrain_job_args`).
     """
     from features.lake import read_bars
     from training.config import DEFAULT_CONFIG, load_experiment
@@ -84,8 +101,10 @@ def run_monitor(cfg: MonitorJobConfig, settings: Settings, *, served: pd.DataFra
             frm, to = rollback(uri, d.name, bundle_root=settings.models_dir)
             log(f"    rolled back v{frm} -> v{to}")
         elif d.action == "retrain" and submitted is None:
-            submitted = submit_retrain()
-            log(f"    retrain submitted through the Ray Jobs API: {submitted}")
+            extra = retrain_job_args(cfg, d)
+            submitted = submit_retrain(extra)
+            log(f"    retrain {' '.join(extra)} submitted through the Ray Jobs API: "
+                f"{submitted}")
     if cfg.act and submitted is None:  # a submitted retrain job promotes by itself
         for name in sorted(set(live["model"])):
             p = promote(settings.tracking_uri, name, margin=margin, min_seeds=min_seeds,
@@ -98,6 +117,16 @@ def run_monitor(cfg: MonitorJobConfig, settings: Settings, *, served: pd.DataFra
                          rolling=rolling_rank_ic(outcomes), regime=universe_regime(bars),
                          meta={"rules": cfg.rules.__dict__, "served": len(served),
                                "realised": len(outcomes), "act": cfg.act,
-                               "retrain_job": submitted})
+                               "retrain_job": submitted,
+                               "judgements": _recent_judgements(settings.reports_dir)})
     log(f"  report: {paths['html']}")
     return {"decisions": decisions, "report": paths, "submitted": submitted}
+
+
+def _recent_judgements(reports_dir: Path, n: int = 5) -> list[dict]:
+    """The latest recent-window judgements (the after-decay retrain jobs' verdicts), so the
+    monitor report shows why a decay retrain was or was not promoted."""
+    import json
+
+    files = sorted((reports_dir / "monitor" / "judgements").glob("*.json"))[-n:]
+    return [json.loads(f.read_text()) for f in files]

@@ -46,7 +46,7 @@ def run_retrain(cfg: RetrainConfig, settings: Settings, *, ingest: Callable,
     state = {"steps": {}} if cfg.force else load_state(settings)
     cfg_hash = config_hash({"experiment": exp.to_dict(), "max_folds": cfg.max_folds,
                             "seeds": cfg.seeds, "num_boost_round": cfg.num_boost_round,
-                            "promote": cfg.promote})
+                            "promote": cfg.promote, "after_decay": cfg.after_decay})
     ctx = Ctx(cfg, settings, exp, {"_config_hash": cfg_hash}, log, ingest, build_features)
     ran, skipped = [], []
     for i, step in enumerate(STEPS, 1):

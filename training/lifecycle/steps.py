@@ -15,6 +15,7 @@ from typing import Any
 from features.settings import Settings
 from features.sources import MARKET_TICKER, files_sha256
 from training.config import LgbmExperiment
+from training.lifecycle import recent
 from training.lifecycle.config import RetrainConfig
 from training.lifecycle.state import lake_hash
 
@@ -118,6 +119,8 @@ def step_train(ctx: Ctx) -> dict:
     frame, fs, fset = model_inputs(load_training_frame(s.offline_dir), s.offline_dir,
                                    exp.features.text)
     seg = exp.segments.resolve(frame["ts"], gap=max(exp.horizons))
+    if recent.after_decay(ctx):  # fit on the latest sessions, hold out the recent window
+        seg = recent.train_segments(ctx, frame)
     base = run_params(ctx)
     tuned = None
     if exp.tune.num_samples > 0:
@@ -168,6 +171,9 @@ def step_evaluate(ctx: Ctx) -> dict:
     from training.walkforward import format_table, write_walkforward_report
 
     s, exp = ctx.settings, ctx.exp
+    if recent.after_decay(ctx):  # judged on the recent window by the promote step instead
+        ctx.log("  after-decay retrain: no walk-forward, the recent window judges")
+        return {}
     data_hash = ctx.outputs["features"]["data_sha256"]
     frame = load_training_frame(s.offline_dir)
     if exp.features.text:  # the trained feature list holds the text inputs
@@ -207,6 +213,8 @@ def step_promote(ctx: Ctx) -> dict:
 
     if not ctx.cfg.promote:
         return {"skipped": "promotion disabled (--no-promote)"}
+    if recent.after_decay(ctx):
+        return recent.promote_recent(ctx)
     lc = ctx.exp.lifecycle
     out = {}
     for name in ctx.outputs["train"]["registered"]:
