@@ -14,6 +14,7 @@ on valid macro-F1 (the best epoch's weights are kept, in-process and in Ray Trai
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import time
@@ -231,8 +232,12 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     ``save_pretrained`` + head) when valid macro-F1 improved, so the run's latest checkpoint is
     its best epoch. After a worker failure it resumes from that best epoch (patience restarts).
 
-    Config keys: ``cfg`` (``asdict(SentimentConfig)``), ``texts``/``y`` and ``vtexts``/``vy``.
+    Config keys: ``cfg`` (``asdict(SentimentConfig)``), ``texts``/``y``, ``vtexts``/``vy``
+    and ``history_path``: every epoch's metrics go there as JSON (Ray Train keeps metrics only
+    with checkpoints, and epochs that did not improve have none). It sits in the run's storage
+    path, which Ray Train needs reachable from every node anyway.
     """
+
     import ray.train
     import ray.train.torch
     import torch
@@ -250,8 +255,17 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     else:
         tok, model = load_encoder(resolve_checkpoint(cfg), dropout=cfg.dropout, seed=cfg.seed)
     model.to(ray.train.torch.get_device())
+    hpath = Path(config["history_path"])
+    history = [m for m in (json.loads(hpath.read_text()) if hpath.is_file() else [])
+               if m["epoch"] < start]  # a resumed run redoes the epochs after its checkpoint
 
     def report(epoch: int, metrics: dict, opt, improved: bool) -> None:
+        history.append(dict(metrics))
+        if ray.train.get_context().get_world_rank() == 0:
+            hpath.parent.mkdir(parents=True, exist_ok=True)
+            tmp_h = hpath.with_suffix(".tmp")
+            tmp_h.write_text(json.dumps(history))
+            os.replace(tmp_h, hpath)
         if not improved:
             ray.train.report(metrics)
             return
@@ -284,7 +298,8 @@ def fit_ray_train(cfg: SentimentConfig, texts: list[str], y: np.ndarray, vtexts:
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config={"cfg": asdict(cfg), "texts": list(texts), "y": np.asarray(y),
-                           "vtexts": list(vtexts), "vy": np.asarray(vy)},
+                           "vtexts": list(vtexts), "vy": np.asarray(vy),
+                           "history_path": str(Path(storage_path, name, "history.json"))},
         scaling_config=ScalingConfig(num_workers=1, use_gpu=use_gpu,
                                      resources_per_worker={"CPU": cfg.cpus}),
         run_config=RunConfig(name=name, storage_path=str(storage_path),
@@ -333,14 +348,14 @@ class SentimentModel:
         t0 = time.perf_counter()
         if self.use_ray:
             storage = self.storage_path or tempfile.mkdtemp(prefix="stockray-sentiment-")
-            result = fit_ray_train(self.cfg, texts, y, vt, vy, storage,
-                                   name=f"sentiment-seed{self.cfg.seed}-{int(time.time())}")
+            name = f"sentiment-seed{self.cfg.seed}-{int(time.time())}"
+            result = fit_ray_train(self.cfg, texts, y, vt, vy, storage, name=name)
             if result.error is not None:
                 raise RuntimeError(f"sentiment training failed: {result.error}") from result.error
             with result.checkpoint.as_directory() as d:  # the best valid epoch
                 self.tok, self.model = load_encoder(d, seed=self.cfg.seed)
-            self.history = [dict(m) for m in (result.metrics_dataframe.to_dict("records")
-                                              if result.metrics_dataframe is not None else [])]
+            hpath = Path(storage, name, "history.json")
+            self.history = json.loads(hpath.read_text()) if hpath.is_file() else []
         else:
             import torch
 
