@@ -115,6 +115,12 @@ def _confusion_html(name: str, cm: list[list[int]]) -> str:
             f"{head}</tr>{rows}</table>")
 
 
+def _cell(v: Any) -> str:
+    if isinstance(v, float):
+        return "" if not math.isfinite(v) else f"{v:.4f}" if abs(v) <= 1 else f"{v:.1f}"
+    return html.escape("" if v is None else str(v))
+
+
 def write_report(report: dict[str, Any], out_dir: str | Path) -> dict[str, Path]:
     """``report.json`` + a self-contained ``report.html`` (models vs baselines, confusions)."""
     out = Path(out_dir)
@@ -135,6 +141,10 @@ def write_report(report: dict[str, Any], out_dir: str | Path) -> dict[str, Path]
     meta = "".join(f"<li><b>{html.escape(str(k))}</b>: {html.escape(json.dumps(v))}</li>"
                    for k, v in clean["meta"].items())
     cms = "".join(_confusion_html(n, r["confusion_sum"]) for n, r in summary.items())
+    cols = ("seed", "accuracy", "macro_f1", "epochs_run", "best_epoch", "train_s", "load_avg_1m")
+    seeds = "".join(
+        "<tr>" + "".join(f"<td>{_cell(r.get(c))}</td>" for c in cols) + "</tr>"
+        for r in report.get("per_seed", {}).get("encoder", []))
     paths["html"].write_text(f"""<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>stockray sentiment evaluation</title>
 <style>body{{font-family:sans-serif;margin:2em}} table.cmp{{border-collapse:collapse}}
@@ -142,5 +152,8 @@ table.cmp td,table.cmp th{{border:1px solid #ccc;padding:4px 8px;text-align:righ
 </head><body><h1>stockray sentiment evaluation</h1><ul>{meta}</ul>
 <h2>Model vs baselines on the held-out families (mean ± std over seeds)</h2>
 <table class="cmp"><thead><tr><th>model</th><th>seeds</th><th>accuracy</th><th>macro-F1</th>
-<th>what it is</th></tr></thead><tbody>{body}</tbody></table>{cms}</body></html>""", encoding="utf-8")
+<th>what it is</th></tr></thead><tbody>{body}</tbody></table>
+<h2>Encoder per seed (best epoch counts from 0; train s is wall time on a shared box)</h2>
+<table class="cmp"><tr>{"".join(f"<th>{c}</th>" for c in cols)}</tr>{seeds}</table>
+{cms}</body></html>""", encoding="utf-8")
     return paths
