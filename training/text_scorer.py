@@ -2,8 +2,8 @@
 probabilities, for the text path when no sentiment bundle exists yet (`stockray up --text`).
 
 `training.sentiment_corpus.second_reader` counts polarity words (no negation, no
-expectations); on the held-out corpus families it scored 0.658 accuracy (README, Text and
-sentiment). Here its label becomes a one-hot probability row (negative, neutral, positive),
+expectations). Its 0.658 held-out accuracy is leaky (its lists hold words seen only in the
+test families; README, Text and sentiment), so treat it as a rough stand-in. Here its label becomes a one-hot probability row (negative, neutral, positive),
 the `features.text.scoring.TextScorer` protocol. It reads the first sentence only (the
 headline: `features.text.scoring.scoring_text` puts it first): counted over a whole body the
 headline's polarity drowns, and the synthetic sample's bodies ("SYNTHETIC sample record N")
