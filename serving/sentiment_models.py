@@ -2,7 +2,7 @@
 
 The stable API other code calls (the text features, the Serve deployment, the CLI)::
 
-    scorer = SentimentScorer.from_bundle(path)       # or from_bundle(path, variant="fp32")
+    scorer = SentimentScorer.from_bundle(path)       # or variant="fp32" | "int8" | "auto"
     probs = scorer.score(["Revenue beat estimates."]) # (n, 3) float32, columns scorer.labels
     scorer.classify(texts)                            # [(label, probs), ...]
 
