@@ -69,9 +69,12 @@ class SentimentScorer:
 
     @classmethod
     def from_bundle(cls, path: str | Path, *, variant: str | None = None,
-                    intra_op_threads: int = 0) -> SentimentScorer:
+                    intra_op_threads: int = 0, spin: bool = False) -> SentimentScorer:
         """Load ``path`` (a bundle directory). ``variant`` None = the bundle's served variant;
-        ``intra_op_threads`` 0 = one per core (one request at a time uses the whole box).
+        ``intra_op_threads`` 0 = one per core (one request at a time uses the whole box);
+        ``spin``: let idle ONNX threads busy-wait for work. Off by default: on a shared box
+        (and next to the ingress' own gRPC threads) spinning threads steal the cores the work
+        needs: one sentence, 2 threads, load ~25: p50 8.1 ms without spinning, 35.8 ms with.
 
         Raises:
             FileNotFoundError: ``path`` is not a sentiment bundle.
@@ -97,6 +100,7 @@ class SentimentScorer:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = intra_op_threads or (os.cpu_count() or 1)
         opts.inter_op_num_threads = 1
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
         sessions = {v: ort.InferenceSession(str(root / meta["variants"][v]), sess_options=opts,
                                             providers=_providers()) for v in need}
         tok = Tokenizer.from_file(str(root / "tokenizer.json"))
