@@ -55,7 +55,7 @@ def test_bundle_parity_and_registry(tiny_run):
     assert b["onnx_batch_vs_single_max_abs_prob"] <= 1e-5  # fp32: batch-independent
     assert b["int8_quantization"].startswith("dynamic") and b["eval_rows"] == report["meta"][
         "test_rows"]
-    assert b["serve_variant"] in ("auto", "fp32") and -1 < b["int8_accuracy_delta"] < 1
+    assert b["serve_variant"] in ("int8", "fp32") and -1 < b["int8_accuracy_delta"] < 1
     client = mlflow.MlflowClient(tracking_uri=tracking)
     mv = client.get_model_version_by_alias(MODEL_NAME, "champion")
     assert str(mv.version) == report["meta"]["model_version"] == "1"
