@@ -1,9 +1,9 @@
 """ScoreText / ScoreTexts through the real Serve app (gRPC on the public port and through
 Serve's proxy, HTTP), token-protected, agreeing with the bundle's ONNX scorer.
 
-The app runs ``sentiment_placement="split"`` with the ``auto`` variant, so both placements'
-code runs for real: one sentence is scored int8 inside the ingress replica, a batch fp32 in the
-Sentiment deployment. The bundle is a tiny in-process fine-tune (1 epoch, 64 sentences): the
+Two apps, one after the other: the default (scorer in the ingress replica, int8 one sentence
+per call) and ``split`` with the ``auto`` variant (one sentence int8 inside the ingress, a batch
+fp32 in the Sentiment deployment), so every placement's code runs for real. The bundle is a tiny in-process fine-tune (1 epoch, 64 sentences): the
 test checks the serving path, not accuracy."""
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
+from types import SimpleNamespace
 
 import grpc
 import numpy as np
@@ -40,16 +41,26 @@ def bundle(tmp_path_factory):
     return sm.export(root / "sentiment", calibration_texts=ds.rows("train")["text"].tolist()[:64])
 
 
-@pytest.fixture(scope="module")
-def app(tmp_path_factory, bundle):
+PLACEMENTS = [("ingress", "int8"), ("split", "auto")]
+
+
+@pytest.fixture(scope="module", params=PLACEMENTS, ids=[p for p, _ in PLACEMENTS])
+def app(request, tmp_path_factory, bundle):
+    from ray import serve
+
+    placement, variant = request.param
     ports = {"grpc": free_port(), "http": free_port(), "pgrpc": free_port()}
     with private_ray(serve_env(ports["grpc"]), prefix="srsents-"):
         args = AppArgs(models=ModelSource(bundle_dirs=make_bundles(tmp_path_factory.mktemp("b"))),
                        reader="tests.serving_fixtures:FakeReader",
                        reader_kwargs={"rows": synthetic_rows()}, sentiment_bundle=str(bundle),
-                       sentiment_variant="auto", sentiment_placement="split")
-        yield start_serve(args, ports["grpc"], ports["http"], "127.0.0.1",
-                          proxy_grpc_port=ports["pgrpc"], timeout_s=120)
+                       sentiment_variant=variant, sentiment_placement=placement)
+        ep = start_serve(args, ports["grpc"], ports["http"], "127.0.0.1",
+                         proxy_grpc_port=ports["pgrpc"], timeout_s=120)
+        deployments = set(serve.status().applications[args.app_name].deployments)
+        assert ("Sentiment" in deployments) == (placement != "ingress"), deployments
+        # the endpoints plus the variant the tests expect to answer
+        yield SimpleNamespace(**vars(ep), sentiment_variant=variant)
 
 
 def _probs(s) -> list[float]:
@@ -57,18 +68,20 @@ def _probs(s) -> list[float]:
 
 
 def test_grpc_agrees_with_the_onnx_scorer(app, bundle):
-    scorer = SentimentScorer.from_bundle(bundle, variant="auto")
-    want = scorer.score(TEXTS)  # fp32, batched
+    scorer = SentimentScorer.from_bundle(bundle, variant=app.sentiment_variant)
+    want = scorer.score(TEXTS)  # auto: fp32 batched; int8: one sentence per call
     want_one = [scorer.score([t])[0] for t in TEXTS]  # int8, one sentence per call
-    # the two graphs differ (else this test could not tell which one answered)
-    assert np.abs(np.asarray(want_one) - want).max() > 1e-4
+    # int8 alone = int8 in a batch; auto's two graphs differ (so the test sees which answered)
+    gap = np.abs(np.asarray(want_one) - want).max()
+    assert gap == 0.0 if app.sentiment_variant == "int8" else gap > 1e-4
     for target in (app.grpc_target, app.proxy_grpc_target):
         with PredictionClient(target) as c:
             ones = [c.score_text(t) for t in TEXTS]
             many = c.score_texts(TEXTS)
             lone_batch = c.score_texts(TEXTS[:1])  # a ScoreTexts of one is a lone sentence
         assert ones[0].model_name == "stockray-sentiment" and ones[0].request_id
-        assert {o.model_variant for o in ones} == {"int8"} and many.model_variant == "fp32"
+        assert {o.model_variant for o in ones} == {"int8"}
+        assert many.model_variant == scorer.variant_for(len(TEXTS))
         np.testing.assert_allclose([_probs(o.score) for o in ones], want_one, atol=1e-5)
         np.testing.assert_allclose([_probs(s) for s in many.scores], want, atol=1e-5)
         assert lone_batch.model_variant == "int8"
@@ -100,13 +113,13 @@ def _post(url: str, body: dict, headers: dict) -> tuple[int, dict]:
 
 
 def test_http_agrees_and_is_token_protected(app, bundle):
-    scorer = SentimentScorer.from_bundle(bundle, variant="auto")
+    scorer = SentimentScorer.from_bundle(bundle, variant=app.sentiment_variant)
     want = scorer.score(TEXTS)
     status, body = _post(f"{app.http_url}/v1/score_texts", {"texts": TEXTS}, auth_headers())
     assert status == 200, body
     got = [[s["negative"], s["neutral"], s["positive"]] for s in body["scores"]]
     np.testing.assert_allclose(got, want, atol=1e-5)
-    assert body["model_variant"] == "fp32"
+    assert body["model_variant"] == scorer.variant_for(len(TEXTS))
     one = scorer.score([TEXTS[1]])[0]
     status, body = _post(f"{app.http_url}/v1/score_text", {"text": TEXTS[1]}, auth_headers())
     assert status == 200 and body["model_variant"] == "int8"
