@@ -125,6 +125,9 @@ def score_csv(scorer, src: Path, column: str, out: Path, batch: int = 64) -> int
         rows = list(reader)
         fields = list(reader.fieldnames)
     prob_cols = [f"p_{k}" for k in scorer.labels]
+    # the file is one call: every row gets the variant ScoreTexts would use for it, not one
+    # that changes with the size of the last chunk
+    variant = scorer.variant_for(len(rows))
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
     try:
@@ -134,7 +137,7 @@ def score_csv(scorer, src: Path, column: str, out: Path, batch: int = 64) -> int
             for i in range(0, len(rows), batch):
                 chunk = rows[i : i + batch]
                 ok = [j for j, r in enumerate(chunk) if (r[column] or "").strip()]
-                probs = scorer.score([chunk[j][column] for j in ok]) if ok else []
+                probs = scorer.score([chunk[j][column] for j in ok], variant=variant) if ok else []
                 by = dict(zip(ok, probs, strict=True))
                 for j, r in enumerate(chunk):
                     p = by.get(j)
@@ -157,7 +160,8 @@ def score(
     out: Annotated[Path | None, typer.Option(help="Output CSV (with --input).")] = None,
     bundle: Annotated[Path | None, typer.Option(
         help="Bundle directory (default: the champion's, <data_dir>/models/sentiment).")] = None,
-    variant: Annotated[str | None, typer.Option(help="int8 | fp32 (default: the bundle's).")]
+    variant: Annotated[str | None, typer.Option(help="auto | int8 | fp32 (default: the bundle's; "
+                                                        "auto = int8 for one sentence, fp32 for more).")]
         = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:

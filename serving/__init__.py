@@ -20,6 +20,7 @@ calls first), ``tls`` (dev certificates, gRPC credentials), ``hardening`` (makes
 hard-coded wildcard listeners bind the configured host, with TLS). ``alerts``: rules, sinks and
 delivery (``rules``, ``sinks``, ``signing``, ``scan``), and ``alerts.on_event``, which turns
 stream events into alerts with a fresh prediction (through ``client``).
-Text: ``sentiment_models`` (``SentimentScorer``: a sentiment bundle's tokenizer + ONNX session,
-no training imports) and ``sentiment_api`` (ScoreText / ScoreTexts checks and responses).
+Text: ``sentiment_models`` (``SentimentScorer``: a sentiment bundle's tokenizer + ONNX sessions,
+no training imports) and ``sentiment_api`` (ScoreText / ScoreTexts checks, responses and where
+the scorer runs: ingress replica, Sentiment deployment or split).
 """

@@ -65,7 +65,15 @@ class AppArgs(StageConfig):
     sentiment_bundle: str | None = Field(
         None, description="Sentiment bundle directory (ScoreText/ScoreTexts); None = not served."
     )
-    sentiment_variant: str | None = Field(None, description="int8 | fp32 (default: the bundle's).")
+    sentiment_variant: str | None = Field(
+        None, description="auto | int8 | fp32 (default: the bundle's; auto = int8 for one "
+        "sentence, fp32 for a batch)."
+    )
+    sentiment_placement: Literal["ingress", "split", "deployment"] = Field(
+        "ingress", description="Where sentiment is scored: in the ingress replica (no hop), "
+        "split (one sentence in the ingress, batches in a Sentiment deployment) or all in the "
+        "Sentiment deployment (bench.sentiment compares them)."
+    )
     sentiment_num_cpus: float = Field(0.3, gt=0, description="CPUs of the Sentiment replica.")
 
     @model_validator(mode="after")
@@ -106,11 +114,14 @@ def build_app(args: AppArgs | dict) -> Application:
         user_config=user_config,
     )
     extra = {}
-    if a.sentiment_bundle:
+    if a.sentiment_bundle and a.sentiment_placement != "ingress":
         extra["sentiment"] = SentimentDeployment.options(
             ray_actor_options={"num_cpus": a.sentiment_num_cpus},
             max_ongoing_requests=a.stage_max_ongoing_requests,
         ).bind(a.sentiment_bundle, a.sentiment_variant)
+    if a.sentiment_bundle and a.sentiment_placement != "deployment":
+        extra["sentiment_local"] = {"bundle_dir": a.sentiment_bundle,
+                                    "variant": a.sentiment_variant}
     if a.mode == "fused":
         return ingress.bind(config=cfg, **extra)
 

@@ -159,7 +159,8 @@ def register(bundle_dir: Path, report: dict[str, Any], cfg: SentimentConfig, *,
         mlflow.log_metrics({**flat, **{k: float(v) for k, v in meta.items()
                                        if isinstance(v, float) and np.isfinite(v)}})
         mlflow.log_dict(report, "report.json")
-        served = bundle_dir / meta["variants"][meta["serve_variant"]]
+        # "auto" serves both files; the registry's ONNX flavour holds the fp32 graph then
+        served = bundle_dir / meta["variants"].get(meta["serve_variant"], meta["variants"]["fp32"])
         info = mlflow.onnx.log_model(onnx.load(str(served)), name="model",
                                      pip_requirements=["onnxruntime", "tokenizers"])
         mlflow.log_artifacts(str(bundle_dir), "bundle")

@@ -58,7 +58,7 @@ from serving.lookup import FeatureRow
 from serving.modelset import Watcher
 from serving.protos import stockray_pb2 as pb
 from serving.scorer import ModelInfo
-from serving.sentiment_api import SentimentAPI, SentimentInfo
+from serving.sentiment_api import sentiment_api
 from serving.service import (
     FEATURE_STORE_HEALTH,
     PredictionService,
@@ -256,23 +256,6 @@ def _raise_if_error(result: Any) -> Any:
     return result
 
 
-class SentimentHandle:
-    """The Sentiment deployment through its handle; the model info is cached briefly."""
-
-    def __init__(self, handle: DeploymentHandle) -> None:
-        self._h = handle
-        self._info: tuple[float, SentimentInfo] | None = None
-
-    async def info(self) -> SentimentInfo:
-        now = time.monotonic()
-        if self._info is None or now - self._info[0] > MODELS_TTL_S:
-            self._info = (now, await self._h.info.remote())
-        return self._info[1]
-
-    async def score_many(self, texts: list[str]):
-        return await self._h.score_many.remote(texts)
-
-
 def apply_routing(policy: ServicePolicy, routing: RoutingConfig) -> None:
     policy.canary_weight, policy.shadow = routing.canary_weight, routing.shadow
 
@@ -288,6 +271,7 @@ class Ingress:
         explainer: DeploymentHandle | None = None,
         split_config: StageConfig | None = None,
         sentiment: DeploymentHandle | None = None,
+        sentiment_local: dict[str, Any] | None = None,
     ) -> None:
         stages: Stages
         self._served = None
@@ -308,9 +292,9 @@ class Ingress:
         self._service = PredictionService(stages, policy, audit=audit)
         if self._caller is not None:
             self._caller.metrics = self._service.metrics
-        sh = SentimentHandle(sentiment) if sentiment is not None else None
-        self._sentiment = SentimentAPI(sh.score_many if sh else None, sh.info if sh else None,
-                                       max_texts=cfg.max_batch_tickers if cfg else 256)
+        # placement (serving.sentiment_api): scorer here, in the Sentiment deployment, or both
+        self._sentiment = sentiment_api(sentiment, sentiment_local,
+                                        max_texts=cfg.max_batch_tickers if cfg else 256)
         self._gate = Gate(cfg.access if cfg is not None else AccessConfig(), audit)
         set_replica_gate(self._gate)
 

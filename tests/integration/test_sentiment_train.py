@@ -54,7 +54,10 @@ def test_bundle_parity_and_registry(tiny_run):
     root, tracking, report = tiny_run
     b = report["bundle"]
     assert b["onnx_parity_max_abs_prob"] <= 1e-3
-    assert b["int8_batch_vs_single_max_abs_prob"] <= 1e-3  # static int8: batch-independent
+    assert b["onnx_batch_vs_single_max_abs_prob"] <= 1e-5  # fp32: batch-independent
+    assert b["int8_quantization"].startswith("dynamic") and b["eval_rows"] == report["meta"][
+        "test_rows"]
+    assert b["serve_variant"] in ("int8", "fp32") and -1 < b["int8_accuracy_delta"] < 1
     client = mlflow.MlflowClient(tracking_uri=tracking)
     mv = client.get_model_version_by_alias(MODEL_NAME, "champion")
     assert str(mv.version) == report["meta"]["model_version"] == "1"
@@ -76,6 +79,12 @@ def test_scorer_is_batch_independent_and_checks_input(tiny_run):
             s.score(["ok", "  "])
         with pytest.raises(InvalidTextError, match="limit"):
             s.score(["x" * 5000])
+    # auto: a lone sentence is int8 (one per call), a batch fp32 in length-sorted groups
+    bundle = root / "models" / "sentiment"
+    auto, f32, i8 = (SentimentScorer.from_bundle(bundle, variant=v) for v in ("auto", "fp32", "int8"))
+    assert (auto.variant_for(1), auto.variant_for(2)) == ("int8", "fp32")
+    np.testing.assert_array_equal(auto.score(PARITY_TEXTS[:1]), i8.score(PARITY_TEXTS[:1]))
+    np.testing.assert_array_equal(auto.score(PARITY_TEXTS), f32.score(PARITY_TEXTS))
 
 
 def test_cli_scores_a_sentence_and_a_csv(tiny_run, tmp_path):
