@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench import write_json
 from bench.serving_quick import N_TICKERS, free_port, make_bundles
 
 TICKERS = [f"T{i:03d}" for i in range(N_TICKERS)]
@@ -213,18 +214,13 @@ def main(argv: list[str] | None = None) -> dict:
         ep = start_serve(args, gp, hp, "127.0.0.1", proxy_grpc_port=pgp, timeout_s=300)
         if not a.skip_soak:
             out["soak"] = soak(ep.grpc_target, a.clients, a.minutes, a.sample_s)
-            _write(a.out, out)  # a failure in the kill phase keeps the soak figures
+            write_json(a.out, out)  # a failure in the kill phase keeps the soak figures
         out["replica_kill"] = replica_kill(ep.grpc_target, a.clients, a.kill_window_s,
                                            a.predictor_replicas)
         serve.delete(args.app_name)
-    _write(a.out, out)
+    write_json(a.out, out)
     print(json.dumps(out, indent=1))
     return out
-
-
-def _write(path: str, doc: dict) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(doc, indent=1))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import tempfile
@@ -30,6 +29,7 @@ from typing import Self
 
 import numpy as np
 
+from bench import write_json
 from bench.serving_quick import N_TICKERS, free_port, latencies_ms, make_bundles
 from bench.soak import _ray_processes
 
@@ -165,16 +165,16 @@ def main(argv: list[str] | None = None) -> dict:
         ingress = serve.get_app_handle(args.app_name)
         out["load_avg_1m_start"] = os.getloadavg()[0]
         out["overhead"] = overhead(ep.grpc_target, ingress, a.calls, a.rounds)
-        _write(a.out, out)
+        write_json(a.out, out)
         out["kills"] = []
         for stage in ("Predictor", "FeatureLookup"):
             for attempts in (2, 1):
                 out["kills"].append(kill_run(ep.grpc_target, ingress, stage, a.replicas,
                                              a.clients, a.kill_window_s, attempts))
-                _write(a.out, out)
+                write_json(a.out, out)
         serve.delete(args.app_name)
     out["load_avg_1m_end"] = os.getloadavg()[0]
-    _write(a.out, out)
+    write_json(a.out, out)
     o = out["overhead"]
     print(f"Predict p50 retry on {o['retry_on']['p50_ms']:.2f} ms, off "
           f"{o['retry_off']['p50_ms']:.2f} ms: ratio {o['p50_ratio_on_over_off']:.3f}")
@@ -182,11 +182,6 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"kill {k['stage']} (retry {k['retry']}): failed {k['failed']}/{k['total']} "
               f"{k['errors_by_code']}, resends {k['resends']}")
     return out
-
-
-def _write(path: str, doc: dict) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(doc, indent=1))
 
 
 if __name__ == "__main__":

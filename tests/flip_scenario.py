@@ -44,17 +44,23 @@ def write_audit(settings: Settings, served: pd.DataFrame, version: str, first: i
     """What the service logged answering Predict for sessions ``first..through`` (same
     record shape as `serving.service`), with ``version`` as the champion."""
     s = served[(served.feature_ts >= DAYS[first]) & (served.feature_ts <= DAYS[through])]
+    log_served(settings, s, f"champion:{NAME}:{version}")
+    return len(s)
+
+
+def log_served(settings: Settings, served: pd.DataFrame, model: str) -> None:
+    """Append one Predict audit record per row of ``served`` (``model`` as the answering model
+    label), as the service writes them."""
     log = AuditLog(settings.data_dir / "audit", fsync_every_s=0)
-    for r in s.itertuples():
+    for r in served.itertuples():
         ts = r.request_ts.timestamp()
         log.append({"ts": ts, "request_id": f"replay-{r.Index}", "rpc": "Predict",
                     "request": {"ticker": r.ticker, "horizons": [1]},
                     "rows": [{"ticker": r.ticker, "h": {"1": {
-                        "pred": r.pred, "model": f"champion:{NAME}:{version}", "stale": False,
+                        "pred": r.pred, "model": model, "stale": False,
                         "age": ts - r.feature_ts.timestamp(), "lo": r.lo, "hi": r.hi}}}],
                     "latency_ms": 1.0})
     log.close()
-    return len(s)
 
 
 def register(settings: Settings, work: Path) -> str:

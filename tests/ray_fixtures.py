@@ -55,3 +55,19 @@ def private_ray(env: dict[str, str] | None = None, prefix: str = "srt-", num_cpu
             else:
                 os.environ[k] = v
         shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def wait_for_job(client, job: str, timeout_s: float, poll_s: float = 1.0):
+    """Poll a Ray job until it ends or ``timeout_s`` passes; its last status."""
+    import time
+
+    from ray.job_submission import JobStatus
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        status = client.get_job_status(job)
+        if status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED):
+            return status
+        if time.monotonic() > deadline:
+            return status
+        time.sleep(poll_s)

@@ -34,7 +34,7 @@ from tests.flip_scenario import (
     write_lake,
 )
 from tests.integration.test_load import TICKERS, Load
-from tests.ray_fixtures import private_ray
+from tests.ray_fixtures import private_ray, wait_for_job
 from tests.serving_fixtures import synthetic_rows
 from training.monitor import MonitorRules, realised
 from training.monitor_record import DECISION_TAG
@@ -136,12 +136,7 @@ def test_flip_detected_retrain_job_promotes_and_serving_swaps_without_failures(
             job = out["submitted"]
             assert job, lines
             t_submitted = time.monotonic()
-            deadline = time.monotonic() + 240
-            while time.monotonic() < deadline:
-                status = jobs.get_job_status(job)
-                if status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED):
-                    break
-                time.sleep(0.5)
+            status = wait_for_job(jobs, job, 240, poll_s=0.5)
             logs = jobs.get_job_logs(job)
             assert status == JobStatus.SUCCEEDED, logs
             assert f"{NAME}: challenger v2 PROMOTED" in logs, logs

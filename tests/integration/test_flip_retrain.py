@@ -35,6 +35,7 @@ from tests.flip_retrain_scenario import (
     market,
     write_csv,
 )
+from tests.flip_scenario import log_served
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 DEPLOYED = FLIP - 30  # v1 trained on data through the session before this
@@ -84,18 +85,7 @@ def _served(frame: pd.DataFrame, booster, first: int, through: int) -> pd.DataFr
 
 
 def _write_audit(settings: Settings, served: pd.DataFrame) -> None:
-    from serving.audit import AuditLog
-
-    log = AuditLog(settings.data_dir / "audit", fsync_every_s=0)
-    for r in served.itertuples():
-        ts = r.request_ts.timestamp()
-        log.append({"ts": ts, "request_id": f"replay-{r.Index}", "rpc": "Predict",
-                    "request": {"ticker": r.ticker, "horizons": [1]},
-                    "rows": [{"ticker": r.ticker, "h": {"1": {
-                        "pred": r.pred, "model": f"champion:{NAME}:1", "stale": False,
-                        "age": ts - r.feature_ts.timestamp(), "lo": r.lo, "hi": r.hi}}}],
-                    "latency_ms": 1.0})
-    log.close()
+    log_served(settings, served, f"champion:{NAME}:1")
 
 
 def _first_promoting(frame: pd.DataFrame, v1, exp, start: int) -> tuple[int, list[dict]]:

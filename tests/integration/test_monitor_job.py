@@ -6,7 +6,6 @@ is submitted through the real Ray Jobs API."""
 from __future__ import annotations
 
 import json
-import time
 
 import numpy as np
 import pandas as pd
@@ -98,7 +97,7 @@ def test_retrain_is_submitted_through_the_ray_jobs_api(tmp_path, monkeypatch):
     from ray.job_submission import JobStatus, JobSubmissionClient
 
     from tests.integration.test_flip_replay import _own_agent_port
-    from tests.ray_fixtures import private_ray
+    from tests.ray_fixtures import private_ray, wait_for_job
 
     _own_agent_port(monkeypatch)  # another cluster on the box holds the default agent port
     dash = free_port()
@@ -107,12 +106,7 @@ def test_retrain_is_submitted_through_the_ray_jobs_api(tmp_path, monkeypatch):
         cfg = MonitorJobConfig(retrain_args=("--help",))
         job = submit_retrain(settings, cfg)
         client = JobSubmissionClient(f"http://127.0.0.1:{dash}")
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            status = client.get_job_status(job)
-            if status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED):
-                break
-            time.sleep(1)
+        status = wait_for_job(client, job, 120)
         logs = client.get_job_logs(job)
         assert status == JobStatus.SUCCEEDED, logs
         assert "retrain" in logs and "Usage" in logs  # `stockray retrain --help` ran as a job
@@ -134,7 +128,7 @@ def test_decay_submits_the_after_decay_retrain_through_the_ray_jobs_api(tmp_path
         write_lake,
     )
     from tests.integration.test_flip_replay import _own_agent_port
-    from tests.ray_fixtures import private_ray
+    from tests.ray_fixtures import private_ray, wait_for_job
     from training.config import DEFAULT_CONFIG
 
     _own_agent_port(monkeypatch)
@@ -153,12 +147,7 @@ def test_decay_submits_the_after_decay_retrain_through_the_ray_jobs_api(tmp_path
         job = out["submitted"]
         assert job and any("retrain --after-decay --config" in x for x in lines), lines
         client = JobSubmissionClient(f"http://127.0.0.1:{dash}")
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            status = client.get_job_status(job)
-            if status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED):
-                break
-            time.sleep(1)
+        status = wait_for_job(client, job, 180)
         info, logs = client.get_job_info(job), client.get_job_logs(job)
     assert status == JobStatus.SUCCEEDED, logs
     assert f"retrain --after-decay --config {DEFAULT_CONFIG} --help" in info.entrypoint
