@@ -5,7 +5,7 @@
 Measures one sentence's latency at 1 client (sequential ScoreText) and sentences/s batched
 (ScoreTexts of ``--batch`` sentences from ``--procs`` client *processes*: client threads share
 one GIL, STACK.md), for the fp32 / int8 / auto variants in process and, through Serve (public
-port = direct ingress, and Serve's proxy), for each ``--placements`` (ingress, split,
+port = direct ingress, and Serve's proxy), for each ``--placements`` (split, ingress,
 deployment: serving.sentiment_api) with the ``--variant`` served. Targets on this 2-core box:
 p50 <= 5 ms, >= 500 sentences/s (judged on the first placement listed, the app default).
 
@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--calls", type=int, default=500)
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--procs", type=int, default=2)
-    p.add_argument("--placements", default="ingress,split,deployment",
+    p.add_argument("--placements", default="split,ingress,deployment",
                    help="comma-separated; the first is judged against the targets")
     p.add_argument("--variant", default=None, help="served variant (default: the bundle's)")
     p.add_argument("--out", default=str(REPO / "bench/results/sentiment.json"))

@@ -70,9 +70,9 @@ class AppArgs(StageConfig):
         "sentence, fp32 for a batch)."
     )
     sentiment_placement: Literal["ingress", "split", "deployment"] = Field(
-        "ingress", description="Where sentiment is scored: in the ingress replica (no hop), "
-        "split (one sentence in the ingress, batches in a Sentiment deployment) or all in the "
-        "Sentiment deployment (bench.sentiment compares them)."
+        "split", description="Where sentiment is scored: split (default: one sentence in the "
+        "ingress replica, no hop; batches in a Sentiment deployment, a process of their own), "
+        "all in the ingress, or all in the Sentiment deployment (bench.sentiment compares them)."
     )
     sentiment_num_cpus: float = Field(0.3, gt=0, description="CPUs of the Sentiment replica.")
 
