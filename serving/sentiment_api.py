@@ -105,8 +105,9 @@ class SentimentAPI:
 
 
 class LocalSentiment:
-    """The bundle's scorer in this process. ONNX runs in one worker thread: the event loop
-    keeps serving other calls meanwhile, and two runs never split the cores between them."""
+    """The bundle's scorer in this process. Requests are scored one at a time in one worker
+    thread (the scorer itself spreads a request's ONNX calls over the cores): the event loop
+    keeps serving other calls meanwhile, and two requests never split the cores between them."""
 
     def __init__(self, bundle_dir: str, variant: str | None = None) -> None:
         from serving.sentiment_models import SentimentScorer
