@@ -72,33 +72,20 @@ def run_text_evaluate(settings: Settings, config_path: Path | None = None,
     """``stockray news evaluate``: `training.text_eval.evaluate_text_gain` on the data dir's
     offline store (price features, labels and the text features), the config's walk-forward
     (default ``configs/lgbm_text.yaml``), each (fold, seed) a Ray task on a local cluster
-    when ``parallel``. ``start``: first date used; None = 4 years before the first text (the
-    folds before that compare two models whose text columns are all zero: same trees);
-    ``"all"`` = the whole history. Writes
+    when ``parallel``; ``start`` as in `training.text_eval.text_eval_frame`. Writes
     ``reports/text_gain/h{h}/text_gain.json``."""
-    import pandas as pd
     import ray
 
-    from features.coverage import select_features
-    from features.pipeline import FEATURE_NAMES
     from ray_apps.cluster import local_cluster
     from training.config import load_experiment
-    from training.data import load_training_frame
     from training.lifecycle.evaluation import ray_fold_map
     from training.segments import scale_walkforward
-    from training.text_eval import evaluate_text_gain, write_text_gain
-    from training.text_inputs import with_text
+    from training.text_eval import evaluate_text_gain, text_eval_frame, write_text_gain
 
     settings = settings.resolved()
     exp = load_experiment(config_path or _text_config())
     h = horizon or exp.horizons[0]
-    frame = with_text(load_training_frame(settings.offline_dir), settings.offline_dir)
-    if start is None and (frame["news_has_text_1d"] > 0).any():
-        first = frame.loc[frame["news_has_text_1d"] > 0, "ts"].min()
-        start = str((first - pd.DateOffset(years=4)).date())
-    if start and start != "all":
-        frame = frame[frame["ts"] >= pd.Timestamp(start, tz="UTC")].reset_index(drop=True)
-    base = select_features(frame, FEATURE_NAMES).kept
+    frame, base, start = text_eval_frame(settings.offline_dir, start)
     wf = exp.walkforward_for(h, **({"max_folds": max_folds} if max_folds else {}),
                              **({"seeds": tuple(seeds)} if seeds else {}))
     wf = scale_walkforward(wf, frame["ts"].nunique(), h)

@@ -20,7 +20,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from features.coverage import select_features
 from features.durable import atomic_write_json
+from features.pipeline import FEATURE_NAMES
 from features.text.fill import HAS_TEXT, TEXT_MODEL_FEATURES
 from training.evaluate import rank_ic
 from training.walkforward import WalkForwardConfig, pred_column, run_walkforward
@@ -136,3 +138,22 @@ def write_text_gain(rep: dict, out_dir: Path) -> Path:
     path = out_dir / "text_gain.json"
     atomic_write_json(path, json.loads(json.dumps(rep, default=float)), indent=2)
     return path
+
+
+def text_eval_frame(offline_dir: Path, start: str | None) -> tuple[pd.DataFrame, list[str],
+                                                                   str | None]:
+    """(frame, price features, start) that `evaluate_text_gain` compares on: the offline
+    store's training frame with the text inputs joined and filled, from ``start`` on.
+
+    ``start`` None = 4 years before the first text (earlier folds compare two models whose
+    text columns are all zero: the same trees); ``"all"`` = the whole history."""
+    from training.data import load_training_frame
+    from training.text_inputs import with_text
+
+    frame = with_text(load_training_frame(offline_dir), offline_dir)
+    has = frame[HAS_TEXT] > 0
+    if start is None and has.any():
+        start = str((frame.loc[has, "ts"].min() - pd.DateOffset(years=4)).date())
+    if start and start != "all":
+        frame = frame[frame["ts"] >= pd.Timestamp(start, tz="UTC")].reset_index(drop=True)
+    return frame, select_features(frame, FEATURE_NAMES).kept, start

@@ -21,7 +21,7 @@ import pandas as pd
 
 from features.coverage import FeatureSelection, select_features
 from features.pipeline import FEATURE_NAMES
-from features.text.fill import TEXT_MODEL_FEATURES, feature_set_entry, fill_text_frame
+from features.text.fill import HAS_TEXT, TEXT_MODEL_FEATURES, feature_set_entry, fill_text_frame
 from features.text.views import TEXT_SERVICE
 from training.data import join_text_features
 
@@ -32,10 +32,8 @@ def with_text(frame: pd.DataFrame, offline_dir: Path) -> pd.DataFrame:
 
 
 def text_coverage(frame: pd.DataFrame) -> dict:
-    """How much of ``frame`` had text: rows, rows with a record in their window, tickers."""
-    has = frame["news_has_text_1d"] > 0
-    return {"rows": len(frame), "rows_with_text": int(has.sum()),
-            "tickers_with_text": sorted(frame.loc[has, "ticker"].unique().tolist())}
+    """How much of ``frame`` had text: rows, and rows with a record in their window."""
+    return {"rows": len(frame), "rows_with_text": int((frame[HAS_TEXT] > 0).sum())}
 
 
 def model_inputs(frame: pd.DataFrame, offline_dir: Path, text: bool
@@ -53,6 +51,5 @@ def model_inputs(frame: pd.DataFrame, offline_dir: Path, text: bool
     frame = with_text(frame, offline_dir)
     fs = FeatureSelection(kept=[*fs.kept, *TEXT_MODEL_FEATURES], dropped=fs.dropped)
     entry = {**fs.to_dict(), **feature_set_entry([TEXT_SERVICE]),
-             "text_coverage": {k: v for k, v in text_coverage(frame).items()
-                               if k != "tickers_with_text"}}
+             "text_coverage": text_coverage(frame)}
     return frame, fs, entry

@@ -23,7 +23,6 @@ The recent-window criterion (``lifecycle.decay_promotion: recent_window``):
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from features.durable import atomic_write_json
 from training.evaluate import rank_ic
 
 DECAY_PROMOTIONS = ("recent_window", "walkforward")
@@ -155,8 +155,8 @@ def write_judgement(reports_dir: Path, name: str, version: str, j: Judgement) ->
     out = Path(reports_dir) / "monitor" / "judgements"
     out.mkdir(parents=True, exist_ok=True)
     p = out / f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%fZ')}-{name}-v{version}.json"
-    p.write_text(json.dumps({"name": name, "version": version, **j.to_dict()}, indent=2,
-                            default=str))
+    atomic_write_json(p, {"name": name, "version": version, **j.to_dict()}, indent=2,
+                      default=str)
     return p
 
 
