@@ -5,7 +5,7 @@ the same code answers gRPC and HTTP. :func:`sentiment_api` wires it for a placem
 
 - ``ingress``: the scorer runs in the ingress replica (:class:`LocalSentiment`), no hop;
 - ``deployment``: every call goes to the Sentiment deployment through its handle
-  (:class:`SentimentHandle`; the hop and ``@serve.batch`` wait cost ~11 ms here);
+  (:class:`SentimentHandle`; the hop and the ``@serve.batch`` wait slow a lone sentence);
 - ``split``: one sentence in the ingress, batches in the Sentiment deployment.
 """
 
@@ -105,16 +105,16 @@ class SentimentAPI:
 
 
 class LocalSentiment:
-    """The bundle's scorer in this process. Requests are scored one at a time in one worker
-    thread (the scorer itself spreads a request's ONNX calls over the cores): the event loop
-    keeps serving other calls meanwhile, and two requests never split the cores between them."""
+    """The bundle's scorer in this process, off the event loop. Concurrent requests run side by
+    side on one thread per scorer worker (a core): a lone int8 sentence is one single-threaded
+    ONNX call, so two concurrent ones use both cores instead of queueing for one."""
 
     def __init__(self, bundle_dir: str, variant: str | None = None) -> None:
         from serving.sentiment_models import SentimentScorer
 
         self.scorer = SentimentScorer.from_bundle(bundle_dir, variant=variant)
         self._info = SentimentInfo.of(self.scorer)
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="sentiment")
+        self._pool = ThreadPoolExecutor(self.scorer.workers, thread_name_prefix="sentiment")
 
     async def info(self) -> SentimentInfo:
         return self._info

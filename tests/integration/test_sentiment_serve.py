@@ -1,16 +1,18 @@
 """ScoreText / ScoreTexts through the real Serve app (gRPC on the public port and through
 Serve's proxy, HTTP), token-protected, agreeing with the bundle's ONNX scorer.
 
-Two apps, one after the other: the default (scorer in the ingress replica, int8 one sentence
-per call) and ``split`` with the ``auto`` variant (one sentence int8 inside the ingress, a batch
-fp32 in the Sentiment deployment), so every placement's code runs for real. The bundle is a tiny in-process fine-tune (1 epoch, 64 sentences): the
-test checks the serving path, not accuracy."""
+Two apps, one after the other: ``ingress`` (everything in the ingress replica, int8 one
+sentence per call) and ``split``, the default placement, with the ``auto`` variant (one sentence
+int8 inside the ingress, a batch fp32 in the Sentiment deployment), so the code of every
+placement runs for real. The bundle is a tiny in-process fine-tune (1 epoch, 64 sentences):
+the test checks the serving path, not accuracy."""
 
 from __future__ import annotations
 
 import json
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 
 import grpc
@@ -79,10 +81,13 @@ def test_grpc_agrees_with_the_onnx_scorer(app, bundle):
             ones = [c.score_text(t) for t in TEXTS]
             many = c.score_texts(TEXTS)
             lone_batch = c.score_texts(TEXTS[:1])  # a ScoreTexts of one is a lone sentence
+            with ThreadPoolExecutor(4) as ex:  # lone sentences scored side by side, same answers
+                side = list(ex.map(c.score_text, TEXTS * 2))
         assert ones[0].model_name == "stockray-sentiment" and ones[0].request_id
         assert {o.model_variant for o in ones} == {"int8"}
         assert many.model_variant == scorer.variant_for(len(TEXTS))
         np.testing.assert_allclose([_probs(o.score) for o in ones], want_one, atol=1e-5)
+        np.testing.assert_allclose([_probs(o.score) for o in side], want_one * 2, atol=1e-5)
         np.testing.assert_allclose([_probs(s) for s in many.scores], want, atol=1e-5)
         assert lone_batch.model_variant == "int8"
         np.testing.assert_allclose(_probs(lone_batch.scores[0]), want_one[0], atol=1e-5)
