@@ -28,7 +28,7 @@ class FakeReader:
 
 class SlowReader(FakeReader):
     """FakeReader whose reads take ``delay_s``: keeps calls in flight on a lookup replica, so
-    a replica killed under load is certain to die holding some (tests/.../test_stage_retry)."""
+    a replica killed under load nearly always dies holding some (tests/.../test_stage_retry)."""
 
     def __init__(self, rows: Mapping[str, Mapping[str, float]], delay_s: float = 0.05):
         super().__init__(rows)
