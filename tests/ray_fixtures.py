@@ -71,3 +71,22 @@ def wait_for_job(client, job: str, timeout_s: float, poll_s: float = 1.0):
         if time.monotonic() > deadline:
             return status
         time.sleep(poll_s)
+
+
+def kill_replica(deployment: str) -> str:
+    """``ray.kill`` one live Serve replica actor of ``deployment`` (Serve starts a new one);
+    returns the killed actor's name."""
+    import ray
+
+    actor = next(a for a in ray.util.list_named_actors(all_namespaces=True)
+                 if "SERVE_REPLICA" in a["name"] and f"#{deployment}#" in a["name"])
+    ray.kill(ray.get_actor(actor["name"], namespace=actor["namespace"]), no_restart=True)
+    return actor["name"]
+
+
+def stage_retries(app_name: str) -> dict[str, int]:
+    """The ingress's resends of stage calls so far, by ``stage.method``
+    (serving/deployments/retry.py)."""
+    from ray import serve
+
+    return serve.get_app_handle(app_name).stage_retries.remote().result(timeout_s=30)

@@ -29,7 +29,7 @@ from serving.client import PredictionClient, PredictionError
 from serving.launch import serve_env, start_serve
 from serving.models import ModelSource
 from serving.protos import stockray_pb2 as pb
-from tests.ray_fixtures import private_ray
+from tests.ray_fixtures import kill_replica, private_ray, stage_retries
 from tests.serving_fixtures import free_port, make_bundles, synthetic_rows
 
 pytestmark = pytest.mark.integration
@@ -228,7 +228,6 @@ def _fuzz_field(msg, f, rng) -> None:
 
 
 def test_killed_replica_is_recovered_and_failures_counted(app):
-    import ray
     from ray import serve
 
     ep = app["ep"]
@@ -237,12 +236,7 @@ def test_killed_replica_is_recovered_and_failures_counted(app):
         ok_before = load.codes["OK"]
         st = serve.status().applications[app["args"].app_name].deployments["Ingress"]
         assert st.status == "HEALTHY"
-        replica = next(
-            a
-            for a in ray.util.list_named_actors(all_namespaces=True)
-            if "SERVE_REPLICA" in a["name"] and "Ingress" in a["name"]
-        )
-        ray.kill(ray.get_actor(replica["name"], namespace=replica["namespace"]), no_restart=True)
+        kill_replica("Ingress")
         t_kill = time.monotonic()
         recovered = None
         while time.monotonic() - t_kill < 90:
@@ -309,7 +303,6 @@ def test_killed_predictor_replica_costs_no_request(app, ray_cluster):
     """Split mode, 2 Predictor replicas, 32 clients with explanations: one Predictor replica
     is killed (``ray.kill`` of its actor). The ingress resends the stage calls the dead replica
     held (serving/deployments/retry.py), so no client request fails."""
-    import ray
     from ray import serve
 
     args = app["args"]
@@ -324,12 +317,9 @@ def test_killed_predictor_replica_costs_no_request(app, ray_cluster):
         with Load(ep.grpc_target, 32) as load:
             time.sleep(4)
             ok_before = load.codes["OK"]
-            victim = next(a for a in ray.util.list_named_actors(all_namespaces=True)
-                          if "SERVE_REPLICA" in a["name"] and "#Predictor#" in a["name"])
-            ray.kill(ray.get_actor(victim["name"], namespace=victim["namespace"]),
-                     no_restart=True)
+            kill_replica("Predictor")
             time.sleep(8)
-        retries = serve.get_app_handle("split").stage_retries.remote().result(timeout_s=30)
+        retries = stage_retries("split")
     finally:
         serve.delete("split")
     print(f"\npredictor replica kill: {dict(load.codes)}; OK before kill {ok_before}; "
